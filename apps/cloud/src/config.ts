@@ -1,0 +1,101 @@
+/**
+ * The cloud's configuration: one zod schema for the config file and the environment. Every
+ * problem is reported at once (config_invalid, with each path), then the result is frozen.
+ *
+ * Sources, later wins: defaults < JSON file named by GATEHOUSE_CONFIG < GATEHOUSE_* variables.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { GatehouseError } from '@gatehouse/protocol';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const CloudConfigSchema = z
+  .object({
+    /** Where the embedded shape keeps its SQLite file, generated keys and certificates. */
+    dataDir: z.string().min(1).default('.data/cloud'),
+    /** `sqlite:PATH` (default: DATA_DIR/gatehouse.db) or `postgres://...`. */
+    database: z.string().min(1).optional(),
+    /** The public base URL; each tenant's issuer is PUBLIC_URL/TENANT_ID/v2.0. */
+    publicUrl: z.url().default('https://localhost:8443'),
+    host: z.string().default('127.0.0.1'),
+    /** HTTPS port for browsers, relying parties, the admin API and agent registration. */
+    port: port.default(8443),
+    /** Mutual-TLS port where agents hold their WebSocket. Kept apart from `port` so browsers are
+     * never asked for a client certificate. */
+    gatewayPort: port.default(8444),
+    /** The URL agents are told to connect to (default: wss://HOST-OF-PUBLIC-URL:GATEWAY_PORT). */
+    gatewayUrl: z.url().optional(),
+    /** 32-byte key (base64) sealing secrets at rest. Default: DATA_DIR/secret.key, made at first start. */
+    secretKey: z.string().optional(),
+    /** Server TLS certificate and key (PEM files). Default: a private CA and certificate made at
+     * first start in DATA_DIR/tls. */
+    tlsCertFile: z.string().optional(),
+    tlsKeyFile: z.string().optional(),
+    /** Names the generated server certificate covers (comma-separated in the environment). */
+    tlsNames: z
+      .union([z.string(), z.array(z.string())])
+      .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim())).filter(Boolean))
+      .default(['localhost', '127.0.0.1']),
+    /** How long the cloud waits for an agent's answer before giving agent_timeout. */
+    agentTimeoutMs: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    heartbeatMs: z.coerce.number().int().min(200).max(300_000).default(10_000),
+    /** An agent silent this long is Inactive and gets no requests. */
+    inactiveAfterMs: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+    /** Inactive agents are pruned after this many days (Entra: 10). */
+    pruneAfterDays: z.coerce.number().min(0.0001).max(365).default(10),
+    /** Lifetime of agent certificates; they renew at two thirds of it. */
+    agentCertDays: z.coerce.number().int().min(1).max(825).default(180),
+    /** Lifetime of one-time registration tokens. */
+    registrationTokenTtlS: z.coerce.number().int().min(30).max(7 * 86400).default(3600),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type CloudConfig = Readonly<
+  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl'> & { database: string; gatewayUrl: string }
+>;
+
+const ENV_PREFIX = 'GATEHOUSE_';
+const keyFromEnv = (name: string): string =>
+  name
+    .slice(ENV_PREFIX.length)
+    .toLowerCase()
+    .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Builds the config from defaults, an optional file, env vars and explicit overrides. */
+export const loadCloudConfig = (
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Record<string, unknown> = {},
+): CloudConfig => {
+  let fromFile: Record<string, unknown> = {};
+  if (env.GATEHOUSE_CONFIG) {
+    try {
+      fromFile = JSON.parse(readFileSync(env.GATEHOUSE_CONFIG, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new GatehouseError('config_invalid', [{ path: 'GATEHOUSE_CONFIG', message: String(err) }]);
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k.startsWith(ENV_PREFIX) && k !== 'GATEHOUSE_CONFIG' && v !== undefined) fromEnv[keyFromEnv(k)] = v;
+  }
+  const parsed = CloudConfigSchema.safeParse({ ...fromFile, ...fromEnv, ...overrides });
+  if (!parsed.success) {
+    throw new GatehouseError(
+      'config_invalid',
+      parsed.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.message })),
+    );
+  }
+  const c = parsed.data;
+  const dataDir = resolve(c.dataDir);
+  const host = new URL(c.publicUrl).hostname;
+  return Object.freeze({
+    ...c,
+    dataDir,
+    publicUrl: c.publicUrl.replace(/\/+$/, ''),
+    database: c.database ?? `sqlite:${resolve(dataDir, 'gatehouse.db')}`,
+    gatewayUrl: c.gatewayUrl ?? `wss://${host}:${c.gatewayPort}`,
+  });
+};

@@ -1,0 +1,54 @@
+/**
+ * What every part of the cloud receives: configuration, state, logger, secrets, TLS material and
+ * the dispatcher that carries validation requests to agents. Parts depend on this, not on each
+ * other, so the gateway, the OIDC provider and the admin API can be composed in any shape.
+ */
+import type { AgentOutcome, SignInOutcome } from '@gatehouse/protocol';
+import type { Logger } from 'pino';
+import type { CloudConfig } from './config.ts';
+import type { Db } from './db/index.ts';
+import type { SecretBox } from './secrets.ts';
+
+export interface ServiceTls {
+  /** PEM of the CA that issued the server certificate (agents and tests pin it). */
+  caCert: string;
+  cert: string;
+  key: string;
+}
+
+export interface ValidationRequest {
+  tenantId: string;
+  requestId: string;
+  user: { upn: string; dn: string; anchor: string; onPremName?: string };
+  password: string;
+  /** Absolute deadline, ms since epoch. */
+  deadline: number;
+}
+
+export interface ValidationAnswer {
+  /** What the agent reported, or an infrastructure outcome decided by the cloud. */
+  outcome: AgentOutcome | Extract<SignInOutcome, 'no_agent' | 'agent_timeout' | 'agent_overloaded' | 'invalid_response'>;
+  agentId?: string;
+  server?: string;
+  directoryCode?: string;
+  agentMs?: number;
+  directoryMs?: number;
+}
+
+/** Carries a password validation to one of the tenant's agents. Never throws: failures are outcomes. */
+export interface Dispatcher {
+  validate(req: ValidationRequest): Promise<ValidationAnswer>;
+  /** Agents of the tenant connected to the gateway and heard from recently. */
+  activeAgentCount(tenantId: string): Promise<number>;
+}
+
+export interface CloudContext {
+  readonly config: CloudConfig;
+  readonly db: Db;
+  readonly log: Logger;
+  readonly secrets: SecretBox;
+  readonly tls: ServiceTls;
+  /** Set by the gateway when the cloud is composed. */
+  dispatcher: Dispatcher;
+  readonly now: () => number;
+}

@@ -1,0 +1,29 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import { type Engine, migrateToLatest } from './migrations.ts';
+import type { Database } from './schema.ts';
+import { openSqlite } from './sqlite.ts';
+
+export type Db = Kysely<Database>;
+export type { Database } from './schema.ts';
+
+/**
+ * Opens the state store named by the configuration and brings its schema up to date.
+ * `sqlite:PATH` (embedded shape) or `postgres://...` (scale-out shape).
+ */
+export const openDb = async (url: string): Promise<{ db: Db; engine: Engine }> => {
+  let db: Db;
+  let engine: Engine;
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const { default: pg } = await import('pg');
+    // int8 columns hold ms timestamps, well inside Number's exact range.
+    pg.types.setTypeParser(20, (v) => Number(v));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }) });
+    engine = 'postgres';
+  } else {
+    const file = url.replace(/^sqlite:/, '');
+    db = new Kysely<Database>({ dialect: openSqlite(file).dialect });
+    engine = 'sqlite';
+  }
+  await migrateToLatest(db as Kysely<unknown>, engine);
+  return { db, engine };
+};

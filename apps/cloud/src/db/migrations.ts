@@ -1,0 +1,155 @@
+/** One set of migrations for SQLite and PostgreSQL (Kysely's schema builder speaks both). */
+import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+
+export type Engine = 'sqlite' | 'postgres';
+
+const initial = (engine: Engine): Migration => ({
+  async up(db: Kysely<unknown>) {
+    const serial = (c: ColumnDefinitionBuilder) =>
+      engine === 'postgres' ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey().autoIncrement();
+    await db.schema
+      .createTable('tenants')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('pta_enabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('legacy_auth', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('login_attribute', 'text', (c) => c.notNull().defaultTo('upn'))
+      .addColumn('lockout_threshold', 'integer', (c) => c.notNull().defaultTo(10))
+      .addColumn('lockout_duration_s', 'integer', (c) => c.notNull().defaultTo(60))
+      .addColumn('ca_cert', 'text', (c) => c.notNull())
+      .addColumn('ca_key_sealed', 'text', (c) => c.notNull())
+      .addColumn('jwks_sealed', 'text', (c) => c.notNull())
+      .addColumn('cookie_keys_sealed', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('domains')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('kind', 'text', (c) => c.notNull().defaultTo('managed'))
+      .addColumn('verified', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('verification_code', 'text', (c) => c.notNull())
+      .addColumn('federation_url', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('users')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('upn', 'text', (c) => c.notNull())
+      .addColumn('source', 'text', (c) => c.notNull())
+      .addColumn('password_hash', 'text')
+      .addColumn('display_name', 'text')
+      .addColumn('mail', 'text')
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('roles', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('source_anchor', 'text')
+      .addColumn('on_prem_name', 'text')
+      .addColumn('on_prem_dn', 'text')
+      .addColumn('synced_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addUniqueConstraint('users_tenant_upn', ['tenant_id', 'upn'])
+      .addUniqueConstraint('users_tenant_anchor', ['tenant_id', 'source_anchor'])
+      .execute();
+    await db.schema.createIndex('users_tenant_mail').on('users').columns(['tenant_id', 'mail']).execute();
+    await db.schema
+      .createTable('clients')
+      .addColumn('client_id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('metadata', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('agents')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('hostname', 'text', (c) => c.notNull())
+      .addColumn('version', 'text', (c) => c.notNull())
+      .addColumn('cert_serial', 'text', (c) => c.notNull())
+      .addColumn('cert_not_after', 'bigint', (c) => c.notNull())
+      .addColumn('hpke_public_key', 'text', (c) => c.notNull())
+      .addColumn('external_ip', 'text')
+      .addColumn('last_seen_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('deleted_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('agents_tenant').on('agents').column('tenant_id').execute();
+    await db.schema
+      .createTable('registration_tokens')
+      .addColumn('token_hash', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('used_at', 'bigint')
+      .execute();
+    await db.schema
+      .createTable('device_codes')
+      .addColumn('device_code_hash', 'text', (c) => c.primaryKey())
+      .addColumn('user_code', 'text', (c) => c.notNull().unique())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('hostname', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('approved_by', 'text')
+      .addColumn('last_poll_at', 'bigint')
+      .execute();
+    await db.schema
+      .createTable('signins')
+      .addColumn('id', 'integer', serial)
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('request_id', 'text', (c) => c.notNull())
+      .addColumn('upn', 'text', (c) => c.notNull())
+      .addColumn('user_id', 'text')
+      .addColumn('method', 'text', (c) => c.notNull())
+      .addColumn('outcome', 'text', (c) => c.notNull())
+      .addColumn('client_id', 'text')
+      .addColumn('client_ip', 'text')
+      .addColumn('agent_id', 'text')
+      .addColumn('server', 'text')
+      .addColumn('directory_code', 'text')
+      .addColumn('agent_ms', 'double precision')
+      .addColumn('directory_ms', 'double precision')
+      .addColumn('total_ms', 'double precision', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('signins_tenant_at').on('signins').columns(['tenant_id', 'at']).execute();
+    await db.schema
+      .createTable('audit')
+      .addColumn('id', 'integer', serial)
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('actor', 'text', (c) => c.notNull())
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('target', 'text')
+      .addColumn('detail', 'text')
+      .execute();
+    await db.schema.createIndex('audit_tenant_at').on('audit').columns(['tenant_id', 'at']).execute();
+    await db.schema
+      .createTable('oidc_payloads')
+      .addColumn('model', 'text', (c) => c.notNull())
+      .addColumn('id', 'text', (c) => c.notNull())
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('grant_id', 'text')
+      .addColumn('user_code', 'text')
+      .addColumn('uid', 'text')
+      .addColumn('expires_at', 'bigint')
+      .addColumn('consumed_at', 'bigint')
+      .addPrimaryKeyConstraint('oidc_payloads_pk', ['model', 'id'])
+      .execute();
+    await db.schema.createIndex('oidc_grant').on('oidc_payloads').column('grant_id').execute();
+    await db.schema.createIndex('oidc_uid').on('oidc_payloads').column('uid').execute();
+  },
+});
+
+const provider = (engine: Engine): MigrationProvider => ({
+  getMigrations: async () => ({ '0001_initial': initial(engine) }),
+});
+
+export const migrateToLatest = async (db: Kysely<unknown>, engine: Engine): Promise<void> => {
+  const { error, results } = await new Migrator({ db, provider: provider(engine) }).migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) throw new Error(`database migration failed: ${failed?.migrationName ?? ''}`, { cause: error });
+};

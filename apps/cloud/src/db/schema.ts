@@ -1,0 +1,153 @@
+/**
+ * Table types for Kysely. Times are integers (ms since epoch) and flags are 0/1 integers so the
+ * same migrations and queries run on SQLite and PostgreSQL.
+ */
+import type { Generated } from 'kysely';
+
+export interface TenantTable {
+  id: string;
+  name: string;
+  created_at: number;
+  pta_enabled: number;
+  legacy_auth: number;
+  /** Which attribute users type as their sign-in name: 'upn' or 'mail'. */
+  login_attribute: string;
+  lockout_threshold: number;
+  lockout_duration_s: number;
+  /** Tenant CA: certificate (PEM) and private key sealed with the configured secret key. */
+  ca_cert: string;
+  ca_key_sealed: string;
+  /** OIDC signing JWKS (private), sealed. */
+  jwks_sealed: string;
+  /** Cookie signing keys (JSON array), sealed. */
+  cookie_keys_sealed: string;
+}
+
+export interface DomainTable {
+  name: string;
+  tenant_id: string;
+  /** 'managed' | 'federated' */
+  kind: string;
+  verified: number;
+  verification_code: string;
+  federation_url: string | null;
+  created_at: number;
+}
+
+export interface UserTable {
+  id: string;
+  tenant_id: string;
+  /** Lower-cased UPN; the sign-in name. */
+  upn: string;
+  /** 'cloud' | 'synced' */
+  source: string;
+  password_hash: string | null;
+  display_name: string | null;
+  mail: string | null;
+  enabled: number;
+  /** JSON array of role names, e.g. ["global_admin"]. */
+  roles: string;
+  source_anchor: string | null;
+  on_prem_name: string | null;
+  on_prem_dn: string | null;
+  synced_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ClientTable {
+  client_id: string;
+  tenant_id: string;
+  /** oidc-provider client metadata, JSON (client_secret included for confidential clients). */
+  metadata: string;
+  created_at: number;
+}
+
+export interface AgentTable {
+  id: string;
+  tenant_id: string;
+  hostname: string;
+  version: string;
+  cert_serial: string;
+  cert_not_after: number;
+  hpke_public_key: string;
+  external_ip: string | null;
+  last_seen_at: number | null;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface RegistrationTokenTable {
+  token_hash: string;
+  tenant_id: string;
+  created_by: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface DeviceCodeTable {
+  device_code_hash: string;
+  user_code: string;
+  tenant_id: string;
+  hostname: string;
+  expires_at: number;
+  /** 'pending' | 'approved' | 'denied' | 'used' */
+  status: string;
+  approved_by: string | null;
+  last_poll_at: number | null;
+}
+
+export interface SignInTable {
+  id: Generated<number>;
+  tenant_id: string;
+  at: number;
+  request_id: string;
+  upn: string;
+  user_id: string | null;
+  /** 'browser' | 'password_grant' */
+  method: string;
+  outcome: string;
+  client_id: string | null;
+  client_ip: string | null;
+  agent_id: string | null;
+  server: string | null;
+  directory_code: string | null;
+  agent_ms: number | null;
+  directory_ms: number | null;
+  total_ms: number;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  tenant_id: string;
+  at: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  detail: string | null;
+}
+
+export interface OidcPayloadTable {
+  model: string;
+  id: string;
+  tenant_id: string;
+  payload: string;
+  grant_id: string | null;
+  user_code: string | null;
+  uid: string | null;
+  expires_at: number | null;
+  consumed_at: number | null;
+}
+
+export interface Database {
+  tenants: TenantTable;
+  domains: DomainTable;
+  users: UserTable;
+  clients: ClientTable;
+  agents: AgentTable;
+  registration_tokens: RegistrationTokenTable;
+  device_codes: DeviceCodeTable;
+  signins: SignInTable;
+  audit: AuditTable;
+  oidc_payloads: OidcPayloadTable;
+}

@@ -1,0 +1,4 @@
+export * from './errors.ts';
+export * from './messages.ts';
+export * from './hpke.ts';
+export * from './pki.ts';

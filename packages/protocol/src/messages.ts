@@ -1,0 +1,211 @@
+/**
+ * Every message on the agent channel and every registration body, as zod schemas. The cloud and
+ * the agent parse with these and nothing else, so the wire format has exactly one definition.
+ */
+import { z } from 'zod';
+import { agentOutcomes } from './errors.ts';
+
+/** Bumped when a message changes incompatibly; the cloud refuses agents of another major. */
+export const PROTOCOL_VERSION = 1;
+/** Frames above this size are refused by both ends (a validation request is well under 4 KiB). */
+export const MAX_FRAME_BYTES = 64 * 1024;
+/** Maximum agents per tenant (Entra allows 40 too). */
+export const MAX_AGENTS_PER_TENANT = 40;
+/** The WebSocket path of the agent gateway. */
+export const AGENT_CHANNEL_PATH = '/agent/v1/connect';
+
+const id = z.string().min(1).max(128);
+const b64u = z
+  .string()
+  .max(8192)
+  .regex(/^[A-Za-z0-9_-]*$/, 'base64url');
+const ms = z.number().int().nonnegative();
+
+export const DirectoryHealth = z.object({
+  ok: z.boolean(),
+  /** The server that answered the last health probe (URL), if any. */
+  server: z.string().max(512).optional(),
+  error: z.string().max(512).optional(),
+});
+export type DirectoryHealth = z.infer<typeof DirectoryHealth>;
+
+// ---- agent -> cloud -------------------------------------------------------------------------
+
+export const Hello = z.object({
+  type: z.literal('hello'),
+  protocol: z.number().int(),
+  version: z.string().max(64),
+  hostname: z.string().max(255),
+  capabilities: z.array(z.string().max(64)).max(32),
+  directory: DirectoryHealth,
+  /** The agent's clock (ms since epoch) when it sent the hello; the cloud measures skew from it. */
+  clock: ms,
+});
+
+export const Heartbeat = z.object({
+  type: z.literal('heartbeat'),
+  clock: ms,
+  directory: DirectoryHealth,
+  inFlight: z.number().int().nonnegative(),
+});
+
+export const ValidateResult = z.object({
+  type: z.literal('result'),
+  id,
+  outcome: z.enum(agentOutcomes),
+  /** Raw directory answer for the sign-in log, e.g. "49/52e" or "ppolicy:accountLocked". */
+  directoryCode: z.string().max(64).optional(),
+  /** Which directory server answered. */
+  server: z.string().max(512).optional(),
+  agentMs: z.number().nonnegative(),
+  directoryMs: z.number().nonnegative(),
+});
+export type ValidateResult = z.infer<typeof ValidateResult>;
+
+export const SyncedUser = z.object({
+  anchor: z.string().min(1).max(256),
+  upn: z.string().min(3).max(256),
+  onPremName: z.string().max(256).optional(),
+  dn: z.string().min(1).max(1024),
+  mail: z.string().max(256).optional(),
+  displayName: z.string().max(256).optional(),
+  enabled: z.boolean(),
+});
+export type SyncedUser = z.infer<typeof SyncedUser>;
+
+/** One page of a sync run. The last page has `final: true`; the cloud then applies deletions. */
+export const SyncPage = z.object({
+  type: z.literal('sync.page'),
+  runId: id,
+  mode: z.enum(['full']),
+  seq: z.number().int().nonnegative(),
+  users: z.array(SyncedUser).max(500),
+  final: z.boolean(),
+});
+export type SyncPage = z.infer<typeof SyncPage>;
+
+export const AgentMessage = z.discriminatedUnion('type', [Hello, Heartbeat, ValidateResult, SyncPage]);
+export type AgentMessage = z.infer<typeof AgentMessage>;
+
+// ---- cloud -> agent -------------------------------------------------------------------------
+
+export const Welcome = z.object({
+  type: z.literal('welcome'),
+  agentId: id,
+  tenantId: id,
+  heartbeatMs: z.number().int().positive(),
+  serverClock: ms,
+});
+
+/**
+ * A password validation request. The password is sealed with HPKE to this agent's key; the
+ * associated data is `aad(tenantId, id, user.upn, deadline)` so a ciphertext cannot be replayed
+ * for another user, request or tenant.
+ */
+export const Validate = z.object({
+  type: z.literal('validate'),
+  id,
+  tenantId: id,
+  user: z.object({
+    upn: z.string().max(256),
+    dn: z.string().max(1024),
+    anchor: z.string().max(256),
+    onPremName: z.string().max(256).optional(),
+  }),
+  /** HPKE encapsulated key and ciphertext, base64url. */
+  enc: b64u,
+  ct: b64u,
+  /** Absolute deadline, cloud clock, ms since epoch. */
+  deadline: ms,
+  /** Cloud clock when sent; with `deadline` the agent knows how long it has. */
+  sentAt: ms,
+});
+export type Validate = z.infer<typeof Validate>;
+
+export const SyncRequest = z.object({ type: z.literal('sync.request'), mode: z.enum(['full']) });
+
+export const SyncAck = z.object({
+  type: z.literal('sync.ack'),
+  runId: id,
+  seq: z.number().int().nonnegative(),
+  /** Set on the final page: what the cloud applied. */
+  summary: z
+    .object({ created: ms, updated: ms, deleted: ms, skipped: ms, deletionGuarded: z.boolean() })
+    .optional(),
+});
+
+export const ErrorMessage = z.object({
+  type: z.literal('error'),
+  code: z.string().max(64),
+  message: z.string().max(512),
+});
+
+export const CloudMessage = z.discriminatedUnion('type', [Welcome, Validate, SyncRequest, SyncAck, ErrorMessage]);
+export type CloudMessage = z.infer<typeof CloudMessage>;
+
+/** Associated data binding a sealed password to its request. */
+export const aad = (tenantId: string, requestId: string, upn: string, deadline: number): Uint8Array =>
+  new TextEncoder().encode(`gatehouse/v1\n${tenantId}\n${requestId}\n${upn.toLowerCase()}\n${deadline}`);
+
+// ---- registration (HTTPS, JSON) ---------------------------------------------------------------
+
+const pem = z.string().min(64).max(16384);
+
+/** POST /agent/v1/register: the agent's CSR, its HPKE public key, and one proof of approval. */
+export const RegisterRequest = z.object({
+  /** One-time registration token from the admin center or CLI. */
+  token: z.string().min(16).max(256).optional(),
+  /** Device code approved by an administrator (RFC 8628 flow). */
+  deviceCode: z.string().min(16).max(256).optional(),
+  csr: pem,
+  /** X25519 public key for HPKE, base64url (32 bytes). */
+  hpkePublicKey: b64u.min(43).max(43),
+  hostname: z.string().min(1).max(255),
+  version: z.string().max(64),
+}).refine((r) => (r.token === undefined) !== (r.deviceCode === undefined), {
+  message: 'exactly one of token or deviceCode is required',
+});
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+export const RegisterResponse = z.object({
+  agentId: id,
+  tenantId: id,
+  /** The agent's certificate, signed by the tenant CA. */
+  certificate: pem,
+  /** The tenant CA (the agent keeps it to recognise its own certificate chain). */
+  tenantCa: pem,
+  /** WebSocket URL of the agent gateway (wss://). */
+  gatewayUrl: z.string().url(),
+});
+export type RegisterResponse = z.infer<typeof RegisterResponse>;
+
+/** POST /agent/v1/device/authorize (RFC 8628 section 3.1/3.2). */
+export const DeviceAuthorizeRequest = z.object({ tenantId: id, hostname: z.string().min(1).max(255) });
+export const DeviceAuthorizeResponse = z.object({
+  device_code: z.string(),
+  user_code: z.string(),
+  verification_uri: z.string().url(),
+  verification_uri_complete: z.string().url(),
+  expires_in: z.number().int(),
+  interval: z.number().int(),
+});
+export type DeviceAuthorizeResponse = z.infer<typeof DeviceAuthorizeResponse>;
+
+/** POST /agent/v1/renew over mutual TLS: a new CSR and HPKE key, answered with a new certificate. */
+export const RenewRequest = z.object({ csr: pem, hpkePublicKey: b64u.min(43).max(43) });
+export const RenewResponse = z.object({ certificate: pem });
+
+/** The `error` body of every HTTP error answer. */
+export const ErrorBody = z.object({ error: z.string(), message: z.string(), detail: z.unknown().optional() });
+
+/** Parses a frame: JSON, then the schema. Returns null for anything malformed. */
+export const parseFrame = <T>(schema: z.ZodType<T>, raw: string): T | null => {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : null;
+};
