@@ -28,7 +28,8 @@ const readOrCreate = (file: string, make: () => string): string => {
 export const openState = async (config: CloudConfig): Promise<{ db: Db; secrets: SecretBox }> => {
   ensureDir(config.dataDir);
   const keyB64 =
-    config.secretKey ?? readOrCreate(join(config.dataDir, 'secret.key'), () => randomBytes(32).toString('base64'));
+    config.secretKey ??
+    readOrCreate(join(config.dataDir, 'secret.key'), () => randomBytes(32).toString('base64'));
   const { db } = await openDb(config.database);
   return { db, secrets: createSecretBox(Buffer.from(keyB64.trim(), 'base64')) };
 };
@@ -53,7 +54,11 @@ export const loadServiceTls = async (config: CloudConfig): Promise<ServiceTls> =
   const ca = { certPem: readFileSync(caFile, 'utf8'), keyPem: readFileSync(caKeyFile, 'utf8') };
   const namesFile = join(dir, 'server.names');
   const names = config.tlsNames.join(',');
-  if (!existsSync(join(dir, 'server.pem')) || !existsSync(namesFile) || readFileSync(namesFile, 'utf8') !== names) {
+  if (
+    !existsSync(join(dir, 'server.pem')) ||
+    !existsSync(namesFile) ||
+    readFileSync(namesFile, 'utf8') !== names
+  ) {
     const server = await createServerCert(ca, config.tlsNames, 397);
     writeFileSync(join(dir, 'server.key'), server.keyPem, { mode: 0o600 });
     writeFileSync(join(dir, 'server.pem'), server.certPem, { mode: 0o644 });

@@ -48,13 +48,21 @@ export const CloudConfigSchema = z
     /** Lifetime of agent certificates; they renew at two thirds of it. */
     agentCertDays: z.coerce.number().int().min(1).max(825).default(180),
     /** Lifetime of one-time registration tokens. */
-    registrationTokenTtlS: z.coerce.number().int().min(30).max(7 * 86400).default(3600),
+    registrationTokenTtlS: z.coerce
+      .number()
+      .int()
+      .min(30)
+      .max(7 * 86400)
+      .default(3600),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
 
 export type CloudConfig = Readonly<
-  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl'> & { database: string; gatewayUrl: string }
+  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl'> & {
+    database: string;
+    gatewayUrl: string;
+  }
 >;
 
 const ENV_PREFIX = 'GATEHOUSE_';

@@ -27,7 +27,9 @@ export interface ValidationRequest {
 
 export interface ValidationAnswer {
   /** What the agent reported, or an infrastructure outcome decided by the cloud. */
-  outcome: AgentOutcome | Extract<SignInOutcome, 'no_agent' | 'agent_timeout' | 'agent_overloaded' | 'invalid_response'>;
+  outcome:
+    | AgentOutcome
+    | Extract<SignInOutcome, 'no_agent' | 'agent_timeout' | 'agent_overloaded' | 'invalid_response'>;
   agentId?: string;
   server?: string;
   directoryCode?: string;

@@ -20,7 +20,12 @@ export const createSecretBox = (key: Buffer): SecretBox => {
       const c = createCipheriv('aes-256-gcm', key, iv);
       c.setAAD(Buffer.from(context));
       const ct = Buffer.concat([c.update(plaintext, 'utf8'), c.final()]);
-      return [VERSION, iv.toString('base64url'), ct.toString('base64url'), c.getAuthTag().toString('base64url')].join('.');
+      return [
+        VERSION,
+        iv.toString('base64url'),
+        ct.toString('base64url'),
+        c.getAuthTag().toString('base64url'),
+      ].join('.');
     },
     open(sealed, context) {
       const [v, iv, ct, tag] = sealed.split('.');

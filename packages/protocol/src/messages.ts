@@ -140,7 +140,13 @@ export const ErrorMessage = z.object({
   message: z.string().max(512),
 });
 
-export const CloudMessage = z.discriminatedUnion('type', [Welcome, Validate, SyncRequest, SyncAck, ErrorMessage]);
+export const CloudMessage = z.discriminatedUnion('type', [
+  Welcome,
+  Validate,
+  SyncRequest,
+  SyncAck,
+  ErrorMessage,
+]);
 export type CloudMessage = z.infer<typeof CloudMessage>;
 
 /** Associated data binding a sealed password to its request. */
@@ -152,19 +158,21 @@ export const aad = (tenantId: string, requestId: string, upn: string, deadline: 
 const pem = z.string().min(64).max(16384);
 
 /** POST /agent/v1/register: the agent's CSR, its HPKE public key, and one proof of approval. */
-export const RegisterRequest = z.object({
-  /** One-time registration token from the admin center or CLI. */
-  token: z.string().min(16).max(256).optional(),
-  /** Device code approved by an administrator (RFC 8628 flow). */
-  deviceCode: z.string().min(16).max(256).optional(),
-  csr: pem,
-  /** X25519 public key for HPKE, base64url (32 bytes). */
-  hpkePublicKey: b64u.min(43).max(43),
-  hostname: z.string().min(1).max(255),
-  version: z.string().max(64),
-}).refine((r) => (r.token === undefined) !== (r.deviceCode === undefined), {
-  message: 'exactly one of token or deviceCode is required',
-});
+export const RegisterRequest = z
+  .object({
+    /** One-time registration token from the admin center or CLI. */
+    token: z.string().min(16).max(256).optional(),
+    /** Device code approved by an administrator (RFC 8628 flow). */
+    deviceCode: z.string().min(16).max(256).optional(),
+    csr: pem,
+    /** X25519 public key for HPKE, base64url (32 bytes). */
+    hpkePublicKey: b64u.min(43).max(43),
+    hostname: z.string().min(1).max(255),
+    version: z.string().max(64),
+  })
+  .refine((r) => (r.token === undefined) !== (r.deviceCode === undefined), {
+    message: 'exactly one of token or deviceCode is required',
+  });
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 export const RegisterResponse = z.object({

@@ -17,7 +17,9 @@ export const openDb = async (url: string): Promise<{ db: Db; engine: Engine }> =
     const { default: pg } = await import('pg');
     // int8 columns hold ms timestamps, well inside Number's exact range.
     pg.types.setTypeParser(20, (v) => Number(v));
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }) });
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }),
+    });
     engine = 'postgres';
   } else {
     const file = url.replace(/^sqlite:/, '');

@@ -151,5 +151,6 @@ const provider = (engine: Engine): MigrationProvider => ({
 export const migrateToLatest = async (db: Kysely<unknown>, engine: Engine): Promise<void> => {
   const { error, results } = await new Migrator({ db, provider: provider(engine) }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
-  if (error || failed) throw new Error(`database migration failed: ${failed?.migrationName ?? ''}`, { cause: error });
+  if (error || failed)
+    throw new Error(`database migration failed: ${failed?.migrationName ?? ''}`, { cause: error });
 };

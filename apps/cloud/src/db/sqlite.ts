@@ -3,7 +3,7 @@
  * parameters instead of taking an array. This adapter bridges the two (no native addon needed).
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { type SqliteDatabase, SqliteDialect, type SqliteStatement } from 'kysely';
 
 type Param = null | number | bigint | string | NodeJS.ArrayBufferView;
 
@@ -21,7 +21,9 @@ export const openSqlite = (file: string): { dialect: SqliteDialect; raw: Databas
   const raw = new DatabaseSync(file);
   // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
   // which is what a sign-in log needs (an OS crash may lose the last transactions).
-  raw.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  raw.exec(
+    'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+  );
   const cache = new Map<string, SqliteStatement>();
   const db: SqliteDatabase = {
     close: () => raw.close(),
