@@ -2,18 +2,30 @@
  * Secrets at rest (tenant CA keys, OIDC signing keys, cookie keys) are sealed with AES-256-GCM
  * under a key from configuration, so a copy of the database alone reveals none of them.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 export interface SecretBox {
   seal(plaintext: string, context: string): string;
   open(sealed: string, context: string): string;
+  /** A keyed hash (HMAC-SHA256 under a subkey for `context`): stable, and useless without the key. */
+  mac(data: string, context: string): string;
 }
 
 const VERSION = 'v1';
 
 export const createSecretBox = (key: Buffer): SecretBox => {
   if (key.length !== 32) throw new TypeError('secret key must be 32 bytes');
+  const subkeys = new Map<string, Buffer>();
+  const subkey = (context: string) => {
+    let k = subkeys.get(context);
+    if (!k) {
+      k = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), `gatehouse mac ${context}`, 32));
+      subkeys.set(context, k);
+    }
+    return k;
+  };
   return {
+    mac: (data, context) => createHmac('sha256', subkey(context)).update(data).digest('base64url'),
     // `context` (e.g. "tenant-ca:<id>") is bound as associated data so sealed values cannot be swapped.
     seal(plaintext, context) {
       const iv = randomBytes(12);

@@ -144,8 +144,57 @@ const initial = (engine: Engine): Migration => ({
   },
 });
 
+/** Smart lockout: counters per user and location, in-flight reservations, recent wrong-password
+ * keyed hashes, and the locations where each user has signed in before. */
+const lockout: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('lockout_counters')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('location', 'text', (c) => c.notNull())
+      .addColumn('failures', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('lock_count', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('locked_until', 'bigint', (c) => c.notNull().defaultTo(0))
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('lockout_counters_pk', ['tenant_id', 'user_id', 'location'])
+      .execute();
+    await db.schema
+      .createTable('lockout_reservations')
+      .addColumn('request_id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('location', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('lockout_reservations_user')
+      .on('lockout_reservations')
+      .columns(['tenant_id', 'user_id', 'location'])
+      .execute();
+    await db.schema
+      .createTable('lockout_bad_passwords')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('hash', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('lockout_bad_passwords_pk', ['tenant_id', 'user_id', 'hash'])
+      .execute();
+    await db.schema
+      .createTable('familiar_locations')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('key_hash', 'text', (c) => c.notNull())
+      .addColumn('last_success_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('familiar_locations_pk', ['tenant_id', 'user_id', 'key_hash'])
+      .execute();
+    await db.schema.alterTable('tenants').addColumn('directory_lockout_threshold', 'integer').execute();
+    await db.schema.alterTable('tenants').addColumn('directory_lockout_duration_s', 'integer').execute();
+  },
+};
+
 const provider = (engine: Engine): MigrationProvider => ({
-  getMigrations: async () => ({ '0001_initial': initial(engine) }),
+  getMigrations: async () => ({ '0001_initial': initial(engine), '0002_lockout': lockout }),
 });
 
 export const migrateToLatest = async (db: Kysely<unknown>, engine: Engine): Promise<void> => {

@@ -21,6 +21,9 @@ export interface TenantTable {
   jwks_sealed: string;
   /** Cookie signing keys (JSON array), sealed. */
   cookie_keys_sealed: string;
+  /** The directory's own lockout policy as last reported by an agent (null until one reports). */
+  directory_lockout_threshold: number | null;
+  directory_lockout_duration_s: number | null;
 }
 
 export interface DomainTable {
@@ -139,6 +142,40 @@ export interface OidcPayloadTable {
   consumed_at: number | null;
 }
 
+export interface LockoutCounterTable {
+  tenant_id: string;
+  user_id: string;
+  /** 'familiar' | 'unfamiliar' */
+  location: string;
+  failures: number;
+  lock_count: number;
+  locked_until: number;
+  updated_at: number;
+}
+
+export interface LockoutReservationTable {
+  request_id: string;
+  tenant_id: string;
+  user_id: string;
+  location: string;
+  expires_at: number;
+}
+
+export interface LockoutBadPasswordTable {
+  tenant_id: string;
+  user_id: string;
+  /** HMAC of the wrong password under a key derived from the secret key: never the password. */
+  hash: string;
+  expires_at: number;
+}
+
+export interface FamiliarLocationTable {
+  tenant_id: string;
+  user_id: string;
+  key_hash: string;
+  last_success_at: number;
+}
+
 export interface Database {
   tenants: TenantTable;
   domains: DomainTable;
@@ -150,4 +187,8 @@ export interface Database {
   signins: SignInTable;
   audit: AuditTable;
   oidc_payloads: OidcPayloadTable;
+  lockout_counters: LockoutCounterTable;
+  lockout_reservations: LockoutReservationTable;
+  lockout_bad_passwords: LockoutBadPasswordTable;
+  familiar_locations: FamiliarLocationTable;
 }

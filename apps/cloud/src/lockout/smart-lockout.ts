@@ -1,0 +1,280 @@
+/**
+ * Smart lockout, consulted before anything is sent on premises.
+ *
+ * - Counters are kept per user and per location class: a sign-in from a network or browser where the
+ *   user has succeeded before is "familiar", so an attacker elsewhere cannot lock the user out of it.
+ * - A wrong password repeated within a short window is answered without a bind and not counted
+ *   again: the cloud keeps a keyed hash of recent wrong passwords (never the password).
+ * - Exact under concurrency: before a request is dispatched it takes a reservation; failures plus
+ *   reservations in flight may never exceed the threshold, so N concurrent wrong passwords cost the
+ *   directory exactly `threshold` binds. Counters live in the database, so every cloud node sees them.
+ * - Past the threshold, every further failure locks again, for twice as long each time (capped).
+ */
+import { randomUUID } from 'node:crypto';
+import type { SignInOutcome } from '@gatehouse/protocol';
+import { type Kysely, PostgresAdapter } from 'kysely';
+import type { Database } from '../db/index.ts';
+import type { SecretBox } from '../secrets.ts';
+
+export type LocationClass = 'familiar' | 'unfamiliar';
+
+export interface LockoutSettings {
+  threshold: number;
+  durationS: number;
+}
+
+/** Where a sign-in comes from: the client IP and, for browsers, the device cookie. */
+export interface Origin {
+  ip?: string;
+  deviceId?: string;
+}
+
+export interface Reservation {
+  id: string;
+  tenantId: string;
+  userId: string;
+  location: LocationClass;
+  passwordMac: string;
+  keys: string[];
+  familiar: boolean;
+}
+
+export type Admission =
+  | { kind: 'admit'; reservation: Reservation }
+  | { kind: 'locked'; location: LocationClass; until: number }
+  /** The same wrong password was tried moments ago: answer invalid_credentials, count nothing. */
+  | { kind: 'repeat'; location: LocationClass };
+
+export interface SettleResult {
+  /** This failure crossed the threshold (or re-locked an already locked user). */
+  locked: boolean;
+  until?: number;
+}
+
+/** How long a wrong password's keyed hash is remembered. */
+const REPEAT_WINDOW_MS = 15 * 60_000;
+/** Escalation cap: at most this many doublings of the base duration, and never above a day. */
+const MAX_DOUBLINGS = 6;
+const MAX_LOCK_MS = 86_400_000;
+/** A reservation outlives its request's deadline by this much, so a crashed node's reservations expire. */
+const RESERVATION_SLACK_MS = 5_000;
+
+/** The network part of an address: /24 for IPv4, /64 for IPv6 (one household, office or mobile cell). */
+export const networkOf = (ip: string): string => {
+  const v4 = ip.replace(/^::ffff:/, '');
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) return `${v4.split('.').slice(0, 3).join('.')}.0/24`;
+  const groups = ip.split(':');
+  return `${groups.slice(0, 4).join(':')}::/64`;
+};
+
+export const lockDurationMs = (settings: LockoutSettings, lockCount: number): number =>
+  Math.min(settings.durationS * 1000 * 2 ** Math.min(lockCount, MAX_DOUBLINGS), MAX_LOCK_MS);
+
+export interface SmartLockout {
+  admit(
+    tenantId: string,
+    userId: string,
+    password: string,
+    origin: Origin,
+    settings: LockoutSettings,
+    deadline: number,
+  ): Promise<Admission>;
+  settle(reservation: Reservation, outcome: SignInOutcome, settings: LockoutSettings): Promise<SettleResult>;
+  unlock(tenantId: string, userId: string): Promise<void>;
+  status(
+    tenantId: string,
+    userId: string,
+  ): Promise<Array<{ location: LocationClass; failures: number; lockedUntil: number; lockCount: number }>>;
+}
+
+export const createSmartLockout = (
+  db: Kysely<Database>,
+  secrets: SecretBox,
+  now: () => number,
+): SmartLockout => {
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  const keysOf = (tenantId: string, userId: string, origin: Origin): string[] => {
+    const keys: string[] = [];
+    if (origin.ip)
+      keys.push(secrets.mac(`${tenantId}/${userId}/net/${networkOf(origin.ip)}`, 'familiar-location'));
+    if (origin.deviceId)
+      keys.push(secrets.mac(`${tenantId}/${userId}/dev/${origin.deviceId}`, 'familiar-location'));
+    return keys;
+  };
+
+  return {
+    async admit(tenantId, userId, password, origin, settings, deadline) {
+      const t = now();
+      const keys = keysOf(tenantId, userId, origin);
+      const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
+      return db.transaction().execute(async (tx) => {
+        const familiar =
+          keys.length > 0 &&
+          (await tx
+            .selectFrom('familiar_locations')
+            .select('key_hash')
+            .where('tenant_id', '=', tenantId)
+            .where('user_id', '=', userId)
+            .where('key_hash', 'in', keys)
+            .executeTakeFirst()) !== undefined;
+        const location: LocationClass = familiar ? 'familiar' : 'unfamiliar';
+        // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
+        // SQLite serialises whole transactions already.
+        if (postgres) {
+          await tx
+            .insertInto('lockout_counters')
+            .values({ tenant_id: tenantId, user_id: userId, location, updated_at: t })
+            .onConflict((oc) => oc.doNothing())
+            .execute();
+        }
+        let q = tx
+          .selectFrom('lockout_counters')
+          .select(['failures', 'locked_until', 'lock_count'])
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('location', '=', location);
+        if (postgres) q = q.forUpdate();
+        const counter = await q.executeTakeFirst();
+        if (counter && counter.locked_until > t)
+          return { kind: 'locked', location, until: counter.locked_until };
+        const repeat = await tx
+          .selectFrom('lockout_bad_passwords')
+          .select('hash')
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('hash', '=', passwordMac)
+          .where('expires_at', '>', t)
+          .executeTakeFirst();
+        if (repeat) return { kind: 'repeat', location };
+        const failures = counter?.failures ?? 0;
+        // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
+        const room = failures >= settings.threshold ? 1 : settings.threshold - failures;
+        const inFlight = await tx
+          .selectFrom('lockout_reservations')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('location', '=', location)
+          .where('expires_at', '>', t)
+          .executeTakeFirstOrThrow();
+        if (Number(inFlight.n) >= room) return { kind: 'locked', location, until: deadline };
+        const reservation: Reservation = {
+          id: randomUUID(),
+          tenantId,
+          userId,
+          location,
+          passwordMac,
+          keys,
+          familiar,
+        };
+        await tx
+          .insertInto('lockout_reservations')
+          .values({
+            request_id: reservation.id,
+            tenant_id: tenantId,
+            user_id: userId,
+            location,
+            expires_at: deadline + RESERVATION_SLACK_MS,
+          })
+          .execute();
+        return { kind: 'admit', reservation };
+      });
+    },
+
+    async settle(r, outcome, settings) {
+      const t = now();
+      return db.transaction().execute(async (tx) => {
+        await tx.deleteFrom('lockout_reservations').where('request_id', '=', r.id).execute();
+        if (outcome === 'success') {
+          await tx
+            .updateTable('lockout_counters')
+            .set({ failures: 0, lock_count: 0, locked_until: 0, updated_at: t })
+            .where('tenant_id', '=', r.tenantId)
+            .where('user_id', '=', r.userId)
+            .where('failures', '>', 0)
+            .execute();
+          for (const key of r.keys) {
+            await tx
+              .insertInto('familiar_locations')
+              .values({ tenant_id: r.tenantId, user_id: r.userId, key_hash: key, last_success_at: t })
+              .onConflict((oc) =>
+                oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: t }),
+              )
+              .execute();
+          }
+          return { locked: false };
+        }
+        if (outcome !== 'invalid_credentials') return { locked: false };
+        await tx
+          .insertInto('lockout_bad_passwords')
+          .values({
+            tenant_id: r.tenantId,
+            user_id: r.userId,
+            hash: r.passwordMac,
+            expires_at: t + REPEAT_WINDOW_MS,
+          })
+          .onConflict((oc) =>
+            oc.columns(['tenant_id', 'user_id', 'hash']).doUpdateSet({ expires_at: t + REPEAT_WINDOW_MS }),
+          )
+          .execute();
+        const row = await tx
+          .insertInto('lockout_counters')
+          .values({
+            tenant_id: r.tenantId,
+            user_id: r.userId,
+            location: r.location,
+            failures: 1,
+            updated_at: t,
+          })
+          .onConflict((oc) =>
+            oc
+              .columns(['tenant_id', 'user_id', 'location'])
+              .doUpdateSet((eb) => ({ failures: eb('lockout_counters.failures', '+', 1), updated_at: t })),
+          )
+          .returning(['failures', 'lock_count'])
+          .executeTakeFirstOrThrow();
+        if (row.failures < settings.threshold) return { locked: false };
+        const until = t + lockDurationMs(settings, row.lock_count);
+        await tx
+          .updateTable('lockout_counters')
+          .set({ locked_until: until, lock_count: row.lock_count + 1 })
+          .where('tenant_id', '=', r.tenantId)
+          .where('user_id', '=', r.userId)
+          .where('location', '=', r.location)
+          .execute();
+        return { locked: true, until };
+      });
+    },
+
+    async unlock(tenantId, userId) {
+      await db.transaction().execute(async (tx) => {
+        await tx
+          .updateTable('lockout_counters')
+          .set({ failures: 0, lock_count: 0, locked_until: 0, updated_at: now() })
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .execute();
+        await tx
+          .deleteFrom('lockout_bad_passwords')
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .execute();
+      });
+    },
+
+    async status(tenantId, userId) {
+      const rows = await db
+        .selectFrom('lockout_counters')
+        .select(['location', 'failures', 'locked_until', 'lock_count'])
+        .where('tenant_id', '=', tenantId)
+        .where('user_id', '=', userId)
+        .execute();
+      return rows.map((r) => ({
+        location: r.location as LocationClass,
+        failures: r.failures,
+        lockedUntil: r.locked_until,
+        lockCount: r.lock_count,
+      }));
+    },
+  };
+};
