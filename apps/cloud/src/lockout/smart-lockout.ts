@@ -123,7 +123,15 @@ export const createSmartLockout = (
         if (postgres) {
           await tx
             .insertInto('lockout_counters')
-            .values({ tenant_id: tenantId, user_id: userId, location, updated_at: t })
+            .values({
+              tenant_id: tenantId,
+              user_id: userId,
+              location,
+              failures: 0,
+              lock_count: 0,
+              locked_until: 0,
+              updated_at: t,
+            })
             .onConflict((oc) => oc.doNothing())
             .execute();
         }
@@ -224,6 +232,8 @@ export const createSmartLockout = (
             user_id: r.userId,
             location: r.location,
             failures: 1,
+            lock_count: 0,
+            locked_until: 0,
             updated_at: t,
           })
           .onConflict((oc) =>
