@@ -54,6 +54,9 @@ export const CloudConfigSchema = z
       .min(30)
       .max(7 * 86400)
       .default(3600),
+    /** Behind a TLS-terminating proxy: trust its X-Forwarded-* headers (client IP, scheme). Off by
+     * default, since otherwise any client could pick the IP that sign-in logs and lockout see. */
+    trustProxy: z.union([z.boolean(), z.stringbool()]).default(false),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

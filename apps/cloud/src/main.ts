@@ -1,0 +1,29 @@
+/** `npm run cloud`: runs the cloud from GATEHOUSE_* settings until SIGINT or SIGTERM. */
+import { isGatehouseError } from '@gatehouse/protocol';
+import { startCloud } from './server.ts';
+
+try {
+  const cloud = await startCloud();
+  process.stdout.write(`Gatehouse cloud listening on ${cloud.url}\nAgent gateway on ${cloud.gatewayUrl}\n`);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    cloud.ctx.log.info({ signal }, 'stopping');
+    cloud.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+} catch (err) {
+  if (isGatehouseError(err)) {
+    process.stderr.write(`gatehouse: ${err.message}\n${JSON.stringify(err.detail ?? {}, null, 2)}\n`);
+  } else {
+    process.stderr.write(
+      `gatehouse: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+  }
+  process.exit(1);
+}

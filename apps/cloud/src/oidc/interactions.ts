@@ -1,0 +1,240 @@
+/**
+ * The sign-in pages behind oidc-provider's interactions: user name, home realm discovery, password.
+ * Every POST carries a per-interaction CSRF token; the interaction cookie itself is SameSite=Lax.
+ * Consent is granted by the tenant when it registers a client, so no consent page is shown: the
+ * grant is made here with exactly the scopes and claims the client asked for.
+ */
+import { catalog, type ErrorCode } from '@gatehouse/protocol';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { InteractionResults } from 'oidc-provider';
+import { z } from 'zod';
+import type { Authenticator } from '../signin/types.ts';
+import { SCOPES } from './claims.ts';
+import type { Oidc, TenantOidc } from './provider.ts';
+import { errorPage, PAGE_HEADERS, type PageError, passwordPage, usernamePage } from './views.ts';
+
+type Interaction = Awaited<ReturnType<TenantOidc['provider']['interactionDetails']>>;
+type Req = FastifyRequest<{ Params: { tenantId: string; uid: string }; Body?: unknown }>;
+
+const UsernameBody = z.object({ csrf: z.string(), username: z.string().trim().min(1).max(256) });
+const PasswordBody = z.object({
+  csrf: z.string(),
+  username: z.string().trim().min(1).max(256),
+  password: z.string().min(1).max(1024),
+});
+
+const html = (reply: FastifyReply, status: number, body: string) =>
+  reply.code(status).headers(PAGE_HEADERS).send(body);
+
+/** A catalog outcome as the page shows it: the message only when the catalog allows, the code always. */
+const pageError = (code: ErrorCode, requestId?: string): PageError => {
+  const entry = catalog[code];
+  return { message: entry.shown ? entry.message : catalog.internal_error.message, code, requestId };
+};
+
+export const registerInteractions = (
+  app: FastifyInstance,
+  oidc: Oidc,
+  deps: { authenticator: Authenticator },
+) => {
+  const base = '/:tenantId/v2.0/interaction/:uid';
+
+  /** Loads the tenant and the interaction named by the URL and bound to this browser's cookie. */
+  const load = async (req: Req, reply: FastifyReply): Promise<{ t: TenantOidc; it: Interaction } | null> => {
+    const t = await oidc.forTenant(req.params.tenantId);
+    if (!t) {
+      html(reply, 404, errorPage({ title: 'Not found', message: 'This organisation does not exist.' }));
+      return null;
+    }
+    let it: Interaction;
+    try {
+      it = await t.provider.interactionDetails(req.raw, reply.raw);
+    } catch {
+      it = undefined as unknown as Interaction;
+    }
+    if (!it || it.uid !== req.params.uid) {
+      html(
+        reply,
+        400,
+        errorPage({
+          title: 'Sign-in expired',
+          message: 'Your sign-in session has expired or is not valid in this browser.',
+        }),
+      );
+      return null;
+    }
+    return { t, it };
+  };
+
+  const clientName = async (t: TenantOidc, it: Interaction): Promise<string> => {
+    const client = await t.provider.Client.find(String(it.params.client_id));
+    return client?.clientName ?? client?.clientId ?? 'the application';
+  };
+
+  const renderUsername = async (
+    reply: FastifyReply,
+    t: TenantOidc,
+    it: Interaction,
+    opts: { username?: string; error?: PageError; status?: number } = {},
+  ) =>
+    html(
+      reply,
+      opts.status ?? 200,
+      usernamePage({
+        action: `${t.prefix}/interaction/${it.uid}/username`,
+        csrf: t.csrfToken(it.uid),
+        clientName: await clientName(t, it),
+        username:
+          opts.username ?? (typeof it.params.login_hint === 'string' ? it.params.login_hint : undefined),
+        error: opts.error,
+      }),
+    );
+
+  const renderPassword = async (
+    reply: FastifyReply,
+    t: TenantOidc,
+    it: Interaction,
+    username: string,
+    error?: PageError,
+    status = 200,
+  ) =>
+    html(
+      reply,
+      status,
+      passwordPage({
+        action: `${t.prefix}/interaction/${it.uid}/password`,
+        back: `${t.prefix}/interaction/${it.uid}`,
+        csrf: t.csrfToken(it.uid),
+        clientName: await clientName(t, it),
+        username,
+        error,
+      }),
+    );
+
+  /** Grants what the client asked for (the tenant consented by registering it) and resumes. */
+  const finish = async (
+    req: Req,
+    reply: FastifyReply,
+    t: TenantOidc,
+    it: Interaction,
+    accountId: string,
+    login: boolean,
+  ) => {
+    const { Grant } = t.provider;
+    const existing = it.grantId ? await Grant.find(it.grantId) : undefined;
+    const grant =
+      existing && existing.accountId === accountId
+        ? existing
+        : new Grant({ accountId, clientId: String(it.params.client_id) });
+    const supported = new Set<string>(SCOPES);
+    const scopes = String(it.params.scope ?? '')
+      .split(' ')
+      .filter((s) => supported.has(s));
+    grant.addOIDCScope(scopes);
+    const claims = requestedClaims(it.params.claims);
+    if (claims.length) grant.addOIDCClaims(claims);
+    const grantId = await grant.save();
+    const result: InteractionResults = { consent: { grantId } };
+    if (login) result.login = { accountId, amr: ['pwd'] };
+    reply.hijack();
+    await t.provider.interactionFinished(req.raw, reply.raw, result, { mergeWithLastSubmission: login });
+  };
+
+  app.get(base, async (req: Req, reply) => {
+    const loaded = await load(req, reply);
+    if (!loaded) return reply;
+    const { t, it } = loaded;
+    if (it.prompt.name === 'login') return renderUsername(reply, t, it);
+    if (it.prompt.name === 'consent' && it.session?.accountId) {
+      return finish(req, reply, t, it, it.session.accountId, false);
+    }
+    return html(
+      reply,
+      400,
+      errorPage({ title: 'Sign-in error', message: 'This sign-in request cannot be completed.' }),
+    );
+  });
+
+  app.post(`${base}/username`, async (req: Req, reply) => {
+    const loaded = await load(req, reply);
+    if (!loaded) return reply;
+    const { t, it } = loaded;
+    const body = UsernameBody.safeParse(req.body);
+    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf)) {
+      return html(
+        reply,
+        403,
+        errorPage({
+          title: 'Sign-in error',
+          message: 'The form has expired. Start again.',
+          code: 'forbidden',
+        }),
+      );
+    }
+    if (!body.success || it.prompt.name !== 'login') {
+      return renderUsername(reply, t, it, {
+        error: { message: 'Enter your email or user name.' },
+        status: 400,
+      });
+    }
+    const realm = await deps.authenticator.discover(t.tenantId, body.data.username);
+    if (realm.kind === 'federated') return reply.code(303).header('location', realm.redirect).send();
+    return renderPassword(reply, t, it, body.data.username);
+  });
+
+  app.post(`${base}/password`, async (req: Req, reply) => {
+    const loaded = await load(req, reply);
+    if (!loaded) return reply;
+    const { t, it } = loaded;
+    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf)) {
+      return html(
+        reply,
+        403,
+        errorPage({
+          title: 'Sign-in error',
+          message: 'The form has expired. Start again.',
+          code: 'forbidden',
+        }),
+      );
+    }
+    const body = PasswordBody.safeParse(req.body);
+    if (!body.success || it.prompt.name !== 'login') {
+      const username =
+        typeof (req.body as { username?: unknown })?.username === 'string'
+          ? String((req.body as { username: string }).username)
+          : '';
+      if (!username) return renderUsername(reply, t, it, { status: 400 });
+      return renderPassword(reply, t, it, username, { message: 'Enter your password.' }, 400);
+    }
+    const result = await deps.authenticator.authenticate({
+      tenantId: t.tenantId,
+      username: body.data.username,
+      password: body.data.password,
+      method: 'browser',
+      clientId: String(it.params.client_id),
+      clientIp: req.ip,
+    });
+    if (!result.ok) {
+      return renderPassword(
+        reply,
+        t,
+        it,
+        body.data.username,
+        pageError(result.code, result.requestId),
+        catalog[result.code].status,
+      );
+    }
+    return finish(req, reply, t, it, result.user.id, true);
+  });
+};
+
+/** Claim names from an OIDC `claims` request parameter (JSON), for the grant. */
+const requestedClaims = (raw: unknown): string[] => {
+  if (typeof raw !== 'string' || !raw) return [];
+  try {
+    const parsed = JSON.parse(raw) as { id_token?: object; userinfo?: object };
+    return [...Object.keys(parsed.id_token ?? {}), ...Object.keys(parsed.userinfo ?? {})];
+  } catch {
+    return [];
+  }
+};

@@ -1,0 +1,117 @@
+/**
+ * The OAuth 2 resource owner password grant for legacy clients (mail clients, scripts). It runs the
+ * same sign-in as the browser (lockout, cloud hash or agent, sign-in log); the tenant's legacy
+ * authentication switch is enforced by the authenticator. Failures answer with the catalog: `error`
+ * is the OAuth error, `error_code` our code, and retryable outcomes carry Retry-After.
+ */
+import { catalog, type ErrorCode } from '@gatehouse/protocol';
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import { z } from 'zod';
+import type { Authenticator } from '../signin/types.ts';
+import { SCOPES, userClaims } from './claims.ts';
+
+const Params = z.object({
+  username: z.string().min(1).max(256),
+  password: z.string().min(1).max(1024),
+  scope: z.string().max(1024).optional(),
+});
+
+/** Seconds a client should wait before retrying an infrastructure failure. */
+const RETRY_AFTER_S = 5;
+
+export const oauthError = (koa: KoaContextWithOIDC, code: ErrorCode, requestId?: string): void => {
+  const entry = catalog[code];
+  koa.status = entry.status;
+  if (entry.retryable) koa.set('Retry-After', String(RETRY_AFTER_S));
+  koa.body = {
+    error: entry.oauth,
+    error_description: entry.message,
+    error_code: code,
+    ...(requestId ? { request_id: requestId } : {}),
+  };
+};
+
+export const registerPasswordGrant = (
+  provider: Provider,
+  deps: { tenantId: string; authenticator: Authenticator },
+): void => {
+  provider.registerGrantType(
+    'password',
+    async (koa) => {
+      const parsed = Params.safeParse(koa.oidc.params);
+      if (!parsed.success) return oauthError(koa, 'validation_failed');
+      const { username, password } = parsed.data;
+      const { client } = koa.oidc;
+      const result = await deps.authenticator.authenticate({
+        tenantId: deps.tenantId,
+        username,
+        password,
+        method: 'password_grant',
+        clientId: client.clientId,
+        clientIp: koa.ip,
+      });
+      if (!result.ok) return oauthError(koa, result.code, result.requestId);
+
+      const supported = new Set<string>(SCOPES);
+      const requested = (parsed.data.scope ?? 'openid').split(' ').filter((s) => supported.has(s));
+      if (!client.grantTypeAllowed('refresh_token')) {
+        const i = requested.indexOf('offline_access');
+        if (i >= 0) requested.splice(i, 1);
+      }
+      const scopes = new Set(requested);
+      const user = result.user;
+
+      const grant = new provider.Grant({ accountId: user.id, clientId: client.clientId });
+      grant.addOIDCScope(scopes);
+      const grantId = await grant.save();
+      const scope = grant.getOIDCScopeFiltered(scopes);
+
+      const at = new provider.AccessToken({
+        accountId: user.id,
+        client,
+        grantId,
+        gty: 'password',
+        scope,
+        expiresWithSession: false,
+      });
+      const accessToken = await at.save();
+
+      let refreshToken: string | undefined;
+      if (scopes.has('offline_access')) {
+        const rt = new provider.RefreshToken({
+          accountId: user.id,
+          client,
+          grantId,
+          gty: 'password',
+          scope,
+          rotations: 0,
+          authTime: Math.floor(Date.now() / 1000),
+          expiresWithSession: false,
+        });
+        refreshToken = await rt.save();
+      }
+
+      let idToken: string | undefined;
+      if (scopes.has('openid')) {
+        const token = new provider.IdToken(
+          { ...userClaims(user), auth_time: Math.floor(Date.now() / 1000) },
+          { ctx: koa },
+        );
+        // The claims mask follows the granted scope (a property oidc-provider's own grants set too).
+        (token as unknown as { scope: string }).scope = scope;
+        idToken = await token.issue({ use: 'idtoken' });
+      }
+
+      koa.body = {
+        access_token: accessToken,
+        expires_in: at.expiration,
+        token_type: 'Bearer',
+        scope,
+        ...(idToken ? { id_token: idToken } : {}),
+        ...(refreshToken ? { refresh_token: refreshToken } : {}),
+      };
+    },
+    ['username', 'password', 'scope'],
+  );
+};

@@ -1,0 +1,180 @@
+/**
+ * One oidc-provider instance per tenant, issuer PUBLIC_URL/TENANT_ID/v2.0, made on first use from
+ * the tenant's keys and cached until invalidated (key rotation, tenant deletion).
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isGatehouseError } from '@gatehouse/protocol';
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { CloudContext } from '../context.ts';
+import { getClient } from '../directory/clients.ts';
+import { getTenantSecrets } from '../directory/tenants.ts';
+import type { Authenticator } from '../signin/types.ts';
+import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
+import { CLAIMS, SCOPES, toAccount } from './claims.ts';
+import { registerPasswordGrant } from './password-grant.ts';
+import { errorPage } from './views.ts';
+
+export interface OidcDeps {
+  authenticator: Authenticator;
+}
+
+export interface TenantOidc {
+  tenantId: string;
+  provider: Provider;
+  /** Path every route of this tenant lives under: /TENANT_ID/v2.0 */
+  prefix: string;
+  /** Node request handler of the provider (expects req.url relative to `prefix`). */
+  callback: (req: IncomingMessage, res: ServerResponse) => void;
+  /** CSRF token for an interaction's forms: HMAC of its uid under the tenant's cookie key. */
+  csrfToken(uid: string): string;
+  checkCsrf(uid: string, token: unknown): boolean;
+}
+
+export interface Oidc {
+  /** The tenant's provider, or null when there is no such tenant. */
+  forTenant(tenantId: string): Promise<TenantOidc | null>;
+  /** Drops cached providers (one tenant, or all) so the next request rebuilds from the database. */
+  invalidate(tenantId?: string): void;
+  close(): void;
+}
+
+const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const configuration = (
+  ctx: CloudContext,
+  tenantId: string,
+  deps: OidcDeps,
+  secrets: { jwks: Configuration['jwks']; cookieKeys: string[] },
+  lookupClient: ClientLookup,
+): Configuration => {
+  const prefix = `/${tenantId}/v2.0`;
+  // Scoped to the tenant's path so two tenants' sessions in one browser never overwrite each other.
+  const cookie = { httpOnly: true, sameSite: 'lax' as const, path: prefix };
+  return {
+    adapter: createAdapterFactory({ db: ctx.db, tenantId, now: ctx.now, getClient: lookupClient }),
+    jwks: secrets.jwks,
+    cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
+    async findAccount(_koa, sub) {
+      const user = await deps.authenticator.findUser(tenantId, sub);
+      return user && user.tenantId === tenantId ? toAccount(user) : undefined;
+    },
+    scopes: [...SCOPES],
+    claims: CLAIMS,
+    // Relying parties expect the profile claims in the ID token itself (as Entra issues them).
+    conformIdTokenClaims: false,
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['ES256'],
+      userinfoSigningAlgValues: ['ES256'],
+      requestObjectSigningAlgValues: ['ES256', 'RS256', 'EdDSA'],
+    },
+    pkce: { required: () => true },
+    // Seconds. Refresh tokens rotate, so an active client keeps renewing within the grant's life.
+    ttl: {
+      AccessToken: 3600,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 15 * 60,
+      Session: 24 * 3600,
+      RefreshToken: 14 * 86400,
+      Grant: 30 * 86400,
+    },
+    rotateRefreshToken: true,
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      revocation: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+    },
+    interactions: { url: (_koa, interaction) => `${prefix}/interaction/${interaction.uid}` },
+    async renderError(koa: KoaContextWithOIDC, out) {
+      koa.type = 'html';
+      koa.body = errorPage({ title: 'Sign-in error', message: String(out.error_description ?? out.error) });
+    },
+  };
+};
+
+export const createOidc = (
+  ctx: CloudContext,
+  deps: OidcDeps,
+  lookupClient: ClientLookup = getClient,
+): Oidc => {
+  const cache = new Map<string, Promise<TenantOidc | null>>();
+
+  const build = async (tenantId: string): Promise<TenantOidc | null> => {
+    let secrets: Awaited<ReturnType<typeof getTenantSecrets>>;
+    try {
+      secrets = await getTenantSecrets(ctx, tenantId);
+    } catch (err) {
+      if (isGatehouseError(err) && err.code === 'not_found') return null;
+      throw err;
+    }
+    const prefix = `/${tenantId}/v2.0`;
+    const provider = new Provider(
+      `${ctx.config.publicUrl}${prefix}`,
+      configuration(ctx, tenantId, deps, secrets, lookupClient),
+    );
+    // Set only behind a trusted TLS-terminating proxy; otherwise X-Forwarded-* could spoof the IP.
+    provider.proxy = ctx.config.trustProxy;
+    registerPasswordGrant(provider, { tenantId, authenticator: deps.authenticator });
+    const log = ctx.log.child({ tenantId, part: 'oidc' });
+    provider.on('server_error', (_koa, err) => log.error({ err }, 'oidc server error'));
+    // Koa's 'error' event (not in the typings): without a listener Koa writes to stderr itself.
+    (provider as unknown as NodeJS.EventEmitter).on('error', (err: unknown) =>
+      log.error({ err }, 'oidc error'),
+    );
+    const csrfKey = secrets.cookieKeys[0] ?? '';
+    const csrfToken = (uid: string) =>
+      createHmac('sha256', csrfKey).update(`csrf\0${tenantId}\0${uid}`).digest('base64url');
+    return {
+      tenantId,
+      provider,
+      prefix,
+      callback: provider.callback() as TenantOidc['callback'],
+      csrfToken,
+      checkCsrf(uid, token) {
+        if (typeof token !== 'string') return false;
+        const a = Buffer.from(csrfToken(uid));
+        const b = Buffer.from(token);
+        return a.length === b.length && timingSafeEqual(a, b);
+      },
+    };
+  };
+
+  // Expired rows are already invisible to finds; this only keeps the table small.
+  const sweep = setInterval(
+    () => void sweepExpired(ctx.db, ctx.now()).catch((err) => ctx.log.warn({ err }, 'oidc sweep failed')),
+    10 * 60_000,
+  );
+  sweep.unref();
+
+  return {
+    forTenant(tenantId) {
+      if (!TENANT_ID.test(tenantId)) return Promise.resolve(null);
+      let p = cache.get(tenantId);
+      if (!p) {
+        p = build(tenantId);
+        cache.set(tenantId, p);
+        // A failed build (e.g. database down) must not be cached; an unknown tenant may be created later.
+        p.then(
+          (r) => r === null && cache.get(tenantId) === p && cache.delete(tenantId),
+          () => cache.get(tenantId) === p && cache.delete(tenantId),
+        );
+      }
+      return p;
+    },
+    invalidate(tenantId) {
+      if (tenantId === undefined) cache.clear();
+      else cache.delete(tenantId);
+    },
+    close() {
+      clearInterval(sweep);
+    },
+  };
+};

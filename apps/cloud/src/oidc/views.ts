@@ -1,0 +1,113 @@
+/**
+ * The sign-in pages: plain HTML forms that work without JavaScript, with labels, autocomplete
+ * hints for password managers, a visible focus ring and an error region screen readers announce.
+ * Every value is escaped; a password is never written into a page.
+ */
+const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ESC[c] ?? c);
+
+const STYLE = `
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f3f4f6;color:#111827}
+main{max-width:26rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0003}
+h1{font-size:1.5rem;margin:0 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+input{width:100%;padding:.6rem;font:inherit;border:1px solid #6b7280;border-radius:.25rem}
+input[readonly]{background:#f3f4f6}
+button{margin-top:1.25rem;width:100%;padding:.7rem;font:inherit;font-weight:600;color:#fff;background:#1d4ed8;border:0;border-radius:.25rem;cursor:pointer}
+a,button,input{outline-offset:2px}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #f59e0b}
+.error{margin:1rem 0;padding:.75rem;border-left:4px solid #b91c1c;background:#fef2f2;color:#7f1d1d}
+.code{display:block;font-size:.8rem;color:#4b5563;margin-top:.25rem}
+.muted{font-size:.9rem;color:#4b5563}
+`;
+
+const page = (title: string, body: string): string => `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>`;
+
+export interface PageError {
+  message: string;
+  /** Catalog code, shown in small print so the user can quote it to support. */
+  code?: string;
+  requestId?: string;
+}
+
+const errorRegion = (error?: PageError): string =>
+  error
+    ? `<div class="error" role="alert" id="error"><p>${esc(error.message)}</p>${
+        error.code
+          ? `<small class="code">Error code: ${esc(error.code)}${error.requestId ? ` · Request ID: ${esc(error.requestId)}` : ''}</small>`
+          : ''
+      }</div>`
+    : // Present but empty so assistive technology already knows the live region.
+      '<div role="alert" id="error"></div>';
+
+export interface FormPage {
+  action: string;
+  csrf: string;
+  clientName: string;
+  error?: PageError;
+}
+
+export const usernamePage = (p: FormPage & { username?: string }): string =>
+  page(
+    'Sign in',
+    `<h1>Sign in</h1>
+<p class="muted">to continue to ${esc(p.clientName)}</p>
+${errorRegion(p.error)}
+<form method="post" action="${esc(p.action)}" novalidate>
+<input type="hidden" name="csrf" value="${esc(p.csrf)}">
+<label for="username">Email or user name</label>
+<input id="username" name="username" type="text" inputmode="email" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus value="${esc(p.username ?? '')}"${p.error ? ' aria-describedby="error" aria-invalid="true"' : ''}>
+<button type="submit">Next</button>
+</form>`,
+  );
+
+export const passwordPage = (p: FormPage & { username: string; back: string }): string =>
+  page(
+    'Enter password',
+    `<h1>Enter password</h1>
+<p class="muted">to continue to ${esc(p.clientName)}</p>
+${errorRegion(p.error)}
+<form method="post" action="${esc(p.action)}" novalidate>
+<input type="hidden" name="csrf" value="${esc(p.csrf)}">
+<label for="username">Email or user name</label>
+<input id="username" name="username" type="text" autocomplete="username" readonly value="${esc(p.username)}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required autofocus${p.error ? ' aria-describedby="error" aria-invalid="true"' : ''}>
+<button type="submit">Sign in</button>
+</form>
+<p class="muted"><a href="${esc(p.back)}">Use another account</a></p>`,
+  );
+
+export const errorPage = (p: { title: string; message: string; code?: string }): string =>
+  page(
+    p.title,
+    `<h1>${esc(p.title)}</h1>
+${errorRegion({ message: p.message, code: p.code })}
+<p class="muted">Go back to the application and start the sign-in again.</p>`,
+  );
+
+/** Headers for every sign-in page: no caching, no framing, no scripts. */
+export const PAGE_HEADERS: Record<string, string> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+  'content-security-policy':
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};

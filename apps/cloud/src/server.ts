@@ -1,0 +1,110 @@
+/**
+ * Composes the cloud in one process: state, TLS, gateway, authenticator, HTTPS app. Port 0 is
+ * allowed (tests): the public URL then takes the port actually bound, before any tenant's
+ * provider is built (they are built on first request), so issuers carry the real port.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
+import { loadServiceTls, openState } from './bootstrap.ts';
+import { type CloudConfig, loadCloudConfig } from './config.ts';
+import type { CloudContext, Dispatcher } from './context.ts';
+import { createGateway, type Gateway } from './gateway/index.ts';
+import { buildApp } from './http/app.ts';
+import { createLogger } from './http/logger.ts';
+import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
+
+export interface RunningCloud {
+  /** The public base URL (issuers are URL/TENANT_ID/v2.0). */
+  url: string;
+  /** Where agents connect (wss://). */
+  gatewayUrl: string;
+  ctx: CloudContext;
+  /** PEM of the CA that issued the service certificate; clients pin it. */
+  caCert: string;
+  /** The composed parts, for tests and the operator tooling (e.g. revoke an agent, flush sign-in logs). */
+  gateway: Gateway;
+  authenticator: AuthenticatorService;
+  app: FastifyInstance;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Environment to read GATEHOUSE_* from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Where logs go (default: stdout). Tests pass a stream to inspect them. */
+  logDestination?: DestinationStream;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+const withPort = (url: string, port: number): string => {
+  const u = new URL(url);
+  u.port = String(port);
+  return u.href.replace(/\/+$/, '');
+};
+
+const notComposed: Dispatcher = {
+  validate: async () => ({ outcome: 'no_agent' }),
+  activeAgentCount: async () => 0,
+};
+
+export const startCloud = async (
+  overrides: Partial<Record<keyof CloudConfig, unknown>> = {},
+  opts: StartOptions = {},
+): Promise<RunningCloud> => {
+  const config = loadCloudConfig(opts.env ?? process.env, overrides);
+  const log = createLogger(config, opts.logDestination);
+  const { db, secrets } = await openState(config);
+  const cleanup: (() => Promise<unknown>)[] = [async () => db.destroy()];
+  const stop = async () => {
+    for (const step of cleanup.reverse()) {
+      await step().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
+    }
+    log.flush();
+  };
+  try {
+    const tls = await loadServiceTls(config);
+    const ctx: Mutable<CloudContext> = {
+      config,
+      db,
+      log,
+      secrets,
+      tls,
+      dispatcher: notComposed,
+      now: Date.now,
+    };
+    const gateway = createGateway(ctx);
+    ctx.dispatcher = gateway.dispatcher;
+    cleanup.push(() => gateway.close());
+    const authenticator = createAuthenticator(ctx);
+    cleanup.push(() => authenticator.close());
+    const app = buildApp(ctx, { authenticator, gateway });
+    cleanup.push(() => app.close());
+
+    await app.listen({ port: config.port, host: config.host });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    if (config.port === 0)
+      ctx.config = Object.freeze({ ...ctx.config, publicUrl: withPort(config.publicUrl, port) });
+
+    const defaultGatewayUrl = `wss://${new URL(config.publicUrl).hostname}:${config.gatewayPort}`;
+    const { port: gatewayPort } = await gateway.listen();
+    if (config.gatewayPort === 0 && config.gatewayUrl === defaultGatewayUrl) {
+      ctx.config = Object.freeze({ ...ctx.config, gatewayUrl: withPort(config.gatewayUrl, gatewayPort) });
+    }
+    log.info({ url: ctx.config.publicUrl, gatewayUrl: ctx.config.gatewayUrl }, 'gatehouse cloud started');
+    return {
+      url: ctx.config.publicUrl,
+      gatewayUrl: ctx.config.gatewayUrl,
+      ctx,
+      caCert: tls.caCert,
+      gateway,
+      authenticator,
+      app,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+};

@@ -1,0 +1,93 @@
+/**
+ * The HTTPS app around the parts: health, metrics, catalog-shaped errors, and logs that never
+ * carry a secret from a query string.
+ */
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { GatehouseError } from '@gatehouse/protocol';
+import { z } from 'zod';
+import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
+import { toGatehouseError } from '../src/http/app.ts';
+import { redactUrl } from '../src/http/logger.ts';
+import { type RunningCloud, startCloud } from '../src/server.ts';
+
+let dir: string;
+let cloud: RunningCloud;
+let f: typeof fetch;
+const logs: string[] = [];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gh-http-'));
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  cloud = await startCloud(
+    { dataDir: dir, port: 0, gatewayPort: 0, publicUrl: 'https://localhost:0', logLevel: 'info' },
+    { env: {}, logDestination: sink },
+  );
+  f = pinnedFetch(cloud.caCert);
+});
+
+after(async () => {
+  await cloud?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('serves HTTPS with the service certificate, on the port it reports', async () => {
+  assert.match(cloud.url, /^https:\/\/localhost:\d+$/);
+  assert.match(cloud.gatewayUrl, /^wss:\/\/localhost:\d+$/);
+  assert.notEqual(new URL(cloud.gatewayUrl).port, '0');
+  const res = await f(`${cloud.url}/healthz`);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: 'ok' });
+  // Another CA is not trusted: pinning is real.
+  const other = await import('@gatehouse/protocol').then((p) => p.createCa('other', 1));
+  await assert.rejects(pinnedFetch(other.certPem)(`${cloud.url}/healthz`));
+});
+
+test('/metrics exposes the default registry', async () => {
+  const res = await f(`${cloud.url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(String(res.headers.get('content-type')), /^text\/plain/);
+  assert.match(await res.text(), /process_cpu_seconds_total/);
+});
+
+test('unknown routes answer not_found in the catalog format', async () => {
+  const res = await f(`${cloud.url}/nothing/here`);
+  assert.equal(res.status, 404);
+  assert.deepEqual(await res.json(), { error: 'not_found', message: 'Not found.' });
+});
+
+test('errors map to the catalog', () => {
+  const zodErr = z.object({ a: z.string() }).safeParse({}).error;
+  const v = toGatehouseError(zodErr);
+  assert.equal(v.code, 'validation_failed');
+  assert.equal(v.entry.status, 400);
+  assert.ok(Array.isArray(v.detail));
+  assert.equal(toGatehouseError(new GatehouseError('forbidden')).code, 'forbidden');
+  assert.equal(
+    toGatehouseError(Object.assign(new Error('bad json'), { statusCode: 400 })).code,
+    'validation_failed',
+  );
+  assert.equal(toGatehouseError(new Error('boom')).code, 'internal_error');
+});
+
+test('request logs redact secrets in query strings', async () => {
+  const secret = 'Sekret-in-query-42';
+  await f(`${cloud.url}/nothing?password=${secret}&client_secret=${secret}&x=1`);
+  assert.ok(
+    logs.some((l) => l.includes('/nothing?')),
+    'the request was logged',
+  );
+  assert.ok(!logs.some((l) => l.includes(secret)));
+  assert.equal(redactUrl('/a?code=abc&state=s'), '/a?code=redacted&state=s');
+  assert.equal(redactUrl('/a'), '/a');
+});
