@@ -1,4 +1,12 @@
 export * from './errors.ts';
+// Named, so hpke.ts's test-only sealWithEphemeral (deterministic ephemeral key) stays internal.
+export {
+  generateHpkeKeyPair,
+  type HpkeKeyPair,
+  hpkeOpen,
+  hpkePublicKey,
+  hpkeSeal,
+  type Sealed,
+} from './hpke.ts';
 export * from './messages.ts';
-export * from './hpke.ts';
 export * from './pki.ts';

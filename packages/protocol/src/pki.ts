@@ -1,31 +1,226 @@
 /**
  * X.509 for the agent channel (@peculiar/x509 over node's WebCrypto): the cloud's own CA and
  * server certificate, each tenant's CA, agent CSRs and the certificates signed from them.
- * STUB: signatures are the contract; the implementation is being written.
+ * Keys are ECDSA P-256, signatures SHA-256, private keys PKCS#8 PEM (node:tls takes them as is).
+ * Verification uses node's own X509Certificate (OpenSSL), the same code node:tls trusts.
  */
+// @peculiar/x509 2.x resolves its providers with tsyringe, which needs a Reflect metadata polyfill
+// loaded before it: that is the only reason for the reflect-metadata dependency.
+import 'reflect-metadata';
+import { createHash, X509Certificate as NodeX509, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import * as x509 from '@peculiar/x509';
+import { GatehouseError } from './errors.ts';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
 export interface KeyAndCert {
   certPem: string;
   /** PKCS#8 PEM. */
   keyPem: string;
 }
-export declare function createCa(commonName: string, days: number): Promise<KeyAndCert>;
+
+const EC: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
+const SIGNING: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
+const DAY_MS = 86_400_000;
+// Backdated so a freshly issued certificate is accepted by a peer whose clock is a little behind.
+const BACKDATE_MS = 5 * 60_000;
+/** OU every agent certificate carries; agentIdentity refuses certificates without it. */
+export const AGENT_OU = 'gatehouse-agent';
+
+function validity(days: number): { notBefore: Date; notAfter: Date } {
+  if (!Number.isFinite(days) || days <= 0)
+    throw new GatehouseError('validation_failed', 'days must be positive');
+  const now = Date.now();
+  return { notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + days * DAY_MS) };
+}
+
+/** Random positive 128-bit serial (RFC 5280: at most 20 octets, positive, unpredictable). */
+function randomSerial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0] & 0x7f) | 0x40; // positive, and no leading zero octet to be stripped
+  return b.toString('hex');
+}
+
+async function generateKeys(): Promise<CryptoKeyPair> {
+  return crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+}
+
+async function privateKeyPem(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+}
+
+async function importSigningKey(keyPem: string): Promise<CryptoKey> {
+  try {
+    const der = x509.PemConverter.decodeFirst(keyPem);
+    return await crypto.subtle.importKey('pkcs8', der, EC, false, ['sign']);
+  } catch (err) {
+    throw new GatehouseError('config_invalid', 'CA key is not a PKCS#8 ECDSA P-256 key', { cause: err });
+  }
+}
+
+async function loadCa(ca: KeyAndCert): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+  const cert = new x509.X509Certificate(ca.certPem);
+  return { cert, key: await importSigningKey(ca.keyPem) };
+}
+
+/** Self-signed CA (the cloud's service CA, or a tenant's agent CA). */
+export async function createCa(commonName: string, days: number): Promise<KeyAndCert> {
+  const keys = await generateKeys();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: [{ CN: [commonName] }],
+    ...validity(days),
+    signingAlgorithm: SIGNING,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
 /** Server certificate for `names` (DNS names or IP addresses) signed by `ca`. */
-export declare function createServerCert(ca: KeyAndCert, names: string[], days: number): Promise<KeyAndCert>;
+export async function createServerCert(ca: KeyAndCert, names: string[], days: number): Promise<KeyAndCert> {
+  if (names.length === 0) throw new GatehouseError('validation_failed', 'a server certificate needs a name');
+  const issuer = await loadCa(ca);
+  const keys = await generateKeys();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: [{ CN: [names[0]] }],
+    issuer: issuer.cert.subjectName,
+    ...validity(days),
+    signingAlgorithm: SIGNING,
+    publicKey: keys.publicKey,
+    signingKey: issuer.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(
+        names.map((value) => ({ type: isIP(value) ? 'ip' : 'dns', value }) as const),
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert),
+    ],
+  });
+  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
 /** The agent's key pair (ECDSA P-256) and a CSR for it. */
-export declare function createCsr(hostname: string): Promise<{ csrPem: string; keyPem: string }>;
+export async function createCsr(hostname: string): Promise<{ csrPem: string; keyPem: string }> {
+  const keys = await generateKeys();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: [{ CN: [hostname] }],
+    keys,
+    signingAlgorithm: SIGNING,
+  });
+  return { csrPem: csr.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+}
+
+function parseCsr(csrPem: string): x509.Pkcs10CertificateRequest {
+  try {
+    return new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (err) {
+    throw new GatehouseError('validation_failed', 'the CSR cannot be parsed', { cause: err });
+  }
+}
+
 /**
  * Signs a CSR with a tenant CA. The subject is set by the CA, never taken from the CSR:
- * CN=<agentId>, O=<tenantId>, OU=gatehouse-agent; EKU clientAuth. Verifies the CSR's signature.
+ * CN=<agentId>, O=<tenantId>, OU=gatehouse-agent; EKU clientAuth. Verifies the CSR's signature
+ * (proof that the requester holds the key) and accepts ECDSA P-256 keys only.
  */
-export declare function signAgentCsr(
+export async function signAgentCsr(
   ca: KeyAndCert,
   csrPem: string,
   subject: { agentId: string; tenantId: string },
   days: number,
-): Promise<{ certPem: string; serial: string; notAfter: Date }>;
+): Promise<{ certPem: string; serial: string; notAfter: Date }> {
+  const csr = parseCsr(csrPem);
+  const alg = csr.publicKey.algorithm as Partial<EcKeyAlgorithm>;
+  if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
+    throw new GatehouseError('validation_failed', 'the CSR key must be ECDSA P-256');
+  }
+  if (!(await csr.verify().catch(() => false))) {
+    throw new GatehouseError('validation_failed', 'the CSR signature does not verify');
+  }
+  const issuer = await loadCa(ca);
+  const serial = randomSerial();
+  const { notBefore, notAfter } = validity(days);
+  const publicKey = await csr.publicKey.export(EC, ['verify']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial,
+    subject: [{ CN: [subject.agentId] }, { O: [subject.tenantId] }, { OU: [AGENT_OU] }],
+    issuer: issuer.cert.subjectName,
+    notBefore,
+    notAfter,
+    signingAlgorithm: SIGNING,
+    publicKey,
+    signingKey: issuer.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert),
+    ],
+  });
+  return { certPem: cert.toString('pem'), serial, notAfter: cert.notAfter };
+}
+
+function parseCert(cert: string | Uint8Array): x509.X509Certificate {
+  try {
+    return new x509.X509Certificate(typeof cert === 'string' ? cert : new Uint8Array(cert));
+  } catch (err) {
+    throw new GatehouseError('certificate_rejected', 'the certificate cannot be parsed', { cause: err });
+  }
+}
+
 /** Reads the agent and tenant ids from an agent certificate (PEM or DER), without verifying it. */
-export declare function agentIdentity(cert: string | Uint8Array): { agentId: string; tenantId: string; serial: string; notAfter: Date };
-/** True when `cert` was issued by `caPem`, its signature verifies and it is within its validity period. */
-export declare function verifyIssuedBy(cert: string | Uint8Array, caPem: string, at?: Date): boolean;
+export function agentIdentity(cert: string | Uint8Array): {
+  agentId: string;
+  tenantId: string;
+  serial: string;
+  notAfter: Date;
+} {
+  const parsed = parseCert(cert);
+  const name = parsed.subjectName;
+  const [agentId, ...moreCn] = name.getField('CN');
+  const [tenantId, ...moreO] = name.getField('O');
+  const ou = name.getField('OU');
+  if (
+    !agentId ||
+    !tenantId ||
+    moreCn.length > 0 ||
+    moreO.length > 0 ||
+    ou.length !== 1 ||
+    ou[0] !== AGENT_OU
+  ) {
+    throw new GatehouseError('certificate_rejected', 'not a Gatehouse agent certificate');
+  }
+  return { agentId, tenantId, serial: parsed.serialNumber.toLowerCase(), notAfter: parsed.notAfter };
+}
+
+/**
+ * True when `cert` was issued by `caPem`, its signature verifies and both it and the CA are
+ * within their validity period at `at`. Never throws: anything unreadable is simply not issued.
+ */
+export function verifyIssuedBy(cert: string | Uint8Array, caPem: string, at: Date = new Date()): boolean {
+  try {
+    const leaf = new NodeX509(typeof cert === 'string' ? cert : Buffer.from(cert));
+    const ca = new NodeX509(caPem);
+    const t = at.getTime();
+    const within = (c: NodeX509): boolean => c.validFromDate.getTime() <= t && t <= c.validToDate.getTime();
+    return ca.ca && leaf.checkIssued(ca) && leaf.verify(ca.publicKey) && within(leaf) && within(ca);
+  } catch {
+    return false;
+  }
+}
+
 /** SHA-256 fingerprint (hex, lower case) of a certificate's DER. */
-export declare function fingerprint(certPem: string): string;
+export function fingerprint(certPem: string): string {
+  return createHash('sha256').update(new NodeX509(certPem).raw).digest('hex');
+}
