@@ -1,0 +1,239 @@
+#!/usr/bin/env node
+/**
+ * gatehouse-agent <register|run|status|test-auth|sync> [options]
+ * Exit codes: 0 success, 1 failure (or unhealthy), 2 usage or configuration error.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { isGatehouseError } from '@gatehouse/protocol';
+import pino from 'pino';
+import { type AgentConfig, loadAgentConfig } from './config.ts';
+import { Directory, type UserRef } from './directory/index.ts';
+import { isRegistered, readStatus } from './state.ts';
+import { collectUsers } from './sync.ts';
+
+const USAGE = `usage: gatehouse-agent <command> [options]
+  register --cloud https://HOST:PORT --ca-file CA.pem (--token T | --device --tenant TENANT_ID) [--state-dir D]
+  run        [--state-dir D] [--config FILE]     connect to the cloud and serve (foreground)
+  status     [--state-dir D] [--config FILE] [--json]
+  test-auth USER [--state-dir D] [--config FILE] [--json]   (password on stdin)
+  sync       [--state-dir D] [--config FILE] [--json]       (reads the directory; sends nothing)`;
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    cloud: { type: 'string' },
+    'ca-file': { type: 'string' },
+    token: { type: 'string' },
+    device: { type: 'boolean' },
+    tenant: { type: 'string' },
+    'state-dir': { type: 'string' },
+    config: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const err = (s: string) => process.stderr.write(`${s}\n`);
+
+const config = (): AgentConfig =>
+  loadAgentConfig({
+    configFile: values.config,
+    overrides: values['state-dir'] ? { stateDir: values['state-dir'] } : {},
+  });
+
+const stateDir = () => values['state-dir'] ?? process.env.GATEHOUSE_AGENT_STATE_DIR ?? '.data/agent';
+
+/** Reads a password without echo on a terminal; otherwise the first line of stdin. */
+const readPassword = async (): Promise<string> => {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0];
+  }
+  process.stderr.write('Password: ');
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let pw = '';
+    const onData = (b: Buffer) => {
+      for (const ch of b.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          done();
+          return resolve(pw);
+        }
+        if (ch === '\u0003') {
+          done();
+          return reject(new Error('cancelled'));
+        }
+        if (ch === '\u007f' || ch === '\b') pw = pw.slice(0, -1);
+        else pw += ch;
+      }
+    };
+    const done = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+    };
+    stdin.on('data', onData);
+  });
+};
+
+/** OpenLDAP: a DN as given, or the entry whose upn attribute or uid matches. AD: the UPN. */
+const resolveUser = async (dir: Directory, name: string): Promise<UserRef | null> => {
+  if (dir.cfg.kind === 'ad') return { dn: name, upn: name };
+  if (/^[a-z][\w-]*=/i.test(name)) return { dn: name, upn: name };
+  const esc = name.replace(/[\\*()\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const attr = dir.cfg.upnAttribute ?? 'mail';
+  for (const base of dir.cfg.baseDns) {
+    const r = await dir.serviceOp((c) =>
+      c.search(base, {
+        scope: 'sub',
+        filter: `(&${dir.cfg.userFilter}(|(${attr}=${esc})(uid=${esc})))`,
+        attributes: ['1.1'],
+      }),
+    );
+    if (r.searchEntries.length === 1) return { dn: r.searchEntries[0].dn, upn: name };
+  }
+  return null;
+};
+
+const commands: Record<string, () => Promise<number>> = {
+  async register() {
+    if (!values.cloud || !values['ca-file'] || (!values.token && !(values.device && values.tenant))) {
+      err(USAGE);
+      return 2;
+    }
+    const { register } = await import('./register.ts');
+    const r = await register({
+      cloud: values.cloud,
+      caPem: readFileSync(values['ca-file'], 'utf8'),
+      stateDir: stateDir(),
+      token: values.token,
+      tenantId: values.device ? values.tenant : undefined,
+      proxy: process.env.GATEHOUSE_AGENT_PROXY,
+    });
+    out(`registered: agent ${r.agentId} in tenant ${r.tenantId}; state in ${stateDir()}`);
+    return 0;
+  },
+
+  async run() {
+    const cfg = config();
+    const log = pino({ level: cfg.logLevel, base: { pid: process.pid } });
+    const ac = new AbortController();
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => ac.abort());
+    const { runAgent } = await import('./agent.ts');
+    await runAgent({ config: cfg, log, signal: ac.signal });
+    return 0;
+  },
+
+  async status() {
+    const dir = stateDir();
+    const report: Record<string, unknown> = { registered: isRegistered(dir) };
+    const s = readStatus(dir);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const fresh = !!s?.heartbeatMs && Date.now() - s.updatedAt < 3 * s.heartbeatMs && alive(s.pid);
+    Object.assign(report, { connected: !!s?.connected && fresh, fresh, status: s });
+    let directory: unknown;
+    try {
+      const d = new Directory(config().directory, { backgroundProbe: false });
+      directory = await d.probe();
+      await d.close();
+    } catch (e) {
+      directory = {
+        ok: false,
+        error: isGatehouseError(e) ? JSON.stringify(e.toJSON()) : (e as Error).message,
+      };
+    }
+    report.directory = directory;
+    const ok =
+      report.registered === true && report.connected === true && (directory as { ok?: boolean }).ok === true;
+    if (values.json) out(JSON.stringify({ ok, ...report }));
+    else {
+      out(`registered: ${report.registered ? 'yes' : 'no'}`);
+      out(
+        `connected:  ${report.connected ? 'yes' : 'no'}${s?.lastHeartbeatAt ? ` (last heartbeat ${new Date(s.lastHeartbeatAt).toISOString()})` : ''}`,
+      );
+      out(`directory:  ${JSON.stringify(directory)}`);
+      out(ok ? 'healthy' : 'NOT healthy');
+    }
+    return ok ? 0 : 1;
+  },
+
+  async 'test-auth'() {
+    const name = positionals[1];
+    if (!name) {
+      err(USAGE);
+      return 2;
+    }
+    const dir = new Directory(config().directory, { backgroundProbe: false });
+    try {
+      const user = await resolveUser(dir, name);
+      const password = await readPassword();
+      const t0 = performance.now();
+      // An unknown user is answered like a wrong password, as the run path would.
+      const r = user
+        ? await dir.validate(user, password)
+        : {
+            outcome: 'invalid_credentials' as const,
+            directoryCode: 'no-such-user',
+            directoryMs: 0,
+            server: undefined,
+          };
+      const result = { user: name, ...r, agentMs: Math.round((performance.now() - t0) * 100) / 100 };
+      if (values.json) out(JSON.stringify(result));
+      else
+        out(
+          `${result.outcome} (directory code ${result.directoryCode}, server ${result.server ?? '-'}, directory ${result.directoryMs.toFixed(1)} ms, agent ${result.agentMs} ms)`,
+        );
+      return r.outcome === 'success' ? 0 : 1;
+    } finally {
+      await dir.close();
+    }
+  },
+
+  async sync() {
+    const cfg = config();
+    const dir = new Directory(cfg.directory, { backgroundProbe: false });
+    try {
+      const r = await collectUsers(dir, cfg.sync.pageSize);
+      if (values.json) out(JSON.stringify(r));
+      else {
+        for (const u of r.users)
+          out(`${u.anchor}  ${u.upn}  ${u.enabled ? 'enabled ' : 'disabled'}  ${u.dn}`);
+        out(`${r.users.length} users from ${r.server} (${r.skipped} entries skipped: no anchor or UPN)`);
+      }
+      return 0;
+    } finally {
+      await dir.close();
+    }
+  },
+};
+
+const cmd = commands[positionals[0] ?? ''];
+if (values.help || !cmd) {
+  err(USAGE);
+  process.exit(values.help ? 0 : 2);
+}
+try {
+  process.exitCode = await cmd();
+} catch (e) {
+  if (isGatehouseError(e)) {
+    err(`${e.code}: ${e.message}`);
+    if (e.detail !== undefined) err(JSON.stringify(e.detail, null, 2));
+    process.exitCode = e.code === 'config_invalid' || e.code === 'validation_failed' ? 2 : 1;
+  } else {
+    err(`error: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
+}

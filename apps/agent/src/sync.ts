@@ -1,0 +1,142 @@
+/**
+ * Directory sync: a paged search under every base DN with the service account, mapped to the
+ * cloud's SyncedUser. The whole list is read before anything is sent, so a search that fails
+ * half way never becomes a "final" page that would delete the rest in the cloud.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type SyncedUser, SyncedUser as SyncedUserSchema } from '@gatehouse/protocol';
+import type { Entry } from 'ldapts';
+import type { DirectoryConfig } from './config.ts';
+import type { Directory } from './directory/index.ts';
+import { writeFileAtomic } from './state.ts';
+
+const first = (v: unknown): string | undefined => {
+  const x = Array.isArray(v) ? v[0] : v;
+  if (x === undefined || x === null) return undefined;
+  return Buffer.isBuffer(x) ? x.toString('utf8') : String(x);
+};
+
+/** AD objectGUID bytes -> the usual string form (first three groups little-endian). */
+export const guidToString = (b: Buffer): string => {
+  const h = (i: number) => b[i].toString(16).padStart(2, '0');
+  return [
+    [3, 2, 1, 0].map(h).join(''),
+    [5, 4].map(h).join(''),
+    [7, 6].map(h).join(''),
+    [8, 9].map(h).join(''),
+    [10, 11, 12, 13, 14, 15].map(h).join(''),
+  ].join('-');
+};
+
+export const syncAttributes = (cfg: DirectoryConfig): string[] =>
+  cfg.kind === 'ad'
+    ? ['objectGUID', 'userPrincipalName', 'sAMAccountName', 'displayName', 'mail', 'userAccountControl']
+    : ['entryUUID', 'uid', 'cn', 'displayName', 'mail', 'pwdAccountLockedTime', cfg.upnAttribute ?? 'mail'];
+
+/** One directory entry -> SyncedUser, or null when it has no anchor or no usable UPN. */
+export const toSyncedUser = (e: Entry, cfg: DirectoryConfig): SyncedUser | null => {
+  let user: Record<string, unknown>;
+  if (cfg.kind === 'ad') {
+    const guid = Array.isArray(e.objectGUID) ? e.objectGUID[0] : e.objectGUID;
+    const sam = first(e.sAMAccountName);
+    const uac = Number(first(e.userAccountControl) ?? 0);
+    user = {
+      anchor: Buffer.isBuffer(guid) && guid.length === 16 ? guidToString(guid) : undefined,
+      upn: first(e.userPrincipalName),
+      onPremName: sam && cfg.netbiosDomain ? `${cfg.netbiosDomain}\\${sam}` : sam,
+      displayName: first(e.displayName),
+      enabled: (uac & 2) === 0,
+    };
+  } else {
+    const attr = cfg.upnAttribute ?? 'mail';
+    let upn = first(e[attr]);
+    if (upn && !upn.includes('@') && cfg.upnDomain) upn = `${upn}@${cfg.upnDomain}`;
+    user = {
+      anchor: first(e.entryUUID),
+      upn,
+      onPremName: first(e.uid),
+      displayName: first(e.displayName) ?? first(e.cn),
+      // "000001010000Z" is ppolicy's administrative lock: the account is disabled.
+      enabled: first(e.pwdAccountLockedTime) !== '000001010000Z',
+    };
+  }
+  user.dn = e.dn;
+  user.mail = first(e.mail);
+  for (const k of Object.keys(user)) if (user[k] === undefined) delete user[k];
+  const parsed = SyncedUserSchema.safeParse(user);
+  return parsed.success && parsed.data.upn.includes('@') ? parsed.data : null;
+};
+
+export interface SyncResult {
+  users: SyncedUser[];
+  /** Entries that matched the filter but lack an anchor or a UPN. */
+  skipped: number;
+  server: string;
+}
+
+/** Reads every user under every base DN (paged, `pageSize` per LDAP page). Throws on any failure. */
+export const collectUsers = async (dir: Directory, pageSize: number): Promise<SyncResult> => {
+  const cfg = dir.cfg;
+  return dir.withServiceClient(async (client, server) => {
+    const users: SyncedUser[] = [];
+    const seen = new Set<string>();
+    let skipped = 0;
+    for (const base of cfg.baseDns) {
+      const pagesIter = client.searchPaginated(base, {
+        scope: 'sub',
+        filter: cfg.userFilter,
+        attributes: syncAttributes(cfg),
+        explicitBufferAttributes: cfg.kind === 'ad' ? ['objectGUID'] : [],
+        paged: { pageSize },
+      });
+      for await (const page of pagesIter) {
+        for (const e of page.searchEntries) {
+          const u = toSyncedUser(e, cfg);
+          if (!u) skipped++;
+          else if (!seen.has(u.anchor)) {
+            // Overlapping base DNs would list a user twice.
+            seen.add(u.anchor);
+            users.push(u);
+          }
+        }
+      }
+    }
+    return { users, skipped, server };
+  });
+};
+
+/** Splits users into SyncPage-sized chunks (at least one, possibly empty, page). */
+export const chunk = <T>(items: T[], size: number): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out.length ? out : [[]];
+};
+
+/**
+ * Accidental-deletion guard: refuses a run that would remove more than `threshold` of the users
+ * the previous successful run sent (an emptied OU, a wrong base DN, a broken ACL look like that).
+ */
+export const deletionGuard = (
+  previous: number | undefined,
+  now: number,
+  threshold: number,
+): { ok: boolean; removedFraction: number } => {
+  if (!previous) return { ok: true, removedFraction: 0 };
+  const removedFraction = Math.max(0, previous - now) / previous;
+  return { ok: removedFraction <= threshold, removedFraction };
+};
+
+const syncStateFile = (stateDir: string) => join(stateDir, 'sync-state.json');
+
+export const readLastSyncCount = (stateDir: string): number | undefined => {
+  try {
+    const s = JSON.parse(readFileSync(syncStateFile(stateDir), 'utf8')) as { count?: unknown };
+    return typeof s.count === 'number' ? s.count : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+export const writeLastSyncCount = (stateDir: string, count: number): void =>
+  writeFileAtomic(syncStateFile(stateDir), JSON.stringify({ count, at: new Date().toISOString() }));
