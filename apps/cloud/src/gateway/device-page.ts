@@ -1,0 +1,126 @@
+/**
+ * The page where an administrator approves an agent's device code (RFC 8628). Plain HTML that
+ * works without JavaScript: labelled fields, autocomplete hints, an error region announced to
+ * screen readers, a visible focus ring. Every value is escaped; a password is never written back.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ESC[c] ?? c);
+
+/** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
+export const CSRF_COOKIE = '__Host-gh_device_nonce';
+
+/** User codes use letters that cannot be mistaken for each other or spell words (RFC 8628 6.1). */
+export const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
+
+/** "bcdf ghjk", "BCDF-GHJK" and "bcdfghjk" all mean BCDF-GHJK; anything else is null. */
+export const normalizeUserCode = (input: string): string | null => {
+  const letters = input.toUpperCase().replace(/[^A-Z]/g, '');
+  if (letters.length !== 8 || [...letters].some((c) => !USER_CODE_ALPHABET.includes(c))) return null;
+  return `${letters.slice(0, 4)}-${letters.slice(4)}`;
+};
+
+export const newNonce = (): string => randomBytes(24).toString('base64url');
+
+/** The form's token: an HMAC of the cookie's nonce, so a cross-site form cannot forge it. */
+export const csrfToken = (key: Buffer, nonce: string): string =>
+  createHmac('sha256', key).update(`agents-device\n${nonce}`).digest('base64url');
+
+export const csrfValid = (key: Buffer, nonce: string | undefined, token: string): boolean => {
+  if (!nonce) return false;
+  const want = Buffer.from(csrfToken(key, nonce));
+  const got = Buffer.from(token);
+  return want.length === got.length && timingSafeEqual(want, got);
+};
+
+export const readCookie = (header: string | undefined, name: string): string | undefined => {
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+};
+
+const STYLE = `
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f3f4f6;color:#111827}
+main{max-width:28rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0003}
+h1{font-size:1.5rem;margin:0 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+input{width:100%;padding:.6rem;font:inherit;border:1px solid #6b7280;border-radius:.25rem}
+.actions{display:flex;gap:.75rem;margin-top:1.25rem}
+button{flex:1;padding:.7rem;font:inherit;font-weight:600;color:#fff;background:#1d4ed8;border:0;border-radius:.25rem;cursor:pointer}
+button.deny{background:#4b5563}
+a,button,input{outline-offset:2px}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #f59e0b}
+.error{margin:1rem 0;padding:.75rem;border-left:4px solid #b91c1c;background:#fef2f2;color:#7f1d1d}
+.ok{margin:1rem 0;padding:.75rem;border-left:4px solid #15803d;background:#f0fdf4;color:#14532d}
+.muted{font-size:.9rem;color:#4b5563}
+`;
+
+const page = (title: string, body: string): string => `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>`;
+
+export interface DeviceFormView {
+  action: string;
+  csrf: string;
+  userCode?: string;
+  /** Shown when the code in the link is pending, so the admin knows which machine asks. */
+  hostname?: string;
+  username?: string;
+  error?: string;
+}
+
+export const deviceForm = (v: DeviceFormView): string =>
+  page(
+    'Approve a Gatehouse Agent',
+    `<h1>Approve a Gatehouse Agent</h1>
+<p class="muted">An agent installed on premises asks to join this organisation. Only a cloud-only
+Global Administrator or Hybrid Identity Administrator can approve it. Approve only a code you
+started yourself.</p>
+${v.hostname ? `<p>Agent host: <strong>${esc(v.hostname)}</strong></p>` : ''}
+${v.error ? `<div class="error" role="alert" id="error"><p>${esc(v.error)}</p></div>` : '<div role="alert" id="error"></div>'}
+<form method="post" action="${esc(v.action)}">
+<input type="hidden" name="csrf" value="${esc(v.csrf)}">
+<label for="user_code">Code shown by the agent</label>
+<input id="user_code" name="user_code" required autocomplete="off" autocapitalize="characters" spellcheck="false"
+ inputmode="text" maxlength="16" placeholder="XXXX-XXXX" aria-describedby="code-help" value="${esc(v.userCode ?? '')}">
+<small id="code-help" class="muted">Eight letters, e.g. BCDF-GHJK.</small>
+<label for="username">Your administrator user name</label>
+<input id="username" name="username" type="email" required autocomplete="username" value="${esc(v.username ?? '')}">
+<label for="password">Your password</label>
+<input id="password" name="password" type="password" required autocomplete="current-password">
+<div class="actions">
+<button type="submit" name="action" value="approve">Approve</button>
+<button type="submit" name="action" value="deny" class="deny">Deny</button>
+</div>
+</form>`,
+  );
+
+export const deviceDone = (approved: boolean, hostname: string): string =>
+  page(
+    approved ? 'Agent approved' : 'Agent denied',
+    `<h1>${approved ? 'Agent approved' : 'Agent denied'}</h1>
+<div class="ok" role="status"><p>${
+      approved
+        ? `The agent on <strong>${esc(hostname)}</strong> will finish registering within a few seconds. You can close this page.`
+        : `The request from <strong>${esc(hostname)}</strong> was denied. The agent will stop asking.`
+    }</p></div>`,
+  );
+
+export const deviceNotFound = (): string =>
+  page('Not found', '<h1>Not found</h1><p>There is no such organisation.</p>');

@@ -1,0 +1,172 @@
+/**
+ * The agent gateway: registration routes on the main app, the mutual-TLS WebSocket listener,
+ * live agent connections, the dispatcher that carries sign-ins to them, and sync ingestion.
+ */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { CloudContext, Dispatcher } from '../context.ts';
+import { getAgent, pruneAgents, touchAgent } from '../directory/agents.ts';
+import type { Authenticator } from '../signin/types.ts';
+import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
+import { AgentDispatcher } from './dispatcher.ts';
+import type { AuthenticatedPeer } from './peer.ts';
+import { TenantCaCache } from './peer.ts';
+import { registerRegistrationRoutes } from './registration.ts';
+import { createGatewayServer } from './server.ts';
+import { SyncIngest, type SyncSummary } from './sync.ts';
+
+export type { ConnectionInfo } from './connection.ts';
+export type { SyncSummary } from './sync.ts';
+
+export interface Gateway {
+  readonly dispatcher: Dispatcher;
+  /** Registration and the device approval page, on the main HTTPS app. */
+  registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
+  /** Starts the mutual-TLS listener on config.gatewayPort (0: any free port). */
+  listen(): Promise<{ port: number }>;
+  close(): Promise<void>;
+  /** Live connections (ready or still saying hello). */
+  connections(): ConnectionInfo[];
+  /** Closes the agent's live connections at once (after the admin deleted it). Returns how many. */
+  revokeAgent(agentId: string): number;
+  /** Asks one connected agent of the tenant for a full sync; returns its id, or null when none is connected. */
+  requestSync(tenantId: string): string | null;
+  /** Called after each applied sync run (admin center, tests). */
+  onSyncFinished(listener: (tenantId: string, summary: SyncSummary) => void): void;
+}
+
+export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } = {}): Gateway => {
+  const { config } = ctx;
+  const log = ctx.log.child({ part: 'gateway' });
+  const dispatcher = new AgentDispatcher({
+    log,
+    now: ctx.now,
+    inactiveAfterMs: config.inactiveAfterMs,
+    maxInFlight: opts.maxInFlight,
+  });
+  const live = new Set<AgentConnection>();
+  const syncListeners: ((tenantId: string, s: SyncSummary) => void)[] = [];
+  const sync = new SyncIngest({
+    db: ctx.db,
+    log,
+    now: ctx.now,
+    onFinished: (tenantId, s) => {
+      for (const l of syncListeners) l(tenantId, s);
+    },
+  });
+  const cas = new TenantCaCache(ctx.db);
+
+  const revoke = (conn: AgentConnection, why: string) => {
+    if (conn.closed) return;
+    conn.sendError('certificate_rejected', why);
+    conn.close(1008, why);
+  };
+
+  const hooks: ConnectionHooks = {
+    onHello: (conn) => touchAgent(ctx.db, conn.agentId, ctx.now(), conn.externalIp ?? undefined),
+    onReady: (conn) => dispatcher.add(conn),
+    onClosed: (conn) => {
+      live.delete(conn);
+      dispatcher.remove(conn);
+    },
+    onResult: (conn, msg) => dispatcher.onResult(conn, msg),
+    // The CLI deletes agents from another process: each heartbeat rechecks the row.
+    onHeartbeat: async (conn) => {
+      const agent = await getAgent(ctx.db, conn.agentId);
+      if (!agent || agent.deletedAt !== null) return revoke(conn, 'the agent was deleted');
+      await touchAgent(ctx.db, conn.agentId, ctx.now());
+    },
+    onSyncPage: (conn, page) => sync.onPage(conn, page),
+  };
+
+  const onConnection = (ws: WebSocket, peer: AuthenticatedPeer, externalIp: string | null) => {
+    const conn = new AgentConnection(
+      ws,
+      { ...peer, hpkeKey: new Uint8Array(Buffer.from(peer.hpkePublicKey, 'base64url')), externalIp },
+      { log, now: ctx.now, hooks, heartbeatMs: config.heartbeatMs },
+    );
+    live.add(conn);
+  };
+
+  const { server, wss } = createGatewayServer({ ctx, cas, onConnection });
+
+  // Silent agents are dropped: a half-open TCP connection must not keep receiving sign-ins.
+  const sweepMs = Math.max(100, Math.min(1_000, Math.floor(config.inactiveAfterMs / 4)));
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  const sweep = () => {
+    const cutoff = ctx.now() - config.inactiveAfterMs;
+    for (const c of live) {
+      if (c.lastHeardAt < cutoff) {
+        log.warn({ agentId: c.agentId, lastHeardAt: c.lastHeardAt }, 'agent silent; dropping connection');
+        c.terminate();
+      }
+    }
+  };
+
+  const pruneAfterMs = config.pruneAfterDays * 86_400_000;
+  let pruner: ReturnType<typeof setInterval> | undefined;
+  const prune = () =>
+    pruneAgents(ctx.db, ctx.now(), pruneAfterMs).then(
+      (n) => n > 0 && log.info({ pruned: n }, 'inactive agents pruned'),
+      (err) => log.error({ err }, 'agent pruning failed'),
+    );
+
+  const gateway: Gateway = {
+    dispatcher,
+    registerRoutes: (app, deps) =>
+      registerRegistrationRoutes(app, { ctx, authenticator: deps.authenticator }),
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.gatewayPort, config.host, () => {
+          server.off('error', reject);
+          sweeper = setInterval(sweep, sweepMs);
+          sweeper.unref();
+          void prune();
+          pruner = setInterval(prune, Math.max(1_000, Math.min(3_600_000, pruneAfterMs / 4)));
+          pruner.unref();
+          const port = (server.address() as AddressInfo).port;
+          log.info({ port }, 'agent gateway listening');
+          resolve({ port });
+        });
+      }),
+    close: async () => {
+      clearInterval(sweeper);
+      clearInterval(pruner);
+      for (const c of [...live]) c.terminate();
+      dispatcher.closeAll();
+      wss.close();
+      await new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+    connections: () => [...live].map((c) => c.info()),
+    revokeAgent: (agentId) => {
+      let n = 0;
+      for (const c of live) {
+        if (c.agentId === agentId && !c.closed) {
+          revoke(c, 'the agent was deleted');
+          n++;
+        }
+      }
+      return n;
+    },
+    requestSync: (tenantId) => {
+      const cutoff = ctx.now() - config.inactiveAfterMs;
+      const candidates = dispatcher.connectionsOf(tenantId).filter((c) => c.usable(cutoff));
+      const conn = candidates.sort((a, b) => a.pending.size - b.pending.size)[0];
+      if (!conn) return null;
+      conn.send({ type: 'sync.request', mode: 'full' });
+      log.info({ tenantId, agentId: conn.agentId }, 'sync requested');
+      return conn.agentId;
+    },
+    onSyncFinished: (listener) => {
+      syncListeners.push(listener);
+    },
+  };
+  ctx.dispatcher = dispatcher;
+  return gateway;
+};

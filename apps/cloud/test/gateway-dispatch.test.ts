@@ -1,0 +1,238 @@
+/**
+ * The dispatcher over real agent connections: the sealed password opens only with the agent's
+ * key and only for this request, failures become outcomes quickly, and a request whose agent
+ * dies mid-flight completes on another agent within its deadline.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { aad, type CloudMessage, hpkeOpen, type Validate } from '@gatehouse/protocol';
+import type { ValidationRequest } from '../src/context.ts';
+import {
+  type AgentCredentials,
+  connectAgent,
+  type Env,
+  registerAgent,
+  type ScriptedAgent,
+  startEnv,
+  waitFor,
+} from './gateway-harness.ts';
+
+const CANARY = 'Canary-Pa55word-7f3a9c';
+
+let env: Env;
+before(async () => {
+  env = await startEnv({}, { maxInFlight: 2 });
+});
+after(() => env.close());
+
+let seq = 0;
+const request = (over: Partial<ValidationRequest> = {}): ValidationRequest => ({
+  tenantId: env.tenantId,
+  requestId: `req-${++seq}`,
+  user: { upn: 'Alice@Contoso.example', dn: 'CN=Alice,OU=Staff,DC=contoso,DC=example', anchor: 'guid-alice' },
+  password: CANARY,
+  deadline: Date.now() + 2000,
+  ...over,
+});
+
+const b64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64url'));
+const open = (creds: AgentCredentials, v: Validate, aadFor = v) =>
+  new TextDecoder().decode(
+    hpkeOpen(
+      creds.hpke.privateKey,
+      b64(v.enc),
+      b64(v.ct),
+      aad(aadFor.tenantId, aadFor.id, aadFor.user.upn, aadFor.deadline),
+    ),
+  );
+
+/** Answers every validation with `outcome` after `delayMs`, checking it can open the password. */
+const autoAnswer = (agent: ScriptedAgent, creds: AgentCredentials, outcome = 'success', delayMs = 0) => {
+  agent.onMessage = (m: CloudMessage) => {
+    if (m.type !== 'validate') return;
+    const ok = open(creds, m) === CANARY;
+    setTimeout(
+      () =>
+        agent.send({
+          type: 'result',
+          id: m.id,
+          outcome: ok ? outcome : 'agent_decrypt_failed',
+          agentMs: 3,
+          directoryMs: 2,
+          server: 'ldap://dc1',
+        }),
+      delayMs,
+    );
+  };
+};
+
+const closeAll = async (...agents: ScriptedAgent[]) => {
+  for (const a of agents) a.close();
+  await Promise.all(agents.map((a) => a.closed));
+  await waitFor(() => env.gateway.connections().length === 0, 3000, 'no connections');
+};
+
+test('round trip: the password is sealed to the agent key and bound to the request', async () => {
+  const creds = await registerAgent(env);
+  const agent = await connectAgent(env, creds);
+  const req = request();
+  const pending = env.ctx.dispatcher.validate(req);
+  const v = await agent.next('validate');
+  assert.equal(v.id, req.requestId);
+  assert.equal(v.tenantId, env.tenantId);
+  assert.deepEqual(v.user, req.user);
+  assert.equal(v.deadline, req.deadline);
+  assert.ok(!JSON.stringify(v).includes(CANARY), 'no cleartext on the wire');
+  assert.equal(open(creds, v), CANARY);
+  // The associated data binds the envelope: another user, request, tenant or deadline fails.
+  for (const tweak of [
+    { user: { ...v.user, upn: 'bob@contoso.example' } },
+    { id: 'req-other' },
+    { tenantId: 'other' },
+    { deadline: v.deadline + 1 },
+  ]) {
+    assert.throws(() => open(creds, v, { ...v, ...tweak }));
+  }
+  agent.send({
+    type: 'result',
+    id: v.id,
+    outcome: 'invalid_credentials',
+    directoryCode: '49/52e',
+    server: 'ldap://dc1',
+    agentMs: 12,
+    directoryMs: 9,
+  });
+  const answer = await pending;
+  assert.deepEqual(answer, {
+    outcome: 'invalid_credentials',
+    agentId: creds.agentId,
+    server: 'ldap://dc1',
+    directoryCode: '49/52e',
+    agentMs: 12,
+    directoryMs: 9,
+  });
+  await closeAll(agent);
+});
+
+test('no connected agent: no_agent at once', async () => {
+  const t0 = performance.now();
+  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 10_000 }));
+  assert.equal(answer.outcome, 'no_agent');
+  assert.ok(performance.now() - t0 < 100, 'no waiting');
+});
+
+test('deadline: agent_timeout, and the late answer is dropped', async () => {
+  const creds = await registerAgent(env);
+  const agent = await connectAgent(env, creds);
+  const t0 = Date.now();
+  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 400 }));
+  assert.equal(answer.outcome, 'agent_timeout');
+  assert.equal(answer.agentId, creds.agentId);
+  assert.ok(Date.now() - t0 >= 380 && Date.now() - t0 < 1500);
+  const v = await agent.next('validate');
+  agent.send({ type: 'result', id: v.id, outcome: 'success', agentMs: 1, directoryMs: 1 });
+  await waitFor(() => env.gateway.connections()[0]?.outstanding === 0, 1000);
+  assert.equal(env.gateway.connections()[0]?.ready, true, 'a late answer does not break the connection');
+  await waitFor(
+    () => readFileSync(env.logFile, 'utf8').includes('"msg":"agent_late"'),
+    1000,
+    'agent_late logged',
+  );
+  await closeAll(agent);
+});
+
+test('an agent that dies mid-request: the request completes on the second agent', async () => {
+  const c1 = await registerAgent(env, 'dies');
+  const c2 = await registerAgent(env, 'survives');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  // Whichever agent receives the request first dies before answering; the other answers.
+  let victim: string | null = null;
+  for (const [agent, creds] of [
+    [a1, c1],
+    [a2, c2],
+  ] as const) {
+    agent.onMessage = (m) => {
+      if (m.type !== 'validate') return;
+      if (victim === null) {
+        victim = creds.agentId;
+        agent.ws.terminate();
+        return;
+      }
+      const outcome = open(creds, m) === CANARY ? 'success' : 'agent_decrypt_failed';
+      agent.send({ type: 'result', id: m.id, outcome, agentMs: 1, directoryMs: 1 });
+    };
+  }
+  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 3000 }));
+  assert.ok(victim, 'one agent received the request and died');
+  assert.equal(answer.outcome, 'success');
+  assert.equal(answer.agentId, victim === c1.agentId ? c2.agentId : c1.agentId, 'answered by the survivor');
+  await closeAll(a1, a2);
+});
+
+test('least outstanding, round robin on ties; full agents give agent_overloaded', async () => {
+  const c1 = await registerAgent(env, 'one');
+  const c2 = await registerAgent(env, 'two');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  // Nobody answers: each request stays outstanding until its deadline.
+  const deadline = Date.now() + 1500;
+  const reqs = [1, 2, 3, 4].map(() => env.ctx.dispatcher.validate(request({ deadline })));
+  await waitFor(
+    () => env.gateway.connections().reduce((n, c) => n + c.outstanding, 0) === 4,
+    1000,
+    'four outstanding',
+  );
+  assert.deepEqual(
+    env.gateway.connections().map((c) => c.outstanding),
+    [2, 2],
+    'spread evenly',
+  );
+  // maxInFlight is 2 in this suite: both agents are full.
+  assert.equal((await env.ctx.dispatcher.validate(request())).outcome, 'agent_overloaded');
+  for (const r of await Promise.all(reqs)) assert.equal(r.outcome, 'agent_timeout');
+  await closeAll(a1, a2);
+});
+
+test('an agent that cannot open the envelope: the request is retried on another agent', async () => {
+  const c1 = await registerAgent(env, 'stale-key');
+  const c2 = await registerAgent(env, 'good-key');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  a1.onMessage = (m) => {
+    if (m.type === 'validate')
+      a1.send({ type: 'result', id: m.id, outcome: 'agent_decrypt_failed', agentMs: 1, directoryMs: 0 });
+  };
+  autoAnswer(a2, c2);
+  for (let i = 0; i < 3; i++) {
+    const answer = await env.ctx.dispatcher.validate(request());
+    assert.equal(answer.outcome, 'success');
+    assert.equal(answer.agentId, c2.agentId);
+  }
+  await closeAll(a1, a2);
+});
+
+test('a result for another request or from another agent does not complete it', async () => {
+  const c1 = await registerAgent(env, 'x1');
+  const c2 = await registerAgent(env, 'x2');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  const req = request({ deadline: Date.now() + 800 });
+  const pending = env.ctx.dispatcher.validate(req);
+  // Both agents claim success for the request id; only the one that got it counts.
+  await waitFor(() => env.gateway.connections().some((c) => c.outstanding === 1), 1000);
+  const holder = env.gateway.connections().find((c) => c.outstanding === 1)!;
+  const other = holder.agentId === c1.agentId ? a2 : a1;
+  other.send({ type: 'result', id: req.requestId, outcome: 'success', agentMs: 1, directoryMs: 1 });
+  assert.equal((await pending).outcome, 'agent_timeout');
+  await closeAll(a1, a2);
+});
+
+test('the canary password is in no log line and no database file', async () => {
+  await env.gateway.close();
+  const written = env.everythingWritten();
+  assert.ok(written.length > 1000, 'the log and database were written');
+  assert.ok(!written.includes(CANARY));
+  assert.ok(!written.includes(Buffer.from(CANARY).toString('base64')));
+});

@@ -1,0 +1,244 @@
+/**
+ * Agent registration over real HTTPS: one-time tokens, the RFC 8628 device flow with its
+ * approval page, and certificate renewal over mutual TLS.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  agentIdentity,
+  type DeviceAuthorizeResponse,
+  type RegisterResponse,
+  verifyIssuedBy,
+} from '@gatehouse/protocol';
+import { getAgent } from '../src/directory/agents.ts';
+import { listAudit } from '../src/directory/audit.ts';
+import { createRegistrationToken } from '../src/directory/registration-tokens.ts';
+import { getTenant } from '../src/directory/tenants.ts';
+import { createCloudUser } from '../src/directory/users.ts';
+import {
+  ADMIN_PASSWORD,
+  type Env,
+  https,
+  newAgentKeys,
+  postJson,
+  registerAgent,
+  ScriptedAgent,
+  startEnv,
+} from './gateway-harness.ts';
+
+let env: Env;
+before(async () => {
+  env = await startEnv();
+});
+after(() => env.close());
+
+test('a valid token registers the agent: certificate from the tenant CA, row, audit', async () => {
+  const { token } = await createRegistrationToken(env.ctx.db, env.tenantId, 'admin', 600, Date.now());
+  const keys = await newAgentKeys('dc1.contoso.example');
+  const res = await postJson(env, '/agent/v1/register', { ...keys.body, token });
+  assert.equal(res.status, 200, res.text);
+  const r = res.json() as RegisterResponse;
+  const tenant = await getTenant(env.ctx.db, env.tenantId);
+  assert.equal(r.tenantId, env.tenantId);
+  assert.equal(r.tenantCa, tenant.caCertPem);
+  assert.equal(r.gatewayUrl, env.ctx.config.gatewayUrl);
+  assert.ok(verifyIssuedBy(r.certificate, tenant.caCertPem));
+  const id = agentIdentity(r.certificate);
+  assert.deepEqual([id.agentId, id.tenantId], [r.agentId, env.tenantId]);
+  const row = await getAgent(env.ctx.db, r.agentId);
+  assert.equal(row!.hostname, 'dc1.contoso.example');
+  assert.equal(row!.version, '0.1.0-test');
+  assert.equal(row!.certSerial, id.serial);
+  assert.equal(row!.hpkePublicKey, keys.body.hpkePublicKey);
+  assert.equal(row!.externalIp, '127.0.0.1');
+  const audit = await listAudit(env.ctx.db, env.tenantId);
+  assert.ok(audit.some((a) => a.action === 'agent.registered' && a.target === r.agentId));
+});
+
+test('a used token and an expired token are refused', async () => {
+  const { token } = await createRegistrationToken(env.ctx.db, env.tenantId, 'admin', 600, Date.now());
+  assert.equal(
+    (await postJson(env, '/agent/v1/register', { ...(await newAgentKeys()).body, token })).status,
+    200,
+  );
+  const reused = await postJson(env, '/agent/v1/register', { ...(await newAgentKeys()).body, token });
+  assert.equal(reused.status, 401);
+  assert.equal((reused.json() as { error: string }).error, 'registration_token_invalid');
+  const old = await createRegistrationToken(env.ctx.db, env.tenantId, 'admin', 60, Date.now() - 61_000);
+  const expired = await postJson(env, '/agent/v1/register', {
+    ...(await newAgentKeys()).body,
+    token: old.token,
+  });
+  assert.equal(expired.status, 401);
+  assert.equal((expired.json() as { error: string }).error, 'registration_token_invalid');
+});
+
+test('bad bodies are validation_failed', async () => {
+  const keys = await newAgentKeys();
+  const neither = await postJson(env, '/agent/v1/register', keys.body);
+  assert.equal(neither.status, 400);
+  assert.equal((neither.json() as { error: string }).error, 'validation_failed');
+  const { token } = await createRegistrationToken(env.ctx.db, env.tenantId, 'admin', 600, Date.now());
+  const other = await newAgentKeys();
+  // A syntactically fine PEM whose signature does not verify (body of one CSR, tail of another).
+  const csr = keys.body.csr.slice(0, 120) + other.body.csr.slice(120);
+  const badCsr = await postJson(env, '/agent/v1/register', { ...keys.body, csr, token });
+  assert.equal(badCsr.status, 400);
+  assert.equal((badCsr.json() as { error: string }).error, 'validation_failed');
+  const notJson = await https(`${env.appUrl}/agent/v1/register`, {
+    method: 'POST',
+    body: '{',
+    ca: env.ctx.tls.caCert,
+  });
+  assert.equal(notJson.status, 400);
+});
+
+const authorize = async (hostname = 'dc2.contoso.example') => {
+  const res = await postJson(env, '/agent/v1/device/authorize', { tenantId: env.tenantId, hostname });
+  assert.equal(res.status, 200, res.text);
+  return res.json() as DeviceAuthorizeResponse;
+};
+
+const poll = async (deviceCode: string, keys?: Awaited<ReturnType<typeof newAgentKeys>>) => {
+  // The test does not wait out the interval: it moves the last poll back instead.
+  await env.ctx.db
+    .updateTable('device_codes')
+    .set({ last_poll_at: Date.now() - 10_000 })
+    .execute();
+  return postJson(env, '/agent/v1/register', { ...(keys ?? (await newAgentKeys())).body, deviceCode });
+};
+
+/** Loads the page like a browser: the nonce cookie and the form's CSRF token. */
+const openPage = async (query = '') => {
+  const page = await https(`${env.appUrl}/${env.tenantId}/agents/device${query}`, { ca: env.ctx.tls.caCert });
+  assert.equal(page.status, 200);
+  const setCookie = String(page.headers['set-cookie']);
+  const cookie = setCookie.split(';')[0]!;
+  const csrf = /name="csrf" value="([^"]+)"/.exec(page.text)![1]!;
+  return { page, cookie, csrf };
+};
+
+const submit = (cookie: string | undefined, fields: Record<string, string>) =>
+  https(`${env.appUrl}/${env.tenantId}/agents/device`, {
+    method: 'POST',
+    body: new URLSearchParams(fields).toString(),
+    contentType: 'application/x-www-form-urlencoded',
+    ca: env.ctx.tls.caCert,
+    cookie,
+  });
+
+const errorOf = (res: { json(): unknown }) => (res.json() as { error: string }).error;
+
+test('device flow: pending, slow_down, approved by the Global Administrator, registered once', async () => {
+  const d = await authorize();
+  assert.match(d.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+  assert.equal(d.verification_uri, `${env.ctx.config.publicUrl}/${env.tenantId}/agents/device`);
+  assert.equal(d.expires_in, 600);
+  assert.equal(d.interval, 5);
+  const keys = await newAgentKeys('dc2.contoso.example');
+  assert.equal(errorOf(await poll(d.device_code, keys)), 'authorization_pending');
+  const tooFast = await postJson(env, '/agent/v1/register', { ...keys.body, deviceCode: d.device_code });
+  assert.equal(errorOf(tooFast), 'slow_down');
+
+  const { page, cookie, csrf } = await openPage(`?user_code=${d.user_code.toLowerCase().replace('-', '')}`);
+  assert.match(page.text, /dc2\.contoso\.example/, 'the page names the machine asking');
+  assert.match(page.text, /<label for="password">/);
+  const fields = { csrf, user_code: d.user_code, username: env.adminUpn, action: 'approve' };
+  const wrong = await submit(cookie, { ...fields, password: 'not-the-password' });
+  assert.equal(wrong.status, 401);
+  assert.ok(!wrong.text.includes('not-the-password'), 'a password is never written back');
+  const noCookie = await submit(undefined, { ...fields, password: ADMIN_PASSWORD });
+  assert.equal(noCookie.status, 403, 'CSRF: the nonce cookie is required');
+  const forged = await submit(cookie, { ...fields, csrf: 'A'.repeat(43), password: ADMIN_PASSWORD });
+  assert.equal(forged.status, 403, 'CSRF: the token must match the cookie');
+  assert.equal(errorOf(await poll(d.device_code, keys)), 'authorization_pending');
+
+  const ok = await submit(cookie, { ...fields, password: ADMIN_PASSWORD });
+  assert.equal(ok.status, 200, ok.text);
+  assert.match(ok.text, /Agent approved/);
+  const reg = await poll(d.device_code, keys);
+  assert.equal(reg.status, 200, reg.text);
+  const r = reg.json() as RegisterResponse;
+  assert.equal(r.tenantId, env.tenantId);
+  assert.equal((await getAgent(env.ctx.db, r.agentId))!.hostname, 'dc2.contoso.example');
+  assert.equal(
+    errorOf(await poll(d.device_code)),
+    'registration_token_invalid',
+    'a device code registers once',
+  );
+  const audit = await listAudit(env.ctx.db, env.tenantId);
+  assert.ok(audit.some((a) => a.action === 'agent.device_approved' && a.actor === env.adminUpn));
+  assert.ok(audit.some((a) => a.action === 'agent.registered' && a.actor === env.adminUpn));
+});
+
+test('device flow: denied, expired, and approvers only', async () => {
+  const denied = await authorize('denied-host');
+  const { cookie, csrf } = await openPage();
+  const res = await submit(cookie, {
+    csrf,
+    user_code: denied.user_code,
+    username: env.adminUpn,
+    password: ADMIN_PASSWORD,
+    action: 'deny',
+  });
+  assert.equal(res.status, 200);
+  assert.equal(errorOf(await poll(denied.device_code)), 'access_denied');
+
+  const expired = await authorize('late-host');
+  await env.ctx.db
+    .updateTable('device_codes')
+    .set({ expires_at: Date.now() - 1 })
+    .where('user_code', '=', expired.user_code)
+    .execute();
+  assert.equal(errorOf(await poll(expired.device_code)), 'expired_token');
+
+  const pending = await authorize('pending-host');
+  await createCloudUser(env.ctx.db, env.tenantId, {
+    upn: 'reader@contoso.example',
+    password: 'Reader-pw-12345',
+    roles: ['reader'],
+  });
+  const notAdmin = await submit(cookie, {
+    csrf,
+    user_code: pending.user_code,
+    username: 'reader@contoso.example',
+    password: 'Reader-pw-12345',
+    action: 'approve',
+  });
+  assert.equal(notAdmin.status, 403);
+  assert.equal(errorOf(await poll(pending.device_code)), 'authorization_pending');
+  const unknownTenant = await postJson(env, '/agent/v1/device/authorize', {
+    tenantId: 'no-such-tenant',
+    hostname: 'h',
+  });
+  assert.equal(unknownTenant.status, 404);
+});
+
+test('renewal over mutual TLS: new certificate and HPKE key, the old certificate refused at once', async () => {
+  const creds = await registerAgent(env);
+  const keys = await newAgentKeys();
+  const url = `https://127.0.0.1:${env.gatewayPort}/agent/v1/renew`;
+  const body = JSON.stringify({ csr: keys.body.csr, hpkePublicKey: keys.body.hpkePublicKey });
+  const anonymous = await https(url, { method: 'POST', body, ca: env.ctx.tls.caCert });
+  assert.equal(anonymous.status, 401);
+  const res = await https(url, {
+    method: 'POST',
+    body,
+    ca: env.ctx.tls.caCert,
+    cert: creds.certPem,
+    key: creds.keyPem,
+  });
+  assert.equal(res.status, 200, res.text);
+  const { certificate } = res.json() as { certificate: string };
+  const id = agentIdentity(certificate);
+  assert.equal(id.agentId, creds.agentId);
+  const row = await getAgent(env.ctx.db, creds.agentId);
+  assert.equal(row!.certSerial, id.serial);
+  assert.equal(row!.hpkePublicKey, keys.body.hpkePublicKey);
+  const old = new ScriptedAgent(env, creds);
+  await assert.rejects(old.opened, (e: { status?: number }) => e.status === 401);
+  const renewed = new ScriptedAgent(env, { certPem: certificate, keyPem: keys.keyPem });
+  assert.equal((await renewed.hello()).agentId, creds.agentId);
+  renewed.close();
+  await renewed.closed;
+});

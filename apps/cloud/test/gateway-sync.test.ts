@@ -1,0 +1,126 @@
+/** Directory sync over the agent channel: pages become users, the final page applies deletions. */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { SyncedUser } from '@gatehouse/protocol';
+import { listAudit } from '../src/directory/audit.ts';
+import { connectAgent, type Env, registerAgent, type ScriptedAgent, startEnv } from './gateway-harness.ts';
+
+let env: Env;
+let agent: ScriptedAgent;
+before(async () => {
+  env = await startEnv();
+  agent = await connectAgent(env, await registerAgent(env));
+});
+after(async () => {
+  agent.close();
+  await env.close();
+});
+
+const user = (i: number, over: Partial<SyncedUser> = {}): SyncedUser => ({
+  anchor: `guid-${i}`,
+  upn: `user${i}@contoso.example`,
+  dn: `CN=User ${i},OU=Staff,DC=contoso,DC=example`,
+  displayName: `User ${i}`,
+  mail: `user${i}@contoso.example`,
+  enabled: true,
+  ...over,
+});
+
+const synced = () =>
+  env.ctx.db
+    .selectFrom('users')
+    .selectAll()
+    .where('tenant_id', '=', env.tenantId)
+    .where('source', '=', 'synced')
+    .orderBy('upn')
+    .execute();
+
+test('requestSync asks a connected agent; pages become users; the final page answers with a summary', async () => {
+  assert.equal(env.gateway.requestSync(env.tenantId), (await env.gateway.connections())[0]!.agentId);
+  assert.equal((await agent.next('sync.request')).mode, 'full');
+  const all = Array.from({ length: 12 }, (_, i) => user(i));
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-1',
+    mode: 'full',
+    seq: 0,
+    users: all.slice(0, 5),
+    final: false,
+  });
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-1',
+    mode: 'full',
+    seq: 1,
+    users: all.slice(5, 10),
+    final: false,
+  });
+  agent.send({ type: 'sync.page', runId: 'run-1', mode: 'full', seq: 2, users: all.slice(10), final: true });
+  assert.deepEqual(await agent.next('sync.ack'), { type: 'sync.ack', runId: 'run-1', seq: 0 });
+  assert.deepEqual(await agent.next('sync.ack'), { type: 'sync.ack', runId: 'run-1', seq: 1 });
+  const last = await agent.next('sync.ack');
+  assert.deepEqual(last.summary, { created: 12, updated: 0, deleted: 0, skipped: 0, deletionGuarded: false });
+  const rows = await synced();
+  assert.equal(rows.length, 12);
+  const u3 = rows.find((r) => r.source_anchor === 'guid-3')!;
+  assert.equal(u3.upn, 'user3@contoso.example');
+  assert.equal(u3.on_prem_dn, 'CN=User 3,OU=Staff,DC=contoso,DC=example');
+  assert.equal(u3.password_hash, null);
+  const audit = await listAudit(env.ctx.db, env.tenantId);
+  assert.ok(audit.some((a) => a.action === 'sync.run' && a.target === 'run-1'));
+});
+
+test('a second run updates, deletes what vanished, and the guard stops mass deletion', async () => {
+  const keep = Array.from({ length: 11 }, (_, i) => user(i));
+  keep[0] = user(0, { displayName: 'Renamed', enabled: false });
+  agent.send({ type: 'sync.page', runId: 'run-2', mode: 'full', seq: 0, users: keep, final: true });
+  const ack = await agent.next('sync.ack');
+  assert.deepEqual(ack.summary, { created: 0, updated: 1, deleted: 1, skipped: 0, deletionGuarded: false });
+  const rows = await synced();
+  assert.equal(rows.length, 11);
+  assert.equal(rows.find((r) => r.source_anchor === 'guid-0')!.enabled, 0);
+  // An OU filter gone wrong: only two users seen. Deleting nine of eleven is refused.
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-3',
+    mode: 'full',
+    seq: 0,
+    users: keep.slice(0, 2),
+    final: true,
+  });
+  const guarded = await agent.next('sync.ack');
+  assert.equal(guarded.summary!.deletionGuarded, true);
+  assert.equal(guarded.summary!.deleted, 0);
+  assert.equal((await synced()).length, 11);
+});
+
+test('a UPN held by the cloud administrator is skipped, never taken over', async () => {
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-4',
+    mode: 'full',
+    seq: 0,
+    users: [...Array.from({ length: 11 }, (_, i) => user(i)), user(99, { upn: env.adminUpn })],
+    final: true,
+  });
+  const ack = await agent.next('sync.ack');
+  assert.equal(ack.summary!.skipped, 1);
+  const admin = await env.ctx.db
+    .selectFrom('users')
+    .selectAll()
+    .where('upn', '=', env.adminUpn)
+    .executeTakeFirstOrThrow();
+  assert.equal(admin.source, 'cloud');
+});
+
+test('out-of-order pages are refused with protocol_error', async () => {
+  agent.send({ type: 'sync.page', runId: 'run-5', mode: 'full', seq: 0, users: [user(1)], final: false });
+  await agent.next('sync.ack');
+  agent.send({ type: 'sync.page', runId: 'run-5', mode: 'full', seq: 2, users: [user(2)], final: true });
+  assert.equal((await agent.next('error')).code, 'protocol_error');
+  assert.equal((await synced()).length, 11, 'nothing deleted by a broken run');
+});
+
+test('requestSync with no connected agent returns null', () => {
+  assert.equal(env.gateway.requestSync('no-such-tenant'), null);
+});
