@@ -70,7 +70,9 @@ export const startSampleApp = async (c: SampleAppConfig): Promise<SampleApp> => 
   const config = await discover(c, log);
   const sessions = new Map<string, Session>();
   const secure = c.baseUrl.startsWith('https:');
-  const redirectUri = `${c.baseUrl}/callback`;
+  // Port 0 (tests) is replaced by the bound port once listening.
+  let base = c.baseUrl;
+  let baseHost = new URL(base).host;
 
   const setSession = (res: ServerResponse, id: string | null) => {
     const attrs = `Path=/; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
@@ -115,8 +117,14 @@ export const startSampleApp = async (c: SampleAppConfig): Promise<SampleApp> => 
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', c.baseUrl);
+    const url = new URL(req.url ?? '/', base);
     const route = `${req.method} ${url.pathname}`;
+    // The session cookie belongs to the base URL's host: a visit on another name for this
+    // server (localhost for 127.0.0.1) would lose it at the callback, so move it over first.
+    if (req.method === 'GET' && req.headers.host && req.headers.host !== baseHost) {
+      redirect(res, url.href);
+      return;
+    }
     const current = getSession(req);
     switch (route) {
       case 'GET /healthz':
@@ -139,7 +147,7 @@ export const startSampleApp = async (c: SampleAppConfig): Promise<SampleApp> => 
         if (current) sessions.delete(current[0]);
         newSession(res, { pending }, PENDING_TTL_MS);
         const target = oidc.buildAuthorizationUrl(config, {
-          redirect_uri: redirectUri,
+          redirect_uri: `${base}/callback`,
           scope: c.scope,
           state: pending.state,
           nonce: pending.nonce,
@@ -239,8 +247,10 @@ export const startSampleApp = async (c: SampleAppConfig): Promise<SampleApp> => 
     server.listen(c.port, c.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const url = c.baseUrl.replace(/:0$/, `:${port}`);
-  log.info({ url, issuer: c.issuer, redirectUri }, 'sample app listening');
+  base = c.baseUrl.replace(/:0$/, `:${port}`);
+  baseHost = new URL(base).host;
+  const url = base;
+  log.info({ url, issuer: c.issuer, redirectUri: `${base}/callback` }, 'sample app listening');
   return {
     url,
     server,

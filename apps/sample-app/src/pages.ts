@@ -61,6 +61,7 @@ const KNOWN: ReadonlyArray<readonly [string, string]> = [
   ['sub', 'Subject'],
   ['iss', 'Issuer'],
   ['aud', 'Audience'],
+  ['roles', 'Roles'],
   ['amr', 'Authentication methods'],
   ['auth_time', 'Authenticated at'],
   ['iat', 'Issued at'],
@@ -71,7 +72,7 @@ const HIDDEN = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid']);
 
 const claimValue = (key: string, v: unknown): string => {
   if (TIME_CLAIMS.has(key) && typeof v === 'number') return `${new Date(v * 1000).toISOString()} (${v})`;
-  if (Array.isArray(v)) return v.map(String).join(', ');
+  if (Array.isArray(v)) return v.length ? v.map(String).join(', ') : '(none)';
   if (typeof v === 'object' && v !== null) return JSON.stringify(v);
   return String(v);
 };

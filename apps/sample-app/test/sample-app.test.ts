@@ -136,6 +136,12 @@ test('a user signs in, sees the ID token claims in a table, and signs out', asyn
   await ctx.close();
 });
 
+test('a visit on another name for the app is moved to its base URL first', async () => {
+  const res = await fetch(`http://localhost:${appPort}/profile?x=1`, { redirect: 'manual' });
+  assert.equal(res.status, 303);
+  assert.equal(res.headers.get('location'), `${app.url}/profile?x=1`);
+});
+
 test('a callback that was not started here is refused', async () => {
   const res = await fetch(`${app.url}/callback?code=abc&state=xyz`);
   assert.equal(res.status, 400);
@@ -189,7 +195,8 @@ test('the browser refuses a server whose key is not pinned', async () => {
       page.goto(`https://localhost:${(other.address() as AddressInfo).port}/`),
       /ERR_CERT_AUTHORITY_INVALID/,
     );
-    const ok = await page.goto(`${issuer}/.well-known/openid-configuration`);
+    // A fresh page: the refused one is still settling on Chromium's error page.
+    const ok = await (await ctx.newPage()).goto(`${issuer}/.well-known/openid-configuration`);
     assert.equal(ok?.status(), 200);
   } finally {
     await ctx.close();
