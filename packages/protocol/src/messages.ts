@@ -21,8 +21,18 @@ const b64u = z
   .regex(/^[A-Za-z0-9_-]*$/, 'base64url');
 const ms = z.number().int().nonnegative();
 
+/** The directory's own account lockout policy (AD domain policy, or OpenLDAP's default ppolicy). */
+export const DirectoryLockoutPolicy = z.object({
+  /** Failed binds before the directory locks the account; 0 = never. */
+  threshold: z.number().int().nonnegative(),
+  /** How long the directory keeps an account locked, in seconds; 0 = until an administrator unlocks it. */
+  durationS: z.number().nonnegative(),
+});
+export type DirectoryLockoutPolicy = z.infer<typeof DirectoryLockoutPolicy>;
+
 export const DirectoryHealth = z.object({
   ok: z.boolean(),
+  lockoutPolicy: DirectoryLockoutPolicy.optional(),
   /** The server that answered the last health probe (URL), if any. */
   server: z.string().max(512).optional(),
   error: z.string().max(512).optional(),
