@@ -8,6 +8,8 @@ export interface SignInInput {
   method: 'browser' | 'password_grant';
   clientId?: string;
   clientIp?: string;
+  /** The browser's device cookie, if any (smart lockout treats known devices as familiar). */
+  deviceId?: string;
 }
 
 export interface SignedInUser {

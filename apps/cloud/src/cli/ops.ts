@@ -1,0 +1,233 @@
+/**
+ * The operator CLI's service commands (clients, registration tokens, settings, agents, sign-ins).
+ * Every change writes an audit row with actor "operator".
+ */
+import { GatehouseError } from '@gatehouse/protocol';
+import { z } from 'zod';
+import { countActiveAgents, deleteAgent, listAgents } from '../directory/agents.ts';
+import { audit } from '../directory/audit.ts';
+import { createClient, GRANT_TYPES, listClients } from '../directory/clients.ts';
+import { createRegistrationToken } from '../directory/registration-tokens.ts';
+import { getTenant, updateSettings } from '../directory/tenants.ts';
+import { listSignIns } from '../signin/log.ts';
+import {
+  type Command,
+  command,
+  count,
+  flag,
+  iso,
+  many,
+  OPERATOR,
+  onOff,
+  str,
+  table,
+  tenant,
+} from './shared.ts';
+
+export const opsCommands: Record<string, Command> = {
+  'client create': command({
+    usage: '--tenant T --name N --redirect-uri U... [--public] [--grant-type password]...',
+    options: { tenant: str, name: str, 'redirect-uri': many, public: flag, 'grant-type': many },
+    schema: z.object({
+      tenant,
+      name: z.string({ error: 'is required' }).min(1).max(200),
+      'redirect-uri': z.array(z.url(), { error: 'at least one is required' }).min(1),
+      public: z.boolean().default(false),
+      'grant-type': z.array(z.enum(GRANT_TYPES)).default([]),
+    }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      // --grant-type adds to the browser flow's grants (a redirect URI is always given here).
+      const grantTypes = [
+        ...new Set([...(['authorization_code', 'refresh_token'] as const), ...a['grant-type']]),
+      ];
+      const c = await createClient(
+        env.db,
+        a.tenant,
+        { name: a.name, redirectUris: a['redirect-uri'], public: a.public, grantTypes },
+        env.now(),
+      );
+      await audit(
+        env.db,
+        {
+          tenantId: a.tenant,
+          actor: OPERATOR,
+          action: 'client.create',
+          target: c.clientId,
+          detail: { name: a.name, public: a.public, grantTypes },
+        },
+        env.now(),
+      );
+      return {
+        json: { ...c, grantTypes, issuer: `${env.config.publicUrl}/${a.tenant}/v2.0` },
+        text: `client_id: ${c.clientId}\n${c.clientSecret ? `client_secret: ${c.clientSecret}\n(shown once; store it now)\n` : ''}issuer: ${env.config.publicUrl}/${a.tenant}/v2.0`,
+      };
+    },
+  }),
+
+  'client list': command({
+    usage: '--tenant T',
+    options: { tenant: str },
+    schema: z.object({ tenant }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      const cs = await listClients(env.db, a.tenant);
+      return {
+        json: cs,
+        text: table(
+          cs.map((c) => ({
+            client_id: c.clientId,
+            name: c.metadata.client_name,
+            grants: c.metadata.grant_types.join(','),
+            auth: c.metadata.token_endpoint_auth_method,
+          })),
+        ),
+      };
+    },
+  }),
+
+  'token create': command({
+    usage: '--tenant T [--ttl SECONDS]',
+    options: { tenant: str, ttl: str },
+    schema: z.object({
+      tenant,
+      ttl: count
+        .min(30)
+        .max(7 * 86_400)
+        .optional(),
+    }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      const ttl = a.ttl ?? env.config.registrationTokenTtlS;
+      const t = await createRegistrationToken(env.db, a.tenant, OPERATOR, ttl, env.now());
+      await audit(
+        env.db,
+        {
+          tenantId: a.tenant,
+          actor: OPERATOR,
+          action: 'registration_token.create',
+          detail: { expiresAt: t.expiresAt },
+        },
+        env.now(),
+      );
+      return {
+        json: { token: t.token, expiresAt: t.expiresAt, expires: iso(t.expiresAt) },
+        text: `${t.token}\nexpires ${iso(t.expiresAt)} (single use)`,
+      };
+    },
+  }),
+
+  'settings set': command({
+    usage:
+      '--tenant T [--pta on|off] [--legacy-auth on|off] [--login-attribute upn|mail] [--lockout-threshold N] [--lockout-duration S]',
+    options: {
+      tenant: str,
+      pta: str,
+      'legacy-auth': str,
+      'login-attribute': str,
+      'lockout-threshold': str,
+      'lockout-duration': str,
+    },
+    schema: z.object({
+      tenant,
+      pta: onOff.optional(),
+      'legacy-auth': onOff.optional(),
+      'login-attribute': z.enum(['upn', 'mail']).optional(),
+      'lockout-threshold': count.max(100).optional(),
+      'lockout-duration': count.max(86_400).optional(),
+    }),
+    async run(env, a) {
+      const settings = {
+        ptaEnabled: a.pta,
+        legacyAuth: a['legacy-auth'],
+        loginAttribute: a['login-attribute'],
+        lockoutThreshold: a['lockout-threshold'],
+        lockoutDurationS: a['lockout-duration'],
+      };
+      const changed = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+      if (Object.keys(changed).length === 0)
+        throw new GatehouseError('validation_failed', [{ path: '(flags)', message: 'nothing to set' }]);
+      const activeAgents = await countActiveAgents(env.db, a.tenant, {
+        now: env.now(),
+        inactiveAfterMs: env.config.inactiveAfterMs,
+      });
+      const t = await updateSettings(env.db, a.tenant, changed, { activeAgents });
+      await audit(
+        env.db,
+        { tenantId: a.tenant, actor: OPERATOR, action: 'settings.update', target: a.tenant, detail: changed },
+        env.now(),
+      );
+      const { caCertPem: _, ...shown } = t;
+      return {
+        json: shown,
+        text: `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s`,
+      };
+    },
+  }),
+
+  'agents list': command({
+    usage: '--tenant T',
+    options: { tenant: str },
+    schema: z.object({ tenant }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      const agents = await listAgents(env.db, a.tenant, {
+        now: env.now(),
+        inactiveAfterMs: env.config.inactiveAfterMs,
+      });
+      const rows = agents.map((g) => ({
+        id: g.id,
+        host: g.hostname,
+        version: g.version,
+        status: g.status,
+        ip: g.externalIp,
+        last_seen: iso(g.lastSeenAt),
+        cert_expires: iso(g.certNotAfter),
+      }));
+      return { json: agents, text: table(rows) };
+    },
+  }),
+
+  'agents delete': command({
+    usage: '--tenant T --id AGENT_ID',
+    options: { tenant: str, id: str },
+    schema: z.object({ tenant, id: z.string({ error: 'is required' }).min(1) }),
+    async run(env, a) {
+      await deleteAgent(env.db, a.tenant, a.id, env.now());
+      await audit(
+        env.db,
+        { tenantId: a.tenant, actor: OPERATOR, action: 'agent.delete', target: a.id },
+        env.now(),
+      );
+      return {
+        json: { deleted: a.id },
+        text: `agent ${a.id} deleted; its certificate is refused from now on`,
+      };
+    },
+  }),
+
+  'signins list': command({
+    usage: '--tenant T [--limit N] [--upn U]',
+    options: { tenant: str, limit: str, upn: str },
+    schema: z.object({ tenant, limit: count.max(1000).default(50), upn: z.string().max(256).optional() }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      const rows = await listSignIns(env.db, a.tenant, { limit: a.limit, upn: a.upn });
+      return {
+        json: rows,
+        text: table(
+          rows.map((r) => ({
+            at: iso(r.at),
+            upn: r.upn,
+            method: r.method,
+            outcome: r.outcome,
+            agent: r.agentId,
+            directory: r.directoryCode,
+            ms: Math.round(r.totalMs),
+            ip: r.clientIp,
+          })),
+        ),
+      };
+    },
+  }),
+};

@@ -1,0 +1,57 @@
+/** What the operator CLI's commands share: their environment, flag types and output helpers. */
+import { z } from 'zod';
+import type { CloudConfig } from '../config.ts';
+import type { Db } from '../db/index.ts';
+import type { SecretBox } from '../secrets.ts';
+
+export interface CliEnv {
+  config: CloudConfig;
+  db: Db;
+  secrets: SecretBox;
+  now: () => number;
+  /** Reads a password from a file or stdin, without its trailing newline. */
+  readPassword(file: string | undefined, stdin: boolean): Promise<string>;
+}
+
+export type Option = { type: 'string' | 'boolean'; multiple?: boolean };
+export interface Command {
+  usage: string;
+  options: Record<string, Option>;
+  schema: z.ZodType;
+  run(env: CliEnv, args: never): Promise<{ json: unknown; text: string }>;
+}
+
+export const str: Option = { type: 'string' };
+export const many: Option = { type: 'string', multiple: true };
+export const flag: Option = { type: 'boolean' };
+export const tenant = z.string({ error: 'is required' }).min(1).max(128);
+export const onOff = z.enum(['on', 'off']).transform((v) => v === 'on');
+export const count = z.coerce.number().int().positive();
+export const OPERATOR = 'operator';
+
+/** Exactly one of a password file and stdin. */
+export const passwordSource = <P extends string>(fileKey: P, stdinKey: string) => ({
+  refine: (v: Record<string, unknown>) => (v[fileKey] === undefined) !== (v[stdinKey] !== true),
+  message: `give exactly one of --${fileKey} and --${stdinKey}`,
+});
+
+export const command = <S extends z.ZodType>(c: {
+  usage: string;
+  options: Record<string, Option>;
+  schema: S;
+  run(env: CliEnv, args: z.output<S>): Promise<{ json: unknown; text: string }>;
+}): Command => c as unknown as Command;
+
+export const table = (rows: Record<string, unknown>[], empty = '(none)'): string => {
+  if (rows.length === 0) return empty;
+  const keys = Object.keys(rows[0]!);
+  const cell = (v: unknown) => (v === null || v === undefined ? '-' : String(v));
+  const widths = keys.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(keys), ...rows.map((r) => line(keys.map((k) => cell(r[k]))))].join('\n');
+};
+export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());

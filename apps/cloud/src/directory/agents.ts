@@ -1,0 +1,211 @@
+/**
+ * Registered agents. An agent is Active while the gateway hears from it (last_seen_at within
+ * inactiveAfterMs) and Inactive after; a deleted agent keeps its row (deleted_at set) so its
+ * certificate is refused at once, and long-silent agents are pruned.
+ */
+import { randomUUID } from 'node:crypto';
+import { GatehouseError, MAX_AGENTS_PER_TENANT } from '@gatehouse/protocol';
+import type { Selectable } from 'kysely';
+import { z } from 'zod';
+import type { Db } from '../db/index.ts';
+import type { AgentTable } from '../db/schema.ts';
+import { parse, TenantId } from './util.ts';
+
+export interface Agent {
+  id: string;
+  tenantId: string;
+  hostname: string;
+  version: string;
+  certSerial: string;
+  certNotAfter: number;
+  /** X25519 public key, base64url. */
+  hpkePublicKey: string;
+  externalIp: string | null;
+  lastSeenAt: number | null;
+  createdAt: number;
+  deletedAt: number | null;
+}
+
+export type AgentStatus = 'active' | 'inactive';
+
+const toAgent = (r: Selectable<AgentTable>): Agent => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  hostname: r.hostname,
+  version: r.version,
+  certSerial: r.cert_serial,
+  certNotAfter: r.cert_not_after,
+  hpkePublicKey: r.hpke_public_key,
+  externalIp: r.external_ip,
+  lastSeenAt: r.last_seen_at,
+  createdAt: r.created_at,
+  deletedAt: r.deleted_at,
+});
+
+export const RegisterAgentInput = z.object({
+  /** The id put in the certificate's CN; generated when absent. */
+  id: z.string().min(1).max(128).optional(),
+  tenantId: TenantId,
+  hostname: z.string().min(1).max(255),
+  version: z.string().max(64),
+  certSerial: z.string().min(1).max(128),
+  certNotAfter: z.number().int().nonnegative(),
+  hpkePublicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url X25519 public key'),
+  externalIp: z.string().max(64).optional(),
+});
+export type RegisterAgentInput = z.input<typeof RegisterAgentInput>;
+
+/** Records a newly registered agent; the tenant's 41st (non-deleted) agent is refused. */
+export const registerAgent = async (
+  db: Db,
+  input: RegisterAgentInput,
+  now: number = Date.now(),
+): Promise<Agent> => {
+  const a = parse(RegisterAgentInput, input);
+  const id = a.id ?? randomUUID();
+  await db.transaction().execute(async (trx) => {
+    const { n } = await trx
+      .selectFrom('agents')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('tenant_id', '=', a.tenantId)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= MAX_AGENTS_PER_TENANT) {
+      throw new GatehouseError('agent_limit_reached', { tenant: a.tenantId, max: MAX_AGENTS_PER_TENANT });
+    }
+    await trx
+      .insertInto('agents')
+      .values({
+        id,
+        tenant_id: a.tenantId,
+        hostname: a.hostname,
+        version: a.version,
+        cert_serial: a.certSerial,
+        cert_not_after: a.certNotAfter,
+        hpke_public_key: a.hpkePublicKey,
+        external_ip: a.externalIp ?? null,
+        last_seen_at: null,
+        created_at: now,
+        deleted_at: null,
+      })
+      .execute();
+  });
+  return (await getAgent(db, id))!;
+};
+
+/** The agent, deleted or not (check `deletedAt`), or null. */
+export const getAgent = async (db: Db, id: string): Promise<Agent | null> => {
+  const r = await db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+  return r ? toAgent(r) : null;
+};
+
+export interface Liveness {
+  now: number;
+  inactiveAfterMs: number;
+}
+
+/** The tenant's agents that are not deleted, with their status. */
+export const listAgents = async (
+  db: Db,
+  tenantId: string,
+  { now, inactiveAfterMs }: Liveness,
+): Promise<(Agent & { status: AgentStatus })[]> => {
+  const rows = await db
+    .selectFrom('agents')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('deleted_at', 'is', null)
+    .orderBy('created_at')
+    .execute();
+  return rows.map((r) => ({
+    ...toAgent(r),
+    status: r.last_seen_at !== null && r.last_seen_at > now - inactiveAfterMs ? 'active' : 'inactive',
+  }));
+};
+
+export const countActiveAgents = async (
+  db: Db,
+  tenantId: string,
+  { now, inactiveAfterMs }: Liveness,
+): Promise<number> => {
+  const { n } = await db
+    .selectFrom('agents')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('tenant_id', '=', tenantId)
+    .where('deleted_at', 'is', null)
+    .where('last_seen_at', '>', now - inactiveAfterMs)
+    .executeTakeFirstOrThrow();
+  return Number(n);
+};
+
+/** Records that the gateway heard from the agent. */
+export const touchAgent = async (db: Db, id: string, at: number, externalIp?: string): Promise<void> => {
+  await db
+    .updateTable('agents')
+    .set(
+      externalIp === undefined
+        ? { last_seen_at: at }
+        : { last_seen_at: at, external_ip: externalIp.slice(0, 64) },
+    )
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .execute();
+};
+
+/** Deletes an agent of the tenant (its certificate is refused from now on); not_found otherwise. */
+export const deleteAgent = async (
+  db: Db,
+  tenantId: string,
+  id: string,
+  now: number = Date.now(),
+): Promise<void> => {
+  const r = await db
+    .updateTable('agents')
+    .set({ deleted_at: now })
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
+  if (Number(r.numUpdatedRows) === 0) throw new GatehouseError('not_found', { agent: id });
+};
+
+/**
+ * Removes agents silent (or deleted) for longer than `olderThanMs`. Returns how many went. The
+ * gateway refuses certificates of agents it cannot find, so removal is as final as deletion.
+ */
+export const pruneAgents = async (db: Db, now: number, olderThanMs: number): Promise<number> => {
+  const cutoff = now - olderThanMs;
+  const r = await db
+    .deleteFrom('agents')
+    .where((eb) =>
+      eb.or([
+        eb('deleted_at', '<', cutoff),
+        eb.and([eb('last_seen_at', 'is', null), eb('created_at', '<', cutoff)]),
+        eb('last_seen_at', '<', cutoff),
+      ]),
+    )
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
+};
+
+export const UpdateAgentCertInput = z.object({
+  certSerial: z.string().min(1).max(128),
+  certNotAfter: z.number().int().nonnegative(),
+  hpkePublicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url X25519 public key'),
+});
+
+/** After a renewal: the new certificate and HPKE key replace the old ones. */
+export const updateAgentCert = async (
+  db: Db,
+  id: string,
+  input: z.input<typeof UpdateAgentCertInput>,
+): Promise<void> => {
+  const c = parse(UpdateAgentCertInput, input);
+  const r = await db
+    .updateTable('agents')
+    .set({ cert_serial: c.certSerial, cert_not_after: c.certNotAfter, hpke_public_key: c.hpkePublicKey })
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
+  if (Number(r.numUpdatedRows) === 0) throw new GatehouseError('not_found', { agent: id });
+};

@@ -1,0 +1,60 @@
+/**
+ * The smart-lockout seam. The authenticator consults `check` before any password work (so a
+ * locked-out user never costs the directory a bind) and reports every outcome afterwards, so a
+ * policy that reserves capacity in `check` can always release it.
+ */
+import type { SignInOutcome } from '@gatehouse/protocol';
+import type { SmartLockout } from '../lockout/smart-lockout.ts';
+
+export interface LockoutAttempt {
+  tenantId: string;
+  /** The sign-in name, trimmed and lower-cased. */
+  login: string;
+  /** The user it denotes, or null for an unknown name. */
+  userId: string | null;
+  /** Only for keyed hashes of wrong passwords (repeat detection); never stored as is. */
+  password: string;
+  origin: { ip?: string; deviceId?: string };
+  settings: { threshold: number; durationS: number };
+  /** The request's deadline (ms since epoch): reservations must not outlive it by much. */
+  deadline: number;
+}
+
+export type LockoutDecision =
+  | { kind: 'admit'; ticket?: unknown }
+  | { kind: 'locked'; until: number }
+  /** The same wrong password was just tried: answer invalid_credentials without asking anyone. */
+  | { kind: 'repeat' };
+
+export interface LockoutPolicy {
+  check(attempt: LockoutAttempt): Promise<LockoutDecision>;
+  /** Every outcome but success, after an admitted attempt; the policy decides which ones count. */
+  recordFailure(attempt: LockoutAttempt, ticket: unknown, outcome: SignInOutcome): Promise<void>;
+  recordSuccess(attempt: LockoutAttempt, ticket: unknown): Promise<void>;
+}
+
+/** Nobody is ever locked out. */
+export const noLockout: LockoutPolicy = {
+  check: async () => ({ kind: 'admit' }),
+  recordFailure: async () => {},
+  recordSuccess: async () => {},
+};
+
+/**
+ * Smart lockout (lockout/smart-lockout.ts) behind the seam. It counts per known user; unknown names
+ * are admitted (their attempts cost no directory bind anyway).
+ */
+export const smartLockoutPolicy = (smart: SmartLockout): LockoutPolicy => ({
+  async check(a) {
+    if (!a.userId) return { kind: 'admit' };
+    const r = await smart.admit(a.tenantId, a.userId, a.password, a.origin, a.settings, a.deadline);
+    if (r.kind === 'admit') return { kind: 'admit', ticket: r.reservation };
+    return r.kind === 'locked' ? { kind: 'locked', until: r.until } : { kind: 'repeat' };
+  },
+  async recordFailure(a, ticket, outcome) {
+    if (ticket) await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], outcome, a.settings);
+  },
+  async recordSuccess(a, ticket) {
+    if (ticket) await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], 'success', a.settings);
+  },
+});

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { isGatehouseError, type SyncedUser } from '@gatehouse/protocol';
+import { createClient, getClient, listClients } from '../src/directory/clients.ts';
+import { createTenant } from '../src/directory/tenants.ts';
+import {
+  createCloudUser,
+  findByLogin,
+  finishSyncRun,
+  getUser,
+  listUsers,
+  setCloudPassword,
+  upsertSyncedUsers,
+} from '../src/directory/users.ts';
+import { verifyPassword } from '../src/signin/password.ts';
+import { openTestState, type TestState } from './directory-fixtures.ts';
+
+let s: TestState;
+before(async () => {
+  s = await openTestState();
+});
+after(() => s.cleanup());
+
+const code = (c: string) => (err: unknown) => isGatehouseError(err) && err.code === c;
+const tenant = async (domain: string) =>
+  (
+    await createTenant(s.ctx, {
+      name: domain,
+      domain,
+      admin: { upn: `admin@${domain}`, password: 'Break-glass-pw-1' },
+    })
+  ).tenantId;
+const synced = (n: number, over: Partial<SyncedUser> = {}): SyncedUser => ({
+  anchor: `anchor-${n}`,
+  upn: `user${n}@contoso.com`,
+  dn: `CN=User ${n},OU=Staff,DC=contoso,DC=com`,
+  onPremName: `CONTOSO\\user${n}`,
+  displayName: `User ${n}`,
+  mail: `User${n}@Contoso.com`,
+  enabled: true,
+  ...over,
+});
+
+test('sync upserts by source anchor: a UPN change or an OU move updates the same user', async () => {
+  const t = await tenant('contoso.com');
+  const first = await upsertSyncedUsers(s.ctx.db, t, [synced(1), synced(2)]);
+  assert.deepEqual([first.created, first.updated, first.skipped], [2, 0, 0]);
+  const before1 = await findByLogin(s.ctx.db, t, 'USER1@contoso.com', 'upn');
+  assert.equal(before1?.source, 'synced');
+  assert.equal(before1?.mail, 'user1@contoso.com');
+  assert.equal(before1?.passwordHash, null);
+
+  const moved = synced(1, {
+    upn: 'alice.renamed@contoso.com',
+    dn: 'CN=User 1,OU=Moved,DC=contoso,DC=com',
+    enabled: false,
+  });
+  const second = await upsertSyncedUsers(s.ctx.db, t, [moved, synced(2)]);
+  assert.deepEqual([second.created, second.updated, second.skipped], [0, 1, 0]);
+  assert.equal(await findByLogin(s.ctx.db, t, 'user1@contoso.com', 'upn'), null);
+  const after1 = await findByLogin(s.ctx.db, t, 'alice.renamed@contoso.com', 'upn');
+  assert.equal(after1?.id, before1?.id, 'same row');
+  assert.equal(after1?.onPremDn, 'CN=User 1,OU=Moved,DC=contoso,DC=com');
+  assert.equal(after1?.enabled, false);
+
+  // A synced UPN equal to a cloud-only account's is skipped, never merged into it.
+  const takeover = await upsertSyncedUsers(s.ctx.db, t, [synced(9, { upn: 'admin@contoso.com' })]);
+  assert.deepEqual([takeover.created, takeover.skipped, takeover.skippedUpns], [0, 1, ['admin@contoso.com']]);
+  assert.equal((await findByLogin(s.ctx.db, t, 'admin@contoso.com', 'upn'))?.source, 'cloud');
+});
+
+test('deletions above the threshold are guarded; below it, or forced, they apply', async () => {
+  const t = await tenant('fabrikam.com');
+  const users = Array.from({ length: 10 }, (_, i) => synced(i, { upn: `u${i}@fabrikam.com` }));
+  await upsertSyncedUsers(s.ctx.db, t, users);
+  const all = users.map((u) => u.anchor);
+
+  // 3 of 10 missing (30% > 20%): nothing is deleted.
+  const guarded = await finishSyncRun(s.ctx.db, t, all.slice(3));
+  assert.deepEqual(guarded, { deleted: 0, deletionGuarded: true });
+  assert.equal((await listUsers(s.ctx.db, t)).users.length, 11);
+
+  // 2 of 10 (20%, not above): deleted.
+  assert.deepEqual(await finishSyncRun(s.ctx.db, t, all.slice(2)), { deleted: 2, deletionGuarded: false });
+  assert.equal(await findByLogin(s.ctx.db, t, 'u0@fabrikam.com', 'upn'), null);
+  // An administrator can force a large deletion; cloud-only users are never touched by sync.
+  assert.deepEqual(await finishSyncRun(s.ctx.db, t, [], { force: true }), {
+    deleted: 8,
+    deletionGuarded: false,
+  });
+  const left = await listUsers(s.ctx.db, t);
+  assert.deepEqual(
+    left.users.map((u) => u.upn),
+    ['admin@fabrikam.com'],
+  );
+  assert.deepEqual(await finishSyncRun(s.ctx.db, t, []), { deleted: 0, deletionGuarded: false });
+});
+
+test('login by UPN or by mail (alternate login ID); list with search and paging', async () => {
+  const t = await tenant('northwind.com');
+  await upsertSyncedUsers(s.ctx.db, t, [
+    synced(1, { upn: 'n1@corp.northwind.local', mail: 'Nancy@Northwind.com', displayName: 'Nancy Davolio' }),
+    synced(2, { upn: 'n2@corp.northwind.local', mail: 'shared@northwind.com', displayName: 'Andrew Fuller' }),
+    synced(3, {
+      upn: 'n3@corp.northwind.local',
+      mail: 'shared@northwind.com',
+      displayName: 'Janet_Leverling',
+    }),
+  ]);
+  assert.equal(await findByLogin(s.ctx.db, t, 'nancy@northwind.com', 'upn'), null);
+  assert.equal(
+    (await findByLogin(s.ctx.db, t, ' NANCY@northwind.com ', 'mail'))?.upn,
+    'n1@corp.northwind.local',
+  );
+  assert.equal(
+    (await findByLogin(s.ctx.db, t, 'n2@corp.northwind.local', 'mail'))?.upn,
+    'n2@corp.northwind.local',
+  );
+  assert.equal(
+    await findByLogin(s.ctx.db, t, 'shared@northwind.com', 'mail'),
+    null,
+    'ambiguous mail matches nobody',
+  );
+
+  assert.deepEqual(
+    (await listUsers(s.ctx.db, t, { search: 'andrew' })).users.map((u) => u.upn),
+    ['n2@corp.northwind.local'],
+  );
+  assert.deepEqual((await listUsers(s.ctx.db, t, { search: 'janet_' })).users.length, 1);
+  assert.deepEqual((await listUsers(s.ctx.db, t, { search: 'n_' })).users.length, 0, 'wildcards are literal');
+  const p1 = await listUsers(s.ctx.db, t, { limit: 2 });
+  assert.equal(p1.users.length, 2);
+  assert.ok(p1.nextCursor);
+  const p2 = await listUsers(s.ctx.db, t, { limit: 2, cursor: p1.nextCursor! });
+  assert.deepEqual(
+    [...p1.users, ...p2.users].map((u) => u.upn),
+    ['admin@northwind.com', 'n1@corp.northwind.local', 'n2@corp.northwind.local', 'n3@corp.northwind.local'],
+  );
+  assert.equal(p2.nextCursor, null);
+});
+
+test('cloud users: creation, duplicate UPN, password change; synced users have no cloud password', async () => {
+  const t = await tenant('litware.com');
+  const u = await createCloudUser(s.ctx.db, t, {
+    upn: 'Helpdesk@Litware.com',
+    password: 'Initial-pw-1',
+    roles: ['user_admin'],
+  });
+  assert.equal(u.upn, 'helpdesk@litware.com');
+  assert.equal('passwordHash' in u, false);
+  await assert.rejects(
+    createCloudUser(s.ctx.db, t, { upn: 'helpdesk@litware.com', password: 'Another-pw-1' }),
+    code('conflict'),
+  );
+  await assert.rejects(
+    createCloudUser(s.ctx.db, t, { upn: 'x@litware.com', password: 'short' }),
+    code('validation_failed'),
+  );
+  await assert.rejects(
+    createCloudUser(s.ctx.db, t, {
+      upn: 'x@litware.com',
+      password: 'Long-enough-1',
+      roles: ['god'] as never,
+    }),
+    code('validation_failed'),
+  );
+  await setCloudPassword(s.ctx.db, t, u.id, 'Changed-pw-2');
+  const rec = await findByLogin(s.ctx.db, t, 'helpdesk@litware.com', 'upn');
+  assert.equal(await verifyPassword('Changed-pw-2', rec!.passwordHash!), true);
+  assert.equal(await verifyPassword('Initial-pw-1', rec!.passwordHash!), false);
+
+  await upsertSyncedUsers(s.ctx.db, t, [synced(1, { upn: 'sync@litware.com' })]);
+  const sy = await findByLogin(s.ctx.db, t, 'sync@litware.com', 'upn');
+  await assert.rejects(setCloudPassword(s.ctx.db, t, sy!.id, 'Whatever-pw-1'), code('conflict'));
+  assert.equal(await getUser(s.ctx.db, 'other-tenant', u.id), null, 'users are scoped to their tenant');
+});
+
+test('clients: confidential and public metadata for oidc-provider', async () => {
+  const t = await tenant('adatum.com');
+  const conf = await createClient(s.ctx.db, t, {
+    name: 'Portal',
+    redirectUris: ['https://portal.adatum.com/cb'],
+  });
+  assert.ok(conf.clientSecret && conf.clientSecret.length >= 43);
+  const got = await getClient(s.ctx.db, conf.clientId);
+  assert.equal(got?.tenantId, t);
+  assert.deepEqual(got?.metadata, {
+    client_id: conf.clientId,
+    client_secret: conf.clientSecret,
+    client_name: 'Portal',
+    redirect_uris: ['https://portal.adatum.com/cb'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  });
+  const pub = await createClient(s.ctx.db, t, {
+    name: 'Mail app',
+    redirectUris: ['http://127.0.0.1/cb'],
+    public: true,
+    grantTypes: ['authorization_code', 'password'],
+  });
+  assert.equal(pub.clientSecret, undefined);
+  const pm = (await getClient(s.ctx.db, pub.clientId))!.metadata;
+  assert.equal(pm.token_endpoint_auth_method, 'none');
+  assert.deepEqual(pm.grant_types, ['authorization_code', 'password']);
+  const listed = await listClients(s.ctx.db, t);
+  assert.equal(listed.length, 2);
+  assert.equal(JSON.stringify(listed).includes(conf.clientSecret!), false, 'secrets are not listed');
+  assert.equal(await getClient(s.ctx.db, 'nope'), null);
+  await assert.rejects(
+    createClient(s.ctx.db, t, { name: 'No redirect', redirectUris: [] }),
+    code('validation_failed'),
+  );
+  await assert.rejects(
+    createClient(s.ctx.db, t, {
+      name: 'Bad grant',
+      redirectUris: ['https://a.b/c'],
+      grantTypes: ['implicit'] as never,
+    }),
+    code('validation_failed'),
+  );
+});
