@@ -1,14 +1,24 @@
-/** Directory sync over the agent channel: pages become users, the final page applies deletions. */
+/**
+ * Directory sync over the agent channel: pages become users, the final page applies deletions.
+ * This suite also runs with a short prune age (8.6 s) to watch the prune timer work.
+ */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedUser } from '@gatehouse/protocol';
 import { listAudit } from '../src/directory/audit.ts';
-import { connectAgent, type Env, registerAgent, type ScriptedAgent, startEnv } from './gateway-harness.ts';
+import {
+  connectAgent,
+  type Env,
+  registerAgent,
+  type ScriptedAgent,
+  startEnv,
+  waitFor,
+} from './gateway-harness.ts';
 
 let env: Env;
 let agent: ScriptedAgent;
 before(async () => {
-  env = await startEnv();
+  env = await startEnv({ pruneAfterDays: 0.0001 });
   agent = await connectAgent(env, await registerAgent(env));
 });
 after(async () => {
@@ -123,4 +133,28 @@ test('out-of-order pages are refused with protocol_error', async () => {
 
 test('requestSync with no connected agent returns null', () => {
   assert.equal(env.gateway.requestSync('no-such-tenant'), null);
+});
+
+test('the prune timer removes agents silent for longer than pruneAfterDays, not live ones', async () => {
+  const old = Date.now() - 86_400_000;
+  const row = {
+    tenant_id: env.tenantId,
+    hostname: 'gone',
+    version: '0',
+    cert_serial: '01',
+    cert_not_after: old,
+    hpke_public_key: 'x',
+  };
+  await env.ctx.db
+    .insertInto('agents')
+    .values([
+      { ...row, id: 'stale-agent', last_seen_at: old, created_at: old, deleted_at: null },
+      { ...row, id: 'deleted-agent', last_seen_at: null, created_at: old, deleted_at: old },
+    ])
+    .execute();
+  const ids = async () => (await env.ctx.db.selectFrom('agents').select('id').execute()).map((r) => r.id);
+  await waitFor(async () => !(await ids()).includes('stale-agent'), 5000, 'stale agent pruned');
+  assert.ok(!(await ids()).includes('deleted-agent'));
+  const live = env.gateway.connections()[0]!.agentId;
+  assert.ok((await ids()).includes(live), 'the heartbeating agent stays');
 });

@@ -106,11 +106,19 @@ export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } 
 
   const pruneAfterMs = config.pruneAfterDays * 86_400_000;
   let pruner: ReturnType<typeof setInterval> | undefined;
-  const prune = () =>
-    pruneAgents(ctx.db, ctx.now(), pruneAfterMs).then(
-      (n) => n > 0 && log.info({ pruned: n }, 'inactive agents pruned'),
-      (err) => log.error({ err }, 'agent pruning failed'),
-    );
+  const prune = async () => {
+    try {
+      const n = await pruneAgents(ctx.db, ctx.now(), pruneAfterMs);
+      if (n > 0) log.info({ pruned: n }, 'inactive agents pruned');
+      // Device codes live ten minutes; anyone may ask for one, so old rows must not pile up.
+      await ctx.db
+        .deleteFrom('device_codes')
+        .where('expires_at', '<', ctx.now() - 86_400_000)
+        .execute();
+    } catch (err) {
+      log.error({ err }, 'agent pruning failed');
+    }
+  };
 
   const gateway: Gateway = {
     dispatcher,
