@@ -8,10 +8,13 @@ import type { DestinationStream } from 'pino';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
+import { audit } from './directory/audit.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
+import { createSmartLockout } from './lockout/smart-lockout.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
+import { smartLockoutPolicy } from './signin/lockout.ts';
 
 export interface RunningCloud {
   /** The public base URL (issuers are URL/TENANT_ID/v2.0). */
@@ -76,7 +79,16 @@ export const startCloud = async (
     const gateway = createGateway(ctx);
     ctx.dispatcher = gateway.dispatcher;
     cleanup.push(() => gateway.close());
-    const authenticator = createAuthenticator(ctx);
+    const lockout = smartLockoutPolicy(createSmartLockout(db, secrets, ctx.now), (a, until) => {
+      audit(db, {
+        tenantId: a.tenantId,
+        actor: 'smart-lockout',
+        action: 'user.locked',
+        target: a.userId ?? a.login,
+        detail: { until, location: a.origin.deviceId || a.origin.ip ? 'known-origin' : 'unknown-origin' },
+      }).catch((err: unknown) => log.error({ err }, 'audit of a lockout failed'));
+    });
+    const authenticator = createAuthenticator(ctx, { lockout });
     cleanup.push(() => authenticator.close());
     const app = buildApp(ctx, { authenticator, gateway });
     cleanup.push(() => app.close());

@@ -9,6 +9,7 @@ import { audit } from '../directory/audit.ts';
 import { createClient, GRANT_TYPES, listClients } from '../directory/clients.ts';
 import { createRegistrationToken } from '../directory/registration-tokens.ts';
 import { getTenant, updateSettings } from '../directory/tenants.ts';
+import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { listSignIns } from '../signin/log.ts';
 import {
   type Command,
@@ -158,9 +159,20 @@ export const opsCommands: Record<string, Command> = {
         env.now(),
       );
       const { caCertPem: _, ...shown } = t;
+      // Only a lockout change is checked against the directory; other settings do not warn.
+      const warnings =
+        changed.lockoutThreshold !== undefined || changed.lockoutDurationS !== undefined
+          ? lockoutWarnings(
+              { threshold: t.lockoutThreshold, durationS: t.lockoutDurationS },
+              t.directoryLockout,
+            )
+          : [];
       return {
-        json: shown,
-        text: `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s`,
+        json: { ...shown, warnings },
+        text: [
+          `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s`,
+          ...warnings.map((w) => `warning: ${w.message}`),
+        ].join('\n'),
       };
     },
   }),

@@ -27,6 +27,8 @@ export interface Tenant {
   loginAttribute: LoginAttribute;
   lockoutThreshold: number;
   lockoutDurationS: number;
+  /** The directory's own lockout policy, as an agent last reported it (null until one does). */
+  directoryLockout: { threshold: number; durationS: number } | null;
   /** The tenant CA certificate (PEM); public. */
   caCertPem: string;
 }
@@ -49,6 +51,10 @@ export const toTenant = (r: Selectable<TenantTable>): Tenant => ({
   loginAttribute: r.login_attribute === 'mail' ? 'mail' : 'upn',
   lockoutThreshold: r.lockout_threshold,
   lockoutDurationS: r.lockout_duration_s,
+  directoryLockout:
+    r.directory_lockout_threshold === null
+      ? null
+      : { threshold: r.directory_lockout_threshold, durationS: r.directory_lockout_duration_s ?? 0 },
   caCertPem: r.ca_cert,
 });
 

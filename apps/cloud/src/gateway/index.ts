@@ -63,8 +63,29 @@ export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } 
     conn.close(1008, why);
   };
 
+  // The directory's lockout policy, as agents report it; written only when it changes.
+  const reportedPolicy = new Map<string, string>();
+  const recordDirectoryPolicy = async (conn: AgentConnection) => {
+    const p = conn.directory?.lockoutPolicy;
+    if (!p) return;
+    const key = `${p.threshold}/${p.durationS}`;
+    if (reportedPolicy.get(conn.tenantId) === key) return;
+    reportedPolicy.set(conn.tenantId, key);
+    await ctx.db
+      .updateTable('tenants')
+      .set({
+        directory_lockout_threshold: p.threshold,
+        directory_lockout_duration_s: Math.round(p.durationS),
+      })
+      .where('id', '=', conn.tenantId)
+      .execute();
+  };
+
   const hooks: ConnectionHooks = {
-    onHello: (conn) => touchAgent(ctx.db, conn.agentId, ctx.now(), conn.externalIp ?? undefined),
+    onHello: async (conn) => {
+      await touchAgent(ctx.db, conn.agentId, ctx.now(), conn.externalIp ?? undefined);
+      await recordDirectoryPolicy(conn);
+    },
     onReady: (conn) => dispatcher.add(conn),
     onClosed: (conn) => {
       live.delete(conn);
@@ -76,6 +97,7 @@ export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } 
       const agent = await getAgent(ctx.db, conn.agentId);
       if (!agent || agent.deletedAt !== null) return revoke(conn, 'the agent was deleted');
       await touchAgent(ctx.db, conn.agentId, ctx.now());
+      await recordDirectoryPolicy(conn);
     },
     onSyncPage: (conn, page) => sync.onPage(conn, page),
   };

@@ -4,6 +4,7 @@
  * Consent is granted by the tenant when it registers a client, so no consent page is shown: the
  * grant is made here with exactly the scopes and claims the client asked for.
  */
+import { randomBytes } from 'node:crypto';
 import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InteractionResults } from 'oidc-provider';
@@ -25,6 +26,28 @@ const PasswordBody = z.object({
 
 const html = (reply: FastifyReply, status: number, body: string) =>
   reply.code(status).headers(PAGE_HEADERS).send(body);
+
+const DEVICE_COOKIE = 'gh_device';
+const DEVICE_ID = /^[A-Za-z0-9_-]{24}$/;
+
+/** The browser's device id: smart lockout treats a browser where the user signed in before as familiar. */
+const deviceOf = (req: FastifyRequest): string | undefined => {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, v] = part.trim().split('=');
+    if (k === DEVICE_COOKIE && v && DEVICE_ID.test(v)) return v;
+  }
+  return undefined;
+};
+
+/** Gives a browser a device id on its first sign-in page (random, meaningless, long-lived). */
+const ensureDevice = (req: FastifyRequest, reply: FastifyReply, tenantId: string) => {
+  if (deviceOf(req)) return;
+  const id = randomBytes(18).toString('base64url');
+  reply.header(
+    'set-cookie',
+    `${DEVICE_COOKIE}=${id}; Path=/${tenantId}/v2.0; Max-Age=31536000; HttpOnly; Secure; SameSite=Lax`,
+  );
+};
 
 /** A catalog outcome as the page shows it: the message only when the catalog allows, the code always. */
 const pageError = (code: ErrorCode, requestId?: string): PageError => {
@@ -144,6 +167,7 @@ export const registerInteractions = (
     const loaded = await load(req, reply);
     if (!loaded) return reply;
     const { t, it } = loaded;
+    ensureDevice(req, reply, t.tenantId);
     if (it.prompt.name === 'login') return renderUsername(reply, t, it);
     if (it.prompt.name === 'consent' && it.session?.accountId) {
       return finish(req, reply, t, it, it.session.accountId, false);
@@ -213,6 +237,7 @@ export const registerInteractions = (
       method: 'browser',
       clientId: String(it.params.client_id),
       clientIp: req.ip,
+      deviceId: deviceOf(req),
     });
     if (!result.ok) {
       return renderPassword(

@@ -44,7 +44,11 @@ export const noLockout: LockoutPolicy = {
  * Smart lockout (lockout/smart-lockout.ts) behind the seam. It counts per known user; unknown names
  * are admitted (their attempts cost no directory bind anyway).
  */
-export const smartLockoutPolicy = (smart: SmartLockout): LockoutPolicy => ({
+export const smartLockoutPolicy = (
+  smart: SmartLockout,
+  /** Told when a failure locks the user (for the audit log). */
+  onLocked: (attempt: LockoutAttempt, until: number) => void = () => {},
+): LockoutPolicy => ({
   async check(a) {
     if (!a.userId) return { kind: 'admit' };
     const r = await smart.admit(a.tenantId, a.userId, a.password, a.origin, a.settings, a.deadline);
@@ -52,7 +56,9 @@ export const smartLockoutPolicy = (smart: SmartLockout): LockoutPolicy => ({
     return r.kind === 'locked' ? { kind: 'locked', until: r.until } : { kind: 'repeat' };
   },
   async recordFailure(a, ticket, outcome) {
-    if (ticket) await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], outcome, a.settings);
+    if (!ticket) return;
+    const r = await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], outcome, a.settings);
+    if (r.locked && r.until) onLocked(a, r.until);
   },
   async recordSuccess(a, ticket) {
     if (ticket) await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], 'success', a.settings);
