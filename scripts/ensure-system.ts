@@ -89,7 +89,8 @@ const installPackages = (pkgs: string[]): boolean => {
   return (
     asRoot(['debconf-set-selections'], PRESEED, env) &&
     asRoot(['apt-get', 'update', '-q'], undefined, env) &&
-    asRoot(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...pkgs], undefined, env)
+    // With recommends, as a person would install them (Chromium's fonts come that way).
+    asRoot(['apt-get', 'install', '-y', '-q', ...pkgs], undefined, env)
   );
 };
 
