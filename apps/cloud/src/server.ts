@@ -4,13 +4,14 @@
  * provider is built (they are built on first request), so issuers carry the real port.
  */
 import type { FastifyInstance } from 'fastify';
+import { registerAdmin } from './admin/index.ts';
 import type { DestinationStream } from 'pino';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
 import { audit } from './directory/audit.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
-import { buildApp } from './http/app.ts';
+import { buildApp, oidcOf } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
 import { createSmartLockout } from './lockout/smart-lockout.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
@@ -91,6 +92,7 @@ export const startCloud = async (
     const authenticator = createAuthenticator(ctx, { lockout });
     cleanup.push(() => authenticator.close());
     const app = buildApp(ctx, { authenticator, gateway });
+    registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
     cleanup.push(() => app.close());
 
     await app.listen({ port: config.port, host: config.host });

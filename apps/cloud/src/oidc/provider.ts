@@ -6,6 +6,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError } from '@gatehouse/protocol';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
 import { getClient } from '../directory/clients.ts';
 import { getTenantSecrets } from '../directory/tenants.ts';
@@ -54,6 +55,8 @@ const configuration = (
   return {
     adapter: createAdapterFactory({ db: ctx.db, tenantId, now: ctx.now, getClient: lookupClient }),
     jwks: secrets.jwks,
+    // The admin center signs in to every tenant with the same public client id (see admin/client.ts).
+    clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
     cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
     async findAccount(_koa, sub) {
       const user = await deps.authenticator.findUser(tenantId, sub);

@@ -1,0 +1,157 @@
+/**
+ * The admin REST API's frame: one table of routes (method, path, zod schemas, permission, handler)
+ * that both registers the fastify routes and generates the OpenAPI document, so what is documented
+ * is exactly what is validated. Callers present a bearer access token issued by the tenant's own
+ * OIDC provider to the admin center client; roles come from the user's directory entry.
+ */
+import { GatehouseError } from '@gatehouse/protocol';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { CloudContext } from '../context.ts';
+import { audit } from '../directory/audit.ts';
+import { getTenant } from '../directory/tenants.ts';
+import { getUser, type User } from '../directory/users.ts';
+import { parse } from '../directory/util.ts';
+import type { Oidc } from '../oidc/index.ts';
+import { ADMIN_CLIENT_ID } from './client.ts';
+
+/** read: every admin role; hybrid: agents, sign-in settings, lockout, sync; users: unlock and
+ * reset passwords; global: everything else (domains). */
+export type Permission = 'read' | 'hybrid' | 'users' | 'global';
+
+const GRANTS: Record<string, readonly Permission[]> = {
+  global_admin: ['read', 'hybrid', 'users', 'global'],
+  hybrid_identity_admin: ['read', 'hybrid'],
+  user_admin: ['read', 'users'],
+  reader: ['read'],
+};
+
+export const permissionsOf = (roles: readonly string[]): Set<Permission> =>
+  new Set(roles.flatMap((r) => GRANTS[r] ?? []));
+
+export interface Caller {
+  tenantId: string;
+  user: User;
+  permissions: Set<Permission>;
+  /** Writes an audit row with the caller's UPN as actor. */
+  audit(action: string, target?: string, detail?: unknown): Promise<void>;
+}
+
+export interface Call<P, Q, B> {
+  caller: Caller;
+  params: P;
+  query: Q;
+  body: B;
+  req: FastifyRequest;
+  reply: FastifyReply;
+}
+
+export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** Relative to /:tenantId/api/v1, fastify syntax (`/agents/:agentId`). */
+  path: string;
+  summary: string;
+  permission: Permission;
+  params?: z.ZodType<P>;
+  query?: z.ZodType<Q>;
+  body?: z.ZodType<B>;
+  /** Documented 200 body (JSON); omitted for non-JSON answers. */
+  response?: z.ZodType;
+  /** Content type of a non-JSON answer (documented instead of `response`). */
+  produces?: string;
+  handler(call: Call<P, Q, B>): Promise<unknown>;
+}
+
+/** Keeps each route's handler typed by its own schemas. */
+export const route = <P, Q, B>(def: RouteDef<P, Q, B>): RouteDef => def as unknown as RouteDef;
+
+export const BASE = '/:tenantId/api/v1';
+
+const bearer = (req: FastifyRequest): string | null => {
+  const h = req.headers.authorization;
+  const m = typeof h === 'string' ? /^Bearer\s+([A-Za-z0-9._~+/-]+=*)$/i.exec(h.trim()) : null;
+  return m?.[1] ?? null;
+};
+
+/**
+ * The caller behind the token, for this tenant only. A token the tenant's provider does not know
+ * is 401, except one minted by another tenant's provider: that caller is authenticated, just not
+ * here, so 403 (and nothing of this tenant is read).
+ */
+export const authenticate = async (
+  ctx: CloudContext,
+  oidc: Oidc,
+  tenantId: string,
+  req: FastifyRequest,
+): Promise<Caller> => {
+  const t = await oidc.forTenant(tenantId);
+  if (!t) throw new GatehouseError('not_found', { tenant: tenantId });
+  const token = bearer(req);
+  if (!token) throw new GatehouseError('unauthorized', { reason: 'bearer token required' });
+  const at = await t.provider.AccessToken.find(token).catch(() => undefined);
+  if (!at || at.clientId !== ADMIN_CLIENT_ID || !at.accountId) {
+    const elsewhere = await ctx.db
+      .selectFrom('oidc_payloads')
+      .select('tenant_id')
+      .where('model', '=', 'AccessToken')
+      .where('id', '=', token)
+      .where('expires_at', '>', ctx.now())
+      .executeTakeFirst();
+    if (elsewhere && elsewhere.tenant_id !== tenantId)
+      throw new GatehouseError('forbidden', { reason: 'the token belongs to another tenant' });
+    throw new GatehouseError('unauthorized', { reason: 'the token is not valid' });
+  }
+  const user = await getUser(ctx.db, tenantId, at.accountId);
+  if (!user?.enabled) throw new GatehouseError('unauthorized', { reason: 'the user is not valid' });
+  const permissions = permissionsOf(user.roles);
+  if (!permissions.has('read')) throw new GatehouseError('forbidden', { reason: 'no administrator role' });
+  return {
+    tenantId,
+    user,
+    permissions,
+    audit: (action, target, detail) =>
+      audit(ctx.db, { tenantId, actor: user.upn, action, target, detail }, ctx.now()),
+  };
+};
+
+const TenantParam = z.object({ tenantId: z.string().min(1).max(128) });
+
+export const registerApiRoutes = (
+  app: FastifyInstance,
+  ctx: CloudContext,
+  oidc: Oidc,
+  routes: readonly RouteDef[],
+) => {
+  app.register(async (scope) => {
+    // JSON only; other bodies are refused by fastify's own parser (415 -> validation_failed).
+    scope.addHook('onSend', async (_req, reply, payload) => {
+      reply.header('cache-control', 'no-store');
+      return payload;
+    });
+    for (const r of routes) {
+      scope.route({
+        method: r.method,
+        url: `${BASE}${r.path}`,
+        handler: async (req, reply) => {
+          const { tenantId } = parse(TenantParam, req.params);
+          const caller = await authenticate(ctx, oidc, tenantId, req);
+          if (!caller.permissions.has(r.permission))
+            throw new GatehouseError('forbidden', { reason: `needs the ${r.permission} permission` });
+          await getTenant(ctx.db, tenantId);
+          const { tenantId: _, ...rest } = req.params as Record<string, unknown>;
+          const call = {
+            caller,
+            params: r.params ? parse(r.params, rest) : rest,
+            query: r.query ? parse(r.query, req.query ?? {}) : {},
+            body: r.body ? parse(r.body, req.body ?? {}) : undefined,
+            req,
+            reply,
+          };
+          const out = await r.handler(call as Call<unknown, unknown, unknown>);
+          if (reply.sent) return reply;
+          return out;
+        },
+      });
+    }
+  });
+};

@@ -1,0 +1,69 @@
+/**
+ * The admin API (/:tenantId/api/v1/...) and the admin center (/:tenantId/admin/), mounted on the
+ * cloud's HTTPS app. The admin center is static HTML and one vanilla JS module that uses only the
+ * public API, signed in through the tenant's own OIDC provider.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatehouseError } from '@gatehouse/protocol';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Oidc } from '../oidc/index.ts';
+import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
+import { openApiDocument } from './openapi.ts';
+import { directoryRoutes } from './routes-directory.ts';
+import { type AdminDeps, tenantRoutes } from './routes-tenant.ts';
+
+export { ADMIN_CLIENT_ID } from './client.ts';
+export type { AdminDeps } from './routes-tenant.ts';
+
+export const adminRoutes = (deps: AdminDeps): RouteDef[] => [...tenantRoutes(deps), ...directoryRoutes(deps)];
+
+const WEB = join(import.meta.dirname, 'web');
+const ASSETS: Record<string, string> = {
+  'app.js': 'text/javascript; charset=utf-8',
+  'app.css': 'text/css; charset=utf-8',
+};
+
+const PAGE_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+type TenantReq = FastifyRequest<{ Params: { tenantId: string; asset?: string } }>;
+
+export const registerAdmin = (app: FastifyInstance, deps: AdminDeps & { oidc: Oidc }) => {
+  const routes = adminRoutes(deps);
+  registerApiRoutes(app, deps.ctx, deps.oidc, routes);
+
+  const tenantExists = async (req: TenantReq) => {
+    if (!(await deps.oidc.forTenant(req.params.tenantId)))
+      throw new GatehouseError('not_found', { tenant: req.params.tenantId });
+  };
+
+  app.get(`${BASE}/openapi.json`, async (req: TenantReq) => {
+    await tenantExists(req);
+    return openApiDocument(routes, deps.ctx.config.publicUrl, req.params.tenantId);
+  });
+
+  // Read once: the files ship with the code and never change while it runs.
+  const html = readFileSync(join(WEB, 'index.html'), 'utf8');
+  const page = async (req: TenantReq, reply: FastifyReply) => {
+    await tenantExists(req);
+    return reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(html);
+  };
+  app.get('/:tenantId/admin', (req: TenantReq, reply) =>
+    reply.redirect(`/${encodeURIComponent(req.params.tenantId)}/admin/`),
+  );
+  app.get('/:tenantId/admin/', page);
+  app.get('/:tenantId/admin/callback', page);
+  const assets = Object.fromEntries(Object.keys(ASSETS).map((f) => [f, readFileSync(join(WEB, f))]));
+  app.get('/:tenantId/admin/:asset', async (req: TenantReq, reply) => {
+    const name = req.params.asset ?? '';
+    const body = Object.hasOwn(assets, name) ? assets[name] : undefined;
+    if (!body) throw new GatehouseError('not_found');
+    return reply.headers(PAGE_HEADERS).type(ASSETS[name]!).send(body);
+  });
+};

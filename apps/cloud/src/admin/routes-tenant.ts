@@ -1,0 +1,303 @@
+/**
+ * Admin API: the tenant's overview and settings, pass-through authentication agents, registration
+ * tokens, the agent package and sync. Every change writes an audit row (actor: the admin's UPN).
+ */
+import { GatehouseError } from '@gatehouse/protocol';
+import { z } from 'zod';
+import type { CloudContext } from '../context.ts';
+import { countActiveAgents, deleteAgent, listAgents } from '../directory/agents.ts';
+import { createRegistrationToken } from '../directory/registration-tokens.ts';
+import { getTenant, type Tenant, updateSettings } from '../directory/tenants.ts';
+import type { Gateway } from '../gateway/index.ts';
+import { lockoutWarnings } from '../lockout/policy-check.ts';
+import type { Authenticator } from '../signin/types.ts';
+import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
+import { type RouteDef, route } from './api.ts';
+
+export interface AdminDeps {
+  ctx: CloudContext;
+  gateway?: Pick<Gateway, 'revokeAgent' | 'requestSync' | 'connections'>;
+  authenticator?: Authenticator & { invalidate?(tenantId?: string): void };
+}
+
+const HOUR = 3_600_000;
+
+const Warning = z.object({ code: z.string(), message: z.string() });
+export const TenantSettingsOut = z.object({
+  id: z.string(),
+  name: z.string(),
+  ptaEnabled: z.boolean(),
+  legacyAuth: z.boolean(),
+  loginAttribute: z.enum(['upn', 'mail']),
+  lockoutThreshold: z.number().int(),
+  lockoutDurationS: z.number().int(),
+  directoryLockout: z.object({ threshold: z.number(), durationS: z.number() }).nullable(),
+  lockoutWarnings: z.array(Warning),
+});
+
+const settingsOf = (t: Tenant) => ({
+  id: t.id,
+  name: t.name,
+  ptaEnabled: t.ptaEnabled,
+  legacyAuth: t.legacyAuth,
+  loginAttribute: t.loginAttribute,
+  lockoutThreshold: t.lockoutThreshold,
+  lockoutDurationS: t.lockoutDurationS,
+  directoryLockout: t.directoryLockout,
+  lockoutWarnings: lockoutWarnings(
+    { threshold: t.lockoutThreshold, durationS: t.lockoutDurationS },
+    t.directoryLockout,
+  ),
+});
+
+const signInStats = (ctx: CloudContext, tenantId: string, since: number) =>
+  ctx.db
+    .selectFrom('signins')
+    .select((eb) => [
+      'agent_id',
+      eb.fn.countAll<number>().as('total'),
+      eb.fn.sum<number>(eb.case().when('outcome', '=', 'success').then(0).else(1).end()).as('failures'),
+    ])
+    .where('tenant_id', '=', tenantId)
+    .where('at', '>', since)
+    .groupBy('agent_id')
+    .execute();
+
+export const PatchSettings = z
+  .object({
+    ptaEnabled: z.boolean(),
+    legacyAuth: z.boolean(),
+    loginAttribute: z.enum(['upn', 'mail']),
+    lockoutThreshold: z.number().int().min(1).max(100),
+    lockoutDurationS: z.number().int().min(1).max(86_400),
+  })
+  .partial()
+  .strict()
+  .refine((s) => Object.keys(s).length > 0, { message: 'nothing to change' });
+
+const AgentId = z.object({ agentId: z.string().min(1).max(128) });
+
+export const AgentOut = z.object({
+  id: z.string(),
+  machineName: z.string(),
+  externalIp: z.string().nullable(),
+  version: z.string(),
+  status: z.enum(['active', 'inactive']),
+  connected: z.boolean(),
+  lastSeenAt: z.number().nullable(),
+  certNotAfter: z.number(),
+  createdAt: z.number(),
+  signInsLastHour: z.number(),
+  failuresLastHour: z.number(),
+});
+
+export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
+  const { ctx } = deps;
+  const liveness = () => ({ now: ctx.now(), inactiveAfterMs: ctx.config.inactiveAfterMs });
+  return [
+    route({
+      method: 'GET',
+      path: '/me',
+      summary: 'The signed-in administrator and what they may do',
+      permission: 'read',
+      response: z.object({
+        upn: z.string(),
+        displayName: z.string().nullable(),
+        roles: z.array(z.string()),
+        permissions: z.array(z.string()),
+      }),
+      handler: async ({ caller }) => ({
+        upn: caller.user.upn,
+        displayName: caller.user.displayName,
+        roles: caller.user.roles,
+        permissions: [...caller.permissions],
+      }),
+    }),
+    route({
+      method: 'GET',
+      path: '/overview',
+      summary: 'Tenant settings, pass-through authentication status and counts',
+      permission: 'read',
+      response: z.object({
+        tenant: TenantSettingsOut,
+        pta: z.object({ enabled: z.boolean(), canEnable: z.boolean(), refusal: z.string().nullable() }),
+        counts: z.object({
+          users: z.number(),
+          cloudUsers: z.number(),
+          syncedUsers: z.number(),
+          agents: z.number(),
+          activeAgents: z.number(),
+          signInsLastHour: z.number(),
+          failuresLastHour: z.number(),
+        }),
+      }),
+      handler: async ({ caller }) => {
+        const t = await getTenant(ctx.db, caller.tenantId);
+        const users = await ctx.db
+          .selectFrom('users')
+          .select(['source', (eb) => eb.fn.countAll<number>().as('n')])
+          .where('tenant_id', '=', t.id)
+          .groupBy('source')
+          .execute();
+        const agents = await listAgents(ctx.db, t.id, liveness());
+        const active = agents.filter((a) => a.status === 'active').length;
+        const stats = await signInStats(ctx, t.id, ctx.now() - HOUR);
+        const by = (s: string) => Number(users.find((u) => u.source === s)?.n ?? 0);
+        return {
+          tenant: settingsOf(t),
+          pta: {
+            enabled: t.ptaEnabled,
+            canEnable: active > 0,
+            refusal: active > 0 ? null : 'No agent is active: install and start an agent first.',
+          },
+          counts: {
+            users: by('cloud') + by('synced'),
+            cloudUsers: by('cloud'),
+            syncedUsers: by('synced'),
+            agents: agents.length,
+            activeAgents: active,
+            signInsLastHour: stats.reduce((n, s) => n + Number(s.total), 0),
+            failuresLastHour: stats.reduce((n, s) => n + Number(s.failures ?? 0), 0),
+          },
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/settings',
+      summary: 'Sign-in settings and smart lockout, with warnings against the directory policy',
+      permission: 'read',
+      response: TenantSettingsOut,
+      handler: async ({ caller }) => settingsOf(await getTenant(ctx.db, caller.tenantId)),
+    }),
+    route({
+      method: 'PATCH',
+      path: '/settings',
+      summary: 'Change sign-in settings (turning PTA on is refused while no agent is active)',
+      permission: 'hybrid',
+      body: PatchSettings,
+      response: TenantSettingsOut,
+      handler: async ({ caller, body }) => {
+        const activeAgents = await countActiveAgents(ctx.db, caller.tenantId, liveness());
+        const t = await updateSettings(ctx.db, caller.tenantId, body, { activeAgents });
+        deps.authenticator?.invalidate?.(caller.tenantId);
+        await caller.audit('settings.update', caller.tenantId, body);
+        return settingsOf(t);
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/agents',
+      summary: 'Pass-through authentication agents with status and last hour of sign-ins',
+      permission: 'read',
+      response: z.array(AgentOut),
+      handler: async ({ caller }) => {
+        const agents = await listAgents(ctx.db, caller.tenantId, liveness());
+        const stats = await signInStats(ctx, caller.tenantId, ctx.now() - HOUR);
+        const live = new Set(
+          (deps.gateway?.connections() ?? []).filter((c) => c.ready).map((c) => c.agentId),
+        );
+        return agents.map((a) => {
+          const s = stats.find((x) => x.agent_id === a.id);
+          return {
+            id: a.id,
+            machineName: a.hostname,
+            externalIp: a.externalIp,
+            version: a.version,
+            status: a.status,
+            connected: live.has(a.id),
+            lastSeenAt: a.lastSeenAt,
+            certNotAfter: a.certNotAfter,
+            createdAt: a.createdAt,
+            signInsLastHour: Number(s?.total ?? 0),
+            failuresLastHour: Number(s?.failures ?? 0),
+          };
+        });
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/agents/:agentId',
+      summary: 'Delete an agent: its certificate is refused at once and its connection closed',
+      permission: 'hybrid',
+      params: AgentId,
+      response: z.object({ deleted: z.string(), connectionsClosed: z.number() }),
+      handler: async ({ caller, params }) => {
+        await deleteAgent(ctx.db, caller.tenantId, params.agentId, ctx.now());
+        const closed = deps.gateway?.revokeAgent(params.agentId) ?? 0;
+        await caller.audit('agent.delete', params.agentId, { connectionsClosed: closed });
+        return { deleted: params.agentId, connectionsClosed: closed };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/registration-tokens',
+      summary: 'A one-time agent registration token and the commands to install the agent',
+      permission: 'hybrid',
+      body: z.object({ ttlS: z.number().int().min(30).max(86_400).optional() }).strict(),
+      response: z.object({
+        token: z.string(),
+        expiresAt: z.number(),
+        cloudUrl: z.string(),
+        caPem: z.string(),
+        caFingerprint: z.string(),
+        commands: z.object({
+          ca: z.string(),
+          register: z.string(),
+          configure: z.string(),
+          service: z.string(),
+          unit: z.string(),
+          all: z.string(),
+        }),
+      }),
+      handler: async ({ caller, body }) => {
+        const ttl = body.ttlS ?? ctx.config.registrationTokenTtlS;
+        const t = await createRegistrationToken(ctx.db, caller.tenantId, caller.user.upn, ttl, ctx.now());
+        await caller.audit('registration_token.create', undefined, { expiresAt: t.expiresAt });
+        const caPem = ctx.tls.caCert;
+        return {
+          ...t,
+          cloudUrl: ctx.config.publicUrl,
+          caPem,
+          caFingerprint: certFingerprint(caPem),
+          commands: installCommands({
+            publicUrl: ctx.config.publicUrl,
+            tenantId: caller.tenantId,
+            token: t.token,
+            caPem,
+          }),
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/agent-package',
+      summary: 'Download the agent: one JavaScript file that Node 22+ runs on a Linux server',
+      permission: 'hybrid',
+      produces: 'text/javascript',
+      handler: async ({ caller, reply }) => {
+        const p = await agentPackage(ctx.log);
+        await caller.audit('agent_package.download', p.file, { version: p.version, sha256: p.sha256 });
+        return reply
+          .header('content-type', 'text/javascript; charset=utf-8')
+          .header('content-disposition', `attachment; filename="${p.file}"`)
+          .header('x-content-sha256', p.sha256)
+          .header('x-agent-version', p.version)
+          .send(Buffer.from(p.bytes));
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/sync',
+      summary: 'Ask a connected agent for a full directory sync now',
+      permission: 'hybrid',
+      response: z.object({ agentId: z.string() }),
+      handler: async ({ caller }) => {
+        const agentId = deps.gateway?.requestSync(caller.tenantId) ?? null;
+        if (!agentId) throw new GatehouseError('no_active_agent', { tenant: caller.tenantId });
+        await caller.audit('sync.request', agentId);
+        return { agentId };
+      },
+    }),
+  ];
+};
