@@ -65,7 +65,7 @@ const discover = () =>
     [oc.customFetch]: f as oc.CustomFetch,
   });
 
-test('password grant with no agent: 503 temporarily_unavailable, no_agent, Retry-After', async () => {
+test('password grant with no agent: 400 temporarily_unavailable (RFC 6749), no_agent, Retry-After', async () => {
   const config = await discover();
   const meta = config.serverMetadata();
   const res = await f(String(meta.token_endpoint), {
@@ -80,7 +80,7 @@ test('password grant with no agent: 503 temporarily_unavailable, no_agent, Retry
       password: 'Whatever-1',
     }).toString(),
   });
-  assert.equal(res.status, 503);
+  assert.equal(res.status, 400);
   assert.equal(res.headers.get('retry-after'), '5');
   const body = (await res.json()) as Record<string, string>;
   assert.equal(body.error, 'temporarily_unavailable');

@@ -22,7 +22,9 @@ const RETRY_AFTER_S = 5;
 
 export const oauthError = (koa: KoaContextWithOIDC, code: ErrorCode, requestId?: string): void => {
   const entry = catalog[code];
-  koa.status = entry.status;
+  // RFC 6749 section 5.2: token endpoint errors are 400 (401 for client authentication), whatever
+  // the cause; OAuth libraries refuse other statuses. Retryable causes say so with Retry-After.
+  koa.status = entry.oauth === 'invalid_client' ? 401 : 400;
   if (entry.retryable) koa.set('Retry-After', String(RETRY_AFTER_S));
   koa.body = {
     error: entry.oauth,
