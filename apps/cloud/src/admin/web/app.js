@@ -391,10 +391,10 @@ pages.download = async (root) => {
           'Cloud CA fingerprint (SHA-256): ',
           h('code', { 'data-testid': 'ca-fingerprint' }, r.caFingerprint),
         ),
-        block('1. Install the agent and the cloud CA', r.commands.ca),
-        block('2. Register the agent', r.commands.register),
-        block('3. Describe your directory', r.commands.configure),
-        block('4. Run it as a systemd service', r.commands.service),
+        ...block('1. Install the agent and the cloud CA', r.commands.ca),
+        ...block('2. Register the agent', r.commands.register),
+        ...block('3. Describe your directory', r.commands.configure),
+        ...block('4. Run it as a systemd service', r.commands.service),
       );
       say('Registration token created.');
     } catch (err) {
