@@ -42,6 +42,11 @@ export const DirectorySchema = z
     startTls: bool.default(false),
     /** Pinned CA (PEM file) for ldaps:// and StartTLS; the system store is never used instead. */
     caFile: z.string().min(1).optional(),
+    /**
+     * The name the server certificate is checked against, when it differs from the URL's host
+     * (a DC reached by IP whose certificate only names DC1.corp.example.test). Verification stays on.
+     */
+    tlsServerName: z.string().min(1).max(253).optional(),
     /** The service account (searches, sync, ppolicy state reads). */
     bindDn: z.string().min(1),
     /** A file holding the service account password (never a flag or an env value). */
@@ -53,12 +58,23 @@ export const DirectorySchema = z
     upnAttribute: z.string().min(1).optional(),
     /** OpenLDAP: when the upn attribute is `uid`, the domain appended to it. */
     upnDomain: z.string().min(1).optional(),
-    /** AD: NetBIOS domain; when set, onPremName is NETBIOS\sAMAccountName. */
+    /** AD: NetBIOS domain for onPremName (NETBIOS\sAMAccountName); read from the directory when unset. */
     netbiosDomain: z.string().min(1).optional(),
+    /** OpenLDAP: the default ppolicy entry (lockout policy); default cn=default,ou=policies,<first base DN>. */
+    ppolicyDefaultDn: z.string().min(3).optional(),
     connectTimeoutMs: z.coerce.number().int().min(100).max(60_000).default(3000),
     timeoutMs: z.coerce.number().int().min(100).max(60_000).default(5000),
     /** Connections kept for user binds (each serves one bind at a time). */
     poolSize: z.coerce.number().int().min(1).max(64).default(4),
+    /** Service-account connections kept for searches (ppolicy state, probes, lockout policy). */
+    servicePoolSize: z.coerce.number().int().min(1).max(16).default(2),
+    /** How often the directory's own lockout policy is read again. */
+    lockoutPolicyRefreshMs: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
+    /**
+     * Failed binds are answered no faster than recent failed binds took (so a wrong password and an
+     * unknown user look alike in time), padding by at most this much; 0 turns it off.
+     */
+    failureTimingCapMs: z.coerce.number().int().min(0).max(5000).default(300),
     /** How often a server marked down is probed. */
     probeIntervalMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   })
@@ -81,6 +97,9 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ intervalMinutes: 30, pageSize: 500, deletionThreshold: 0.2 }),
+    /** More gateways to try, in turn, besides the one registration named (several cloud nodes
+     * without a balancer in front; `;`-separated in the environment). */
+    gatewayUrls: list(z.url()).optional(),
     /** Outbound HTTPS proxy for the cloud connection (http://HOST:PORT); HTTPS_PROXY otherwise. */
     proxy: z.url().optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -178,6 +197,8 @@ export const loadAgentConfig = (opts: LoadOptions = {}): AgentConfig => {
           ? '(&(objectCategory=person)(objectClass=user))'
           : '(|(objectClass=inetOrgPerson)(objectClass=posixAccount))'),
       upnAttribute: d.upnAttribute ?? (d.kind === 'ad' ? 'userPrincipalName' : 'mail'),
+      ppolicyDefaultDn:
+        d.ppolicyDefaultDn ?? (d.kind === 'openldap' ? `cn=default,ou=policies,${d.baseDns[0]}` : undefined),
     },
   });
 };

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type SyncedUser, SyncedUser as SyncedUserSchema } from '@gatehouse/protocol';
-import type { Entry } from 'ldapts';
+import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from './config.ts';
 import type { Directory } from './directory/index.ts';
 import { writeFileAtomic } from './state.ts';
@@ -34,17 +34,58 @@ export const syncAttributes = (cfg: DirectoryConfig): string[] =>
     ? ['objectGUID', 'userPrincipalName', 'sAMAccountName', 'displayName', 'mail', 'userAccountControl']
     : ['entryUUID', 'uid', 'cn', 'displayName', 'mail', 'pwdAccountLockedTime', cfg.upnAttribute ?? 'mail'];
 
+const normDn = (dn: string) => dn.toLowerCase().replace(/\s*,\s*/g, ',');
+
+/**
+ * AD: NetBIOS domain names by naming context, from the crossRef objects under
+ * CN=Partitions,<configuration NC> (readable by any authenticated user).
+ */
+export const readNetbiosDomains = async (c: Client): Promise<Map<string, string>> => {
+  const dse = await c.search('', { scope: 'base', attributes: ['configurationNamingContext'] });
+  const conf = first(dse.searchEntries[0]?.configurationNamingContext);
+  const out = new Map<string, string>();
+  if (!conf) return out;
+  const r = await c.search(`CN=Partitions,${conf}`, {
+    scope: 'one',
+    filter: '(&(objectClass=crossRef)(nETBIOSName=*))',
+    attributes: ['nCName', 'nETBIOSName'],
+  });
+  for (const e of r.searchEntries) {
+    const nc = first(e.nCName);
+    const nb = first(e.nETBIOSName);
+    if (nc && nb) out.set(normDn(nc), nb);
+  }
+  return out;
+};
+
+/** The NetBIOS domain of the entry `dn`: configured, else the longest naming context that holds it. */
+export const netbiosFor = (dn: string, cfg: DirectoryConfig, domains?: Map<string, string>) => {
+  if (cfg.netbiosDomain) return cfg.netbiosDomain;
+  const d = normDn(dn);
+  let best: [string, string] | undefined;
+  for (const [nc, nb] of domains ?? []) {
+    if ((d === nc || d.endsWith(`,${nc}`)) && nc.length > (best?.[0].length ?? -1)) best = [nc, nb];
+  }
+  return best?.[1];
+};
+
 /** One directory entry -> SyncedUser, or null when it has no anchor or no usable UPN. */
-export const toSyncedUser = (e: Entry, cfg: DirectoryConfig): SyncedUser | null => {
+export const toSyncedUser = (
+  e: Entry,
+  cfg: DirectoryConfig,
+  domains?: Map<string, string>,
+): SyncedUser | null => {
   let user: Record<string, unknown>;
   if (cfg.kind === 'ad') {
     const guid = Array.isArray(e.objectGUID) ? e.objectGUID[0] : e.objectGUID;
     const sam = first(e.sAMAccountName);
     const uac = Number(first(e.userAccountControl) ?? 0);
+    const netbios = netbiosFor(e.dn, cfg, domains);
     user = {
       anchor: Buffer.isBuffer(guid) && guid.length === 16 ? guidToString(guid) : undefined,
       upn: first(e.userPrincipalName),
-      onPremName: sam && cfg.netbiosDomain ? `${cfg.netbiosDomain}\\${sam}` : sam,
+      // The cloud matches the DOMAIN\name sign-in form against this; AD accepts it as a bind name.
+      onPremName: sam && netbios ? `${netbios}\\${sam}` : sam,
       displayName: first(e.displayName),
       enabled: (uac & 2) === 0,
     };
@@ -82,6 +123,10 @@ export const collectUsers = async (dir: Directory, pageSize: number): Promise<Sy
     const users: SyncedUser[] = [];
     const seen = new Set<string>();
     let skipped = 0;
+    let domains: Map<string, string> | undefined;
+    // Unreadable partitions leave onPremName as the bare sAMAccountName (set netbiosDomain then).
+    if (cfg.kind === 'ad' && !cfg.netbiosDomain)
+      domains = await readNetbiosDomains(client).catch(() => undefined);
     for (const base of cfg.baseDns) {
       const pagesIter = client.searchPaginated(base, {
         scope: 'sub',
@@ -92,7 +137,7 @@ export const collectUsers = async (dir: Directory, pageSize: number): Promise<Sy
       });
       for await (const page of pagesIter) {
         for (const e of page.searchEntries) {
-          const u = toSyncedUser(e, cfg);
+          const u = toSyncedUser(e, cfg, domains);
           if (!u) skipped++;
           else if (!seen.has(u.anchor)) {
             // Overlapping base DNs would list a user twice.

@@ -73,7 +73,11 @@ export const mapBindError = (err: unknown): MappedOutcome => {
     // 8 strongerAuthRequired and the like: a configuration problem, not the user's fault.
     return { outcome: 'agent_error', directoryCode: String(code), serverFailure: false };
   }
-  if (err instanceof DirectoryTimeoutError || /timed? ?out|Connection timeout/i.test(message)) {
+  // ldapts' connectTimeout: the server could not be reached at all (a dead or filtered DC).
+  if (message === 'Connection timeout') {
+    return { outcome: 'directory_unreachable', directoryCode: 'net:connect-timeout', serverFailure: true };
+  }
+  if (err instanceof DirectoryTimeoutError || /timed? ?out/i.test(message)) {
     return { outcome: 'directory_timeout', directoryCode: 'timeout', serverFailure: true };
   }
   if (typeof e?.code === 'string' && NET_CODES.has(e.code)) {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import { type ConnectionOptions, checkServerIdentity } from 'node:tls';
 import { Client } from 'ldapts';
 import type { DirectoryConfig } from '../config.ts';
 
@@ -30,9 +30,13 @@ export class ClientFactory {
 
   #tls(url: string): ConnectionOptions {
     const host = hostOf(url);
+    // tlsServerName: the certificate is checked against that name instead of the URL's host (a DC
+    // reached by IP, a certificate without SAN). The chain is still verified against the pinned CA.
+    const name = this.#cfg.tlsServerName ?? host;
     return {
       host,
-      ...(net.isIP(host) ? {} : { servername: host }),
+      ...(net.isIP(name) ? {} : { servername: name }),
+      checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
       minVersion: 'TLSv1.2',
       ...(this.#ca ? { ca: this.#ca } : {}),
     };
@@ -61,7 +65,10 @@ export class ClientFactory {
           return s;
         }
         opened = true;
-        return net.connect(port, host);
+        const socket = net.connect(port, host);
+        // After StartTLS, ldapts no longer sees the plain socket close: remember it here.
+        socket.once('close', () => socketClosed.add(client));
+        return socket;
       }) as typeof net.connect,
     });
     if (this.#cfg.startTls && !ldaps) {
@@ -75,6 +82,11 @@ export class ClientFactory {
     return client;
   }
 }
+
+const socketClosed = new WeakSet<Client>();
+
+/** False once the client's connection is gone (also for StartTLS, where ldapts misses it). */
+export const isUsable = (c: Client): boolean => c.isConnected && !socketClosed.has(c);
 
 export class ServerList {
   readonly servers: ServerState[];
