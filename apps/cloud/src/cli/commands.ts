@@ -9,6 +9,7 @@ import { addDomain, listDomains, setDomainKind, verifyDomain } from '../director
 import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
+import { auditCommands } from './audit.ts';
 import { lockoutCommands } from './lockout.ts';
 import { opsCommands } from './ops.ts';
 import {
@@ -299,4 +300,5 @@ export const commands: Record<string, Command> = {
 
   ...opsCommands,
   ...lockoutCommands,
+  ...auditCommands,
 };
