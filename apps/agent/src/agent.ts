@@ -138,9 +138,16 @@ export const runAgent = async ({
     }
   };
 
+  // The gateway from registration first, then the configured ones. Each failed or lost
+  // connection moves on to the next, so a dead cloud node costs one backoff step, not many.
+  let gatewayIndex = 0;
+  const gateways = () => [...new Set([state.gatewayUrl, ...(config.gatewayUrls ?? [])])];
+
   const connectOnce = () =>
     new Promise<void>((resolve) => {
-      const url = `${state.gatewayUrl.replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`;
+      const all = gateways();
+      const gateway = all[gatewayIndex++ % all.length]!;
+      const url = `${gateway.replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`;
       const tls = { ca: state.cloudCaPem, key: state.keyPem, cert: state.certPem };
       const proxied = proxyFor(url.replace(/^wss:/, 'https:'), config.proxy);
       const sock = new WebSocket(url, {
@@ -186,6 +193,7 @@ export const runAgent = async ({
               {
                 agentId: msg.agentId,
                 tenantId: msg.tenantId,
+                gateway,
                 heartbeatMs,
                 skewMs: Date.now() - msg.serverClock,
               },

@@ -5,6 +5,7 @@
  * Sources, later wins: defaults < JSON file named by GATEHOUSE_CONFIG < GATEHOUSE_* variables.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
@@ -57,14 +58,24 @@ export const CloudConfigSchema = z
     /** Behind a TLS-terminating proxy: trust its X-Forwarded-* headers (client IP, scheme). Off by
      * default, since otherwise any client could pick the IP that sign-in logs and lockout see. */
     trustProxy: z.union([z.boolean(), z.stringbool()]).default(false),
+    /** Scale-out shape: NATS carries sign-ins to the node holding one of the tenant's agents. */
+    natsUrl: z
+      .string()
+      .regex(/^(nats|tls):\/\/\S+$/, 'must be nats://HOST:PORT')
+      .optional(),
+    /** This node's name in logs and NATS (default: host name and process id). */
+    nodeId: z.string().min(1).max(64).optional(),
+    /** On SIGTERM, how long in-flight sign-ins may take before the process exits anyway. */
+    drainMs: z.coerce.number().int().min(0).max(120_000).default(15_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
 
 export type CloudConfig = Readonly<
-  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl'> & {
+  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl' | 'nodeId'> & {
     database: string;
     gatewayUrl: string;
+    nodeId: string;
   }
 >;
 
@@ -108,5 +119,6 @@ export const loadCloudConfig = (
     publicUrl: c.publicUrl.replace(/\/+$/, ''),
     database: c.database ?? `sqlite:${resolve(dataDir, 'gatehouse.db')}`,
     gatewayUrl: c.gatewayUrl ?? `wss://${host}:${c.gatewayPort}`,
+    nodeId: c.nodeId ?? `${hostname()}-${process.pid}`,
   });
 };

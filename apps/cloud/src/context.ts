@@ -16,11 +16,21 @@ export interface ServiceTls {
   key: string;
 }
 
+/** A password sealed with HPKE to one agent's key (base64url), as the agent receives it. */
+export interface SealedEnvelope {
+  enc: string;
+  ct: string;
+}
+
 export interface ValidationRequest {
   tenantId: string;
   requestId: string;
   user: { upn: string; dn: string; anchor: string; onPremName?: string };
+  /** Cleartext, sealed per agent by the dispatcher; empty when `envelopes` carries it instead. */
   password: string;
+  /** Already sealed per agent id (a request relayed from another cloud node, which never sees
+   * the password in clear): only these agents may take it. */
+  envelopes?: Readonly<Record<string, SealedEnvelope>>;
   /** Absolute deadline, ms since epoch. */
   deadline: number;
 }

@@ -1,4 +1,7 @@
-/** `npm run cloud`: runs the cloud from GATEHOUSE_* settings until SIGINT or SIGTERM. */
+/**
+ * `npm run cloud`: runs the cloud from GATEHOUSE_* settings until SIGINT or SIGTERM, then stops
+ * gracefully: no new connections, in-flight sign-ins finish (up to drainMs), agents are let go.
+ */
 import { isGatehouseError } from '@gatehouse/protocol';
 import { startCloud } from './server.ts';
 
@@ -9,7 +12,9 @@ try {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    cloud.ctx.log.info({ signal }, 'stopping');
+    cloud.ctx.log.info({ signal }, 'stopping: finishing in-flight sign-ins');
+    // Whatever is still running past the drain budget is cut off (the balancer has moved on).
+    setTimeout(() => process.exit(1), cloud.ctx.config.drainMs + 5_000).unref();
     cloud.stop().then(
       () => process.exit(0),
       () => process.exit(1),

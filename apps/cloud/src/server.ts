@@ -10,6 +10,7 @@ import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
 import { audit } from './directory/audit.ts';
+import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
@@ -77,9 +78,24 @@ export const startCloud = async (
       dispatcher: notComposed,
       now: Date.now,
     };
-    const gateway = createGateway(ctx);
+    let router: ClusterRouter | undefined;
+    const gateway = createGateway(ctx, { onTenantPresence: (t, present) => router?.presence(t, present) });
     ctx.dispatcher = gateway.dispatcher;
     cleanup.push(() => gateway.close());
+    if (config.natsUrl) {
+      const r = await createClusterRouter({
+        natsUrl: config.natsUrl,
+        nodeId: config.nodeId,
+        db,
+        log,
+        now: ctx.now,
+        inactiveAfterMs: config.inactiveAfterMs,
+        local: gateway.local,
+      });
+      router = r;
+      ctx.dispatcher = r;
+      cleanup.push(() => r.close(config.drainMs));
+    }
     const lockout = smartLockoutPolicy(createSmartLockout(db, secrets, ctx.now), (a, until) => {
       audit(db, {
         tenantId: a.tenantId,
@@ -93,7 +109,10 @@ export const startCloud = async (
     cleanup.push(() => authenticator.close());
     const app = buildApp(ctx, { authenticator, gateway });
     registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
+    // Stopping runs these in reverse: relayed requests stop coming, the HTTPS port stops taking
+    // connections and finishes the sign-ins it holds, then the agents go.
     cleanup.push(() => app.close());
+    cleanup.push(async () => router?.stopServing());
 
     await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();

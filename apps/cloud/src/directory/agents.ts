@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { GatehouseError, MAX_AGENTS_PER_TENANT } from '@gatehouse/protocol';
-import type { Selectable } from 'kysely';
+import { PostgresAdapter, type Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { AgentTable } from '../db/schema.ts';
@@ -55,24 +55,49 @@ export const RegisterAgentInput = z.object({
 });
 export type RegisterAgentInput = z.input<typeof RegisterAgentInput>;
 
-/** Records a newly registered agent; the tenant's 41st (non-deleted) agent is refused. */
+const liveAgentCount = async (db: Db, tenantId: string): Promise<number> => {
+  const { n } = await db
+    .selectFrom('agents')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('tenant_id', '=', tenantId)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(n);
+};
+
+/** agent_limit_reached when the tenant already has its 40 agents (a cheap check before any work). */
+export const assertAgentCapacity = async (db: Db, tenantId: string): Promise<void> => {
+  if ((await liveAgentCount(db, tenantId)) >= MAX_AGENTS_PER_TENANT) {
+    throw new GatehouseError('agent_limit_reached', { tenant: tenantId, max: MAX_AGENTS_PER_TENANT });
+  }
+};
+
+export interface RegisterAgentOptions {
+  /** Runs inside the transaction after the limit check and before the insert (e.g. using up the
+   * registration token), so a refused registration leaves the token unused. */
+  beforeInsert?: (trx: Db) => Promise<void>;
+}
+
+/**
+ * Records a newly registered agent; the tenant's 41st (non-deleted) agent is refused. On
+ * PostgreSQL the tenant row is locked first, so concurrent registrations (on any cloud node)
+ * count one after another and the limit holds exactly.
+ */
 export const registerAgent = async (
   db: Db,
   input: RegisterAgentInput,
   now: number = Date.now(),
+  opts: RegisterAgentOptions = {},
 ): Promise<Agent> => {
   const a = parse(RegisterAgentInput, input);
   const id = a.id ?? randomUUID();
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
   await db.transaction().execute(async (trx) => {
-    const { n } = await trx
-      .selectFrom('agents')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('tenant_id', '=', a.tenantId)
-      .where('deleted_at', 'is', null)
-      .executeTakeFirstOrThrow();
-    if (Number(n) >= MAX_AGENTS_PER_TENANT) {
-      throw new GatehouseError('agent_limit_reached', { tenant: a.tenantId, max: MAX_AGENTS_PER_TENANT });
+    if (postgres) {
+      await trx.selectFrom('tenants').select('id').where('id', '=', a.tenantId).forUpdate().execute();
     }
+    await assertAgentCapacity(trx, a.tenantId);
+    await opts.beforeInsert?.(trx);
     await trx
       .insertInto('agents')
       .values({

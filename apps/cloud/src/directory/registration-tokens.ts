@@ -46,6 +46,22 @@ export const createRegistrationToken = async (
   return { token, expiresAt };
 };
 
+/** The tenant of a token that is still usable, without using it up; registration_token_invalid otherwise. */
+export const peekRegistrationToken = async (db: Db, token: string, now: number): Promise<string> => {
+  if (typeof token !== 'string' || !token.startsWith(REGISTRATION_TOKEN_PREFIX) || token.length > 256) {
+    throw new GatehouseError('registration_token_invalid');
+  }
+  const row = await db
+    .selectFrom('registration_tokens')
+    .select('tenant_id')
+    .where('token_hash', '=', hashToken(token))
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  if (!row) throw new GatehouseError('registration_token_invalid');
+  return row.tenant_id;
+};
+
 /**
  * Uses a token up, atomically (one conditional UPDATE, so two registrations racing with the same
  * token cannot both win), and returns its tenant. Unknown, expired and used tokens are alike to

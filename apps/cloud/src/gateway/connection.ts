@@ -26,7 +26,8 @@ export const SKEW_WARN_MS = 60_000;
 /** A validation request in flight (owned by the dispatcher, parked on the connection it was sent to). */
 export interface Pending {
   req: ValidationRequest;
-  password: Uint8Array;
+  /** Cleartext to seal per agent, or null when the request came pre-sealed (req.envelopes). */
+  password: Uint8Array | null;
   tried: Set<AgentConnection>;
   conn: AgentConnection | null;
   timer: ReturnType<typeof setTimeout> | undefined;

@@ -2,11 +2,13 @@
  * The hot path of a sign-in: pick one of the tenant's connected agents (least outstanding, ties
  * round robin), seal the password to its HPKE key, send it, and wait for its answer or the
  * deadline. Unlike Entra, a request whose agent drops mid-flight is re-sealed and re-sent to
- * another agent within the same deadline. Never throws: every failure is an outcome.
+ * another agent within the same deadline. A request relayed from another cloud node arrives
+ * pre-sealed to every agent of the tenant; it then goes to an agent it has an envelope for.
+ * Never throws: every failure is an outcome.
  */
 import { aad, hpkeSeal, type ValidateResult } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
-import type { Dispatcher, ValidationAnswer, ValidationRequest } from '../context.ts';
+import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
 import type { AgentConnection, Pending } from './connection.ts';
 
 /** Requests one agent may hold at once before the dispatcher looks elsewhere. */
@@ -14,6 +16,8 @@ export const DEFAULT_MAX_IN_FLIGHT = 256;
 
 /** Outcomes that say "this agent could not open the envelope": another agent may well succeed. */
 const TRY_ELSEWHERE = new Set<string>(['agent_decrypt_failed', 'agent_no_key']);
+/** What a draining agent answers to a request it will not start (it finishes what it holds). */
+export const SHUTTING_DOWN = 'shutting-down';
 
 interface TenantAgents {
   conns: AgentConnection[];
@@ -25,6 +29,8 @@ export interface DispatcherOptions {
   now: () => number;
   inactiveAfterMs: number;
   maxInFlight?: number;
+  /** A tenant's first connection arrived (true) or its last one left (false). */
+  onTenantPresence?: (tenantId: string, present: boolean) => void;
 }
 
 const encoder = new TextEncoder();
@@ -35,12 +41,28 @@ export class AgentDispatcher implements Dispatcher {
   readonly #now: () => number;
   readonly #inactiveAfterMs: number;
   readonly #maxInFlight: number;
+  readonly #onPresence: (tenantId: string, present: boolean) => void;
+  /** Agents that said they are shutting down: they get nothing new on this connection. */
+  readonly #draining = new WeakSet<AgentConnection>();
+  #inFlight = 0;
 
   constructor(opts: DispatcherOptions) {
     this.#log = opts.log;
     this.#now = opts.now;
     this.#inactiveAfterMs = opts.inactiveAfterMs;
     this.#maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.#onPresence = opts.onTenantPresence ?? (() => {});
+  }
+
+  /** Requests waiting for an answer (graceful shutdown waits for zero). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Whether this node can serve the tenant itself (some local agent is usable now). */
+  hasUsable(tenantId: string): boolean {
+    const cutoff = this.#now() - this.#inactiveAfterMs;
+    return this.connectionsOf(tenantId).some((c) => c.usable(cutoff) && !this.#draining.has(c));
   }
 
   /** A connection that said hello joins its tenant's pool. */
@@ -49,6 +71,7 @@ export class AgentDispatcher implements Dispatcher {
     if (!t) {
       t = { conns: [], rr: 0 };
       this.#tenants.set(conn.tenantId, t);
+      this.#onPresence(conn.tenantId, true);
     }
     if (!t.conns.includes(conn)) t.conns.push(conn);
   }
@@ -58,7 +81,10 @@ export class AgentDispatcher implements Dispatcher {
     const t = this.#tenants.get(conn.tenantId);
     if (t) {
       t.conns = t.conns.filter((c) => c !== conn);
-      if (t.conns.length === 0) this.#tenants.delete(conn.tenantId);
+      if (t.conns.length === 0) {
+        this.#tenants.delete(conn.tenantId);
+        this.#onPresence(conn.tenantId, false);
+      }
     }
     const inFlight = [...conn.pending.values()];
     conn.pending.clear();
@@ -68,7 +94,7 @@ export class AgentDispatcher implements Dispatcher {
         { agentId: conn.agentId, requestId: p.req.requestId },
         'agent dropped mid-request; failing over',
       );
-      this.#sendTo(p, this.#pick(p.req.tenantId, p.tried));
+      this.#sendTo(p, this.#pick(p.req, p.tried));
     }
   }
 
@@ -88,12 +114,13 @@ export class AgentDispatcher implements Dispatcher {
     try {
       const now = this.#now();
       if (now >= req.deadline) return Promise.resolve({ outcome: 'agent_timeout' });
-      const first = this.#pick(req.tenantId, null);
+      const first = this.#pick(req, null);
       if (typeof first === 'string') return Promise.resolve({ outcome: first });
+      this.#inFlight++;
       return new Promise<ValidationAnswer>((resolve) => {
         const p: Pending = {
           req,
-          password: encoder.encode(req.password),
+          password: req.envelopes ? null : encoder.encode(req.password),
           tried: new Set(),
           conn: null,
           timer: undefined,
@@ -121,8 +148,10 @@ export class AgentDispatcher implements Dispatcher {
       return;
     }
     conn.pending.delete(msg.id);
-    if (TRY_ELSEWHERE.has(msg.outcome)) {
-      const next = this.#pick(p.req.tenantId, p.tried);
+    const draining = msg.outcome === 'agent_error' && msg.directoryCode === SHUTTING_DOWN;
+    if (draining) this.#draining.add(conn);
+    if (draining || TRY_ELSEWHERE.has(msg.outcome)) {
+      const next = this.#pick(p.req, p.tried);
       if (typeof next !== 'string') {
         this.#log.warn(
           { agentId: conn.agentId, requestId: msg.id, outcome: msg.outcome },
@@ -144,10 +173,10 @@ export class AgentDispatcher implements Dispatcher {
 
   /** Least outstanding among usable agents not tried yet; the rotating start breaks ties. */
   #pick(
-    tenantId: string,
+    req: ValidationRequest,
     tried: Set<AgentConnection> | null,
   ): AgentConnection | 'no_agent' | 'agent_overloaded' {
-    const t = this.#tenants.get(tenantId);
+    const t = this.#tenants.get(req.tenantId);
     if (!t) return 'no_agent';
     const n = t.conns.length;
     const start = t.rr++ % n;
@@ -156,7 +185,8 @@ export class AgentDispatcher implements Dispatcher {
     let full = false;
     for (let i = 0; i < n; i++) {
       const c = t.conns[(start + i) % n]!;
-      if (tried?.has(c) || !c.usable(cutoff)) continue;
+      if (tried?.has(c) || !c.usable(cutoff) || this.#draining.has(c)) continue;
+      if (req.envelopes && !Object.hasOwn(req.envelopes, c.agentId)) continue;
       if (c.pending.size >= this.#maxInFlight) {
         full = true;
         continue;
@@ -176,11 +206,7 @@ export class AgentDispatcher implements Dispatcher {
       p.tried.add(c);
       const { req } = p;
       try {
-        const sealed = hpkeSeal(
-          c.hpkeKey,
-          p.password,
-          aad(req.tenantId, req.requestId, req.user.upn, req.deadline),
-        );
+        const sealed = this.#envelopeFor(p, c);
         p.conn = c;
         c.pending.set(req.requestId, p);
         c.sendRaw(
@@ -189,8 +215,8 @@ export class AgentDispatcher implements Dispatcher {
             id: req.requestId,
             tenantId: req.tenantId,
             user: req.user,
-            enc: Buffer.from(sealed.enc).toString('base64url'),
-            ct: Buffer.from(sealed.ct).toString('base64url'),
+            enc: sealed.enc,
+            ct: sealed.ct,
             deadline: req.deadline,
             sentAt: this.#now(),
           }),
@@ -199,18 +225,35 @@ export class AgentDispatcher implements Dispatcher {
       } catch (err) {
         c.pending.delete(req.requestId);
         this.#log.warn({ err, agentId: c.agentId, requestId: req.requestId }, 'could not send to agent');
-        c = this.#pick(req.tenantId, p.tried);
+        c = this.#pick(req, p.tried);
       }
     }
+  }
+
+  #envelopeFor(p: Pending, c: AgentConnection): SealedEnvelope {
+    const { req } = p;
+    const given = req.envelopes?.[c.agentId];
+    if (given) return given;
+    if (!p.password) throw new Error('no envelope for this agent');
+    const sealed = hpkeSeal(
+      c.hpkeKey,
+      p.password,
+      aad(req.tenantId, req.requestId, req.user.upn, req.deadline),
+    );
+    return {
+      enc: Buffer.from(sealed.enc).toString('base64url'),
+      ct: Buffer.from(sealed.ct).toString('base64url'),
+    };
   }
 
   #finish(p: Pending, answer: ValidationAnswer): void {
     if (p.done) return;
     p.done = true;
+    this.#inFlight--;
     clearTimeout(p.timer);
     if (p.conn?.pending.get(p.req.requestId) === p) p.conn.pending.delete(p.req.requestId);
     // The cleartext copy is ours; wipe it rather than leave it for the garbage collector.
-    p.password.fill(0);
+    p.password?.fill(0);
     p.resolve(answer);
   }
 

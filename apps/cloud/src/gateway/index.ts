@@ -21,6 +21,8 @@ export type { SyncSummary } from './sync.ts';
 
 export interface Gateway {
   readonly dispatcher: Dispatcher;
+  /** This node's own agents (the scale-out router wraps it). */
+  readonly local: AgentDispatcher;
   /** Registration and the device approval page, on the main HTTPS app. */
   registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
   /** Starts the mutual-TLS listener on config.gatewayPort (0: any free port). */
@@ -36,7 +38,13 @@ export interface Gateway {
   onSyncFinished(listener: (tenantId: string, summary: SyncSummary) => void): void;
 }
 
-export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } = {}): Gateway => {
+export interface GatewayOptions {
+  maxInFlight?: number;
+  /** This node gained its first (true) or lost its last (false) agent of a tenant. */
+  onTenantPresence?: (tenantId: string, present: boolean) => void;
+}
+
+export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gateway => {
   const { config } = ctx;
   const log = ctx.log.child({ part: 'gateway' });
   const dispatcher = new AgentDispatcher({
@@ -44,6 +52,7 @@ export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } 
     now: ctx.now,
     inactiveAfterMs: config.inactiveAfterMs,
     maxInFlight: opts.maxInFlight,
+    onTenantPresence: opts.onTenantPresence,
   });
   const live = new Set<AgentConnection>();
   const syncListeners: ((tenantId: string, s: SyncSummary) => void)[] = [];
@@ -144,6 +153,7 @@ export const createGateway = (ctx: CloudContext, opts: { maxInFlight?: number } 
 
   const gateway: Gateway = {
     dispatcher,
+    local: dispatcher,
     registerRoutes: (app, deps) =>
       registerRegistrationRoutes(app, { ctx, authenticator: deps.authenticator }),
     listen: () =>

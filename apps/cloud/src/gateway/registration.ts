@@ -17,9 +17,9 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { registerAgent } from '../directory/agents.ts';
+import { assertAgentCapacity, registerAgent } from '../directory/agents.ts';
 import { audit } from '../directory/audit.ts';
-import { consumeRegistrationToken } from '../directory/registration-tokens.ts';
+import { consumeRegistrationToken, peekRegistrationToken } from '../directory/registration-tokens.ts';
 import { getTenant, getTenantSecrets } from '../directory/tenants.ts';
 import { isUniqueViolation } from '../directory/util.ts';
 import type { Authenticator } from '../signin/types.ts';
@@ -110,6 +110,8 @@ export const registerRegistrationRoutes = (
         .execute();
       throw new GatehouseError(tooFast ? 'slow_down' : 'authorization_pending');
     }
+    // A full tenant is refused before the approval is spent.
+    await assertAgentCapacity(db, row.tenant_id);
     // Conditional update: two polls racing with one approved code cannot both register.
     const used = await db
       .updateTable('device_codes')
@@ -124,13 +126,16 @@ export const registerRegistrationRoutes = (
   const register = async (req: FastifyRequest): Promise<RegisterResponse> => {
     const body = parseBody(RegisterRequest, req.body);
     const now = ctx.now();
+    // A token is only looked at here; it is used up in the same transaction as the insert, after
+    // the agent limit check, so a refused registration leaves it usable.
     const proof = body.token
-      ? { tenantId: await consumeRegistrationToken(db, body.token, now), actor: 'registration-token' }
+      ? { tenantId: await peekRegistrationToken(db, body.token, now), actor: 'registration-token' }
       : await redeemDeviceCode(body.deviceCode!, now).then((r) => ({
           tenantId: r.tenantId,
           actor: r.approvedBy,
         }));
     const { tenantId } = proof;
+    await assertAgentCapacity(db, tenantId);
     const secrets = await getTenantSecrets(ctx, tenantId);
     const agentId = randomUUID();
     let signed: Awaited<ReturnType<typeof signAgentCsr>>;
@@ -159,6 +164,13 @@ export const registerRegistrationRoutes = (
         externalIp: req.ip,
       },
       now,
+      {
+        beforeInsert: async (trx) => {
+          if (body.token && (await consumeRegistrationToken(trx, body.token, now)) !== tenantId) {
+            throw new GatehouseError('registration_token_invalid');
+          }
+        },
+      },
     );
     await audit(
       db,

@@ -1,0 +1,221 @@
+/**
+ * The scale-out shape's router: sign-ins travel over NATS to whichever cloud node holds one of
+ * the tenant's agents. A node subscribes to gatehouse.validate.<tenant> (one queue group, so one
+ * node answers) while it holds an agent of that tenant. A node with no local agent seals the
+ * password to every active agent of the tenant (keys from the database, as Entra does) and sends
+ * only the envelopes: no cloud node, and nothing on NATS, ever sees the password in clear.
+ * "No responders" means no node holds an agent: no_agent at once. A node that dies mid-request
+ * costs at most half the remaining time; the request is then sent once more.
+ */
+import { aad, hpkeSeal } from '@gatehouse/protocol';
+import { connect, type NatsConnection, type Subscription } from 'nats';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
+import type { Db } from '../db/index.ts';
+import type { AgentDispatcher } from './dispatcher.ts';
+
+export const subjectFor = (tenantId: string) => `gatehouse.validate.${tenantId}`;
+const QUEUE = 'gatehouse-validators';
+/** Agent keys are read at most this often per tenant (keys change only at registration/renewal). */
+const KEY_CACHE_MS = 2_000;
+
+const B64 = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]+$/)
+  .max(4096);
+const Relayed = z.object({
+  requestId: z.string().min(1).max(128),
+  tenantId: z.string().min(1).max(128),
+  user: z.object({
+    upn: z.string().max(256),
+    dn: z.string().max(2048),
+    anchor: z.string().max(256),
+    onPremName: z.string().max(256).optional(),
+  }),
+  deadline: z.number().int().positive(),
+  envelopes: z.record(z.string().min(1).max(128), z.object({ enc: B64, ct: B64 })),
+});
+const RelayedAnswer = z.object({
+  outcome: z.string().max(64),
+  agentId: z.string().max(128).optional(),
+  server: z.string().max(256).optional(),
+  directoryCode: z.string().max(64).optional(),
+  agentMs: z.number().optional(),
+  directoryMs: z.number().optional(),
+  node: z.string().max(64).optional(),
+});
+
+export interface ClusterOptions {
+  natsUrl: string;
+  nodeId: string;
+  db: Db;
+  log: Logger;
+  now: () => number;
+  inactiveAfterMs: number;
+  local: AgentDispatcher;
+}
+
+export interface ClusterRouter extends Dispatcher {
+  /** Called by the gateway when this node gains its first / loses its last agent of a tenant. */
+  presence(tenantId: string, present: boolean): void;
+  /** Stop taking relayed requests (first step of a graceful stop). */
+  stopServing(): void;
+  /** Waits for relayed requests in flight (up to `graceMs`), then leaves NATS. */
+  close(graceMs: number): Promise<void>;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRouter> => {
+  const log = o.log.child({ part: 'cluster', node: o.nodeId });
+  const nc: NatsConnection = await connect({
+    servers: o.natsUrl,
+    name: o.nodeId,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  });
+  log.info({ natsUrl: o.natsUrl }, 'joined the NATS cluster');
+  const subs = new Map<string, Subscription>();
+  const keyCache = new Map<string, { at: number; keys: { id: string; key: string }[] }>();
+  let serving = true;
+  let relayedInFlight = 0;
+
+  const serve = async (data: Uint8Array, tenantId: string): Promise<ValidationAnswer> => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(dec.decode(data));
+    } catch {
+      return { outcome: 'invalid_response' };
+    }
+    const r = Relayed.safeParse(raw);
+    if (!r.success || r.data.tenantId !== tenantId) return { outcome: 'invalid_response' };
+    return o.local.validate({ ...r.data, password: '' });
+  };
+
+  const subscribe = (tenantId: string) => {
+    if (subs.has(tenantId) || !serving) return;
+    const sub = nc.subscribe(subjectFor(tenantId), {
+      queue: QUEUE,
+      callback: (err, msg) => {
+        if (err) return log.warn({ err: err.message, tenantId }, 'subscription error');
+        relayedInFlight++;
+        serve(msg.data, tenantId)
+          .then((answer) => msg.respond(enc.encode(JSON.stringify({ ...answer, node: o.nodeId }))))
+          .catch((e: unknown) => log.error({ err: e, tenantId }, 'relayed request failed'))
+          .finally(() => relayedInFlight--);
+      },
+    });
+    subs.set(tenantId, sub);
+    log.debug({ tenantId }, 'serving tenant');
+  };
+
+  const activeKeys = async (tenantId: string) => {
+    const now = o.now();
+    const hit = keyCache.get(tenantId);
+    if (hit && now - hit.at < KEY_CACHE_MS) return hit.keys;
+    const rows = await o.db
+      .selectFrom('agents')
+      .select(['id', 'hpke_public_key'])
+      .where('tenant_id', '=', tenantId)
+      .where('deleted_at', 'is', null)
+      .where('last_seen_at', '>', now - o.inactiveAfterMs)
+      .execute();
+    const keys = rows.map((r) => ({ id: r.id, key: r.hpke_public_key }));
+    if (keyCache.size > 10_000) keyCache.clear();
+    keyCache.set(tenantId, { at: now, keys });
+    return keys;
+  };
+
+  const relay = async (req: ValidationRequest): Promise<ValidationAnswer> => {
+    const keys = await activeKeys(req.tenantId);
+    if (keys.length === 0) return { outcome: 'no_agent' };
+    const password = enc.encode(req.password);
+    const envelopes: Record<string, SealedEnvelope> = {};
+    try {
+      const info = aad(req.tenantId, req.requestId, req.user.upn, req.deadline);
+      for (const k of keys) {
+        const s = hpkeSeal(new Uint8Array(Buffer.from(k.key, 'base64url')), password, info);
+        envelopes[k.id] = {
+          enc: Buffer.from(s.enc).toString('base64url'),
+          ct: Buffer.from(s.ct).toString('base64url'),
+        };
+      }
+    } finally {
+      password.fill(0);
+    }
+    const body = enc.encode(
+      JSON.stringify({
+        requestId: req.requestId,
+        tenantId: req.tenantId,
+        user: req.user,
+        deadline: req.deadline,
+        envelopes,
+      }),
+    );
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const left = req.deadline - o.now();
+      if (left <= 0) return { outcome: 'agent_timeout' };
+      // The first try leaves room for a second should the answering node die meanwhile.
+      const timeout = attempt === 0 ? Math.max(1, Math.floor(left / 2)) : left;
+      try {
+        const m = await nc.request(subjectFor(req.tenantId), body, { timeout });
+        const a = RelayedAnswer.safeParse(JSON.parse(dec.decode(m.data)));
+        if (!a.success) return { outcome: 'invalid_response' };
+        const { node, ...answer } = a.data;
+        // A node whose agents went away in between: another node may still hold some.
+        if (answer.outcome === 'no_agent' && attempt === 0) continue;
+        log.debug({ requestId: req.requestId, node, outcome: answer.outcome }, 'relayed');
+        return answer as ValidationAnswer;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === '503') return { outcome: 'no_agent' };
+        log.warn({ requestId: req.requestId, code, attempt }, 'relay attempt failed');
+        if (code !== 'TIMEOUT' && attempt === 1) return { outcome: 'agent_error' };
+      }
+    }
+    return { outcome: 'agent_timeout' };
+  };
+
+  const stopServing = () => {
+    serving = false;
+    for (const sub of subs.values()) sub.unsubscribe();
+    subs.clear();
+  };
+
+  return {
+    async validate(req) {
+      try {
+        if (o.local.hasUsable(req.tenantId)) {
+          const answer = await o.local.validate(req);
+          // The last local agent went away mid-request: another node may hold some.
+          if (answer.outcome !== 'no_agent') return answer;
+        }
+        if (o.now() >= req.deadline) return { outcome: 'agent_timeout' };
+        return await relay(req);
+      } catch (err) {
+        log.error({ err, requestId: req.requestId }, 'routing failed');
+        return { outcome: 'agent_error' };
+      }
+    },
+    async activeAgentCount(tenantId) {
+      const local = await o.local.activeAgentCount(tenantId);
+      return local > 0 ? local : (await activeKeys(tenantId)).length;
+    },
+    presence(tenantId, present) {
+      if (present) return subscribe(tenantId);
+      const sub = subs.get(tenantId);
+      subs.delete(tenantId);
+      sub?.unsubscribe();
+      log.debug({ tenantId }, 'no longer serving tenant');
+    },
+    stopServing,
+    async close(graceMs) {
+      stopServing();
+      const end = Date.now() + graceMs;
+      while (relayedInFlight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+};

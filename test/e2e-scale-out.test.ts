@@ -1,0 +1,343 @@
+/**
+ * The scale-out shape, every part a real process: two cloud nodes (apps/cloud/src/main.ts) on one
+ * PostgreSQL database and one NATS server, three agents against a real OpenLDAP directory, and a
+ * steady stream of password-grant sign-ins. Agents and nodes are killed with SIGKILL mid-load.
+ * Fails (does not skip) under CI=true when PostgreSQL or NATS is missing.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import * as oidc from 'openid-client';
+import pg from 'pg';
+import { waitFor } from './harness/children.ts';
+import {
+  type AgentProc,
+  type CloudNode,
+  type ClusterSettings,
+  cli,
+  clusterEnv,
+  kill9,
+  natsAvailable,
+  newSecretKey,
+  registerAgentProc,
+  runAgentProc,
+  startNode,
+} from './harness/cluster.ts';
+import { pinnedFetch } from './harness/pinned-fetch.ts';
+import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
+import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
+
+const DOMAIN = 'example.test';
+const CANARY = `Canary-${Math.random().toString(36).slice(2, 10)}-Pw9`;
+// One user per load worker: smart lockout counts a user's concurrent sign-ins against its threshold.
+const LOAD_USERS = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+const THRESHOLD = 2; // below the test directory's own pwdMaxFailure (3)
+
+const pgDb = await createTempDatabase();
+const natsUp = await natsAvailable();
+const skip = !pgDb || !natsUp ? 'PostgreSQL or NATS is not running here' : false;
+
+const dir = mkdtempSync(join(tmpdir(), 'gh-scale-'));
+const secretKey = newSecretKey();
+let settings: ClusterSettings;
+let slapd: SlapdInstance;
+let db: TempDatabase;
+let nodeA: CloudNode;
+let nodeB: CloudNode;
+const agents: AgentProc[] = [];
+let tenantId: string;
+let clientId: string;
+let caCert: string;
+const rpCache = new Map<string, Promise<oidc.Configuration>>();
+
+const rp = (node: CloudNode) => {
+  let c = rpCache.get(node.url);
+  if (!c) {
+    c = oidc.discovery(new URL(`${node.url}/${tenantId}/v2.0`), clientId, undefined, oidc.None(), {
+      [oidc.customFetch]: pinnedFetch(caCert) as oidc.CustomFetch,
+    });
+    rpCache.set(node.url, c);
+    c.catch(() => rpCache.delete(node.url));
+  }
+  return c;
+};
+
+interface Attempt {
+  node: string;
+  startedAt: number;
+  endedAt: number;
+  /** 'ok', a catalog code, or 'network' (the node went away under the request). */
+  outcome: string;
+}
+
+const signIn = async (node: CloudNode, user: string, password = CANARY): Promise<Attempt> => {
+  const startedAt = Date.now();
+  let outcome = 'ok';
+  try {
+    await oidc.genericGrantRequest(await rp(node), 'password', {
+      username: `${user}@${DOMAIN}`,
+      password,
+      scope: 'openid',
+    });
+  } catch (err) {
+    const e = err as Error & { cause?: unknown; code?: string };
+    if (e.cause instanceof Response) {
+      outcome = String(((await e.cause.json()) as { error_code?: string }).error_code ?? e.cause.status);
+    } else if (e.cause && typeof e.cause === 'object' && 'error_code' in e.cause) {
+      outcome = String((e.cause as { error_code: string }).error_code);
+    } else outcome = 'network';
+  }
+  return { node: node.id, startedAt, endedAt: Date.now(), outcome };
+};
+
+/** Steady sign-ins from `workers` loops over the nodes `targets()` names (the balancer's view). */
+const startLoad = (targets: () => CloudNode[], workers = 6) => {
+  const results: Attempt[] = [];
+  let running = true;
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    for (let i = 0; running; i++) {
+      const nodes = targets();
+      const node = nodes[(w + i) % nodes.length]!;
+      results.push(await signIn(node, LOAD_USERS[w % LOAD_USERS.length]!));
+    }
+  });
+  return {
+    results,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return results;
+    },
+  };
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sql = async <T>(q: string): Promise<T[]> => {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    return (await c.query(q)).rows as T[];
+  } finally {
+    await c.end();
+  }
+};
+const count = async (table: string) =>
+  Number((await sql<{ n: string }>(`select count(*) n from ${table}`))[0]!.n);
+const activeOn = (node: CloudNode) =>
+  [...node.outputs.join('').matchAll(/"msg":"agent connected"/g)].length -
+  [...node.outputs.join('').matchAll(/"msg":"agent disconnected"/g)].length;
+const agentConfig = () => ({
+  directory: {
+    kind: 'openldap',
+    urls: [slapd.url],
+    bindDn: slapd.serviceDn,
+    bindPasswordFile: join(dir, 'bind-password'),
+    baseDns: [slapd.peopleDn],
+  },
+  gatewayUrls: [nodeA.gatewayUrl, nodeB.gatewayUrl],
+  sync: { intervalMinutes: 60 },
+});
+const activeAgents = async () =>
+  Number(
+    (
+      await sql<{ n: string }>(
+        `select count(*) n from agents where deleted_at is null and last_seen_at > ${Date.now() - 2500}`,
+      )
+    )[0]!.n,
+  );
+
+before(async () => {
+  if (skip) return;
+  db = pgDb!;
+  settings = {
+    dir,
+    databaseUrl: db.url,
+    extra: {
+      GATEHOUSE_HEARTBEAT_MS: '1000',
+      GATEHOUSE_INACTIVE_AFTER_MS: '3000',
+      GATEHOUSE_AGENT_TIMEOUT_MS: '8000',
+      GATEHOUSE_LOG_LEVEL: 'debug',
+    },
+  };
+  slapd = await startSlapd({
+    users: [...LOAD_USERS, 'bob', 'alice'].map((uid) => ({
+      uid,
+      cn: uid,
+      mail: `${uid}@${DOMAIN}`,
+      password: CANARY,
+    })),
+  });
+  writeFileSync(join(dir, 'bind-password'), slapd.servicePassword, { mode: 0o600 });
+  nodeA = await startNode(settings, secretKey, 'node-a');
+  nodeB = await startNode(settings, secretKey, 'node-b');
+  caCert = readFileSync(join(dir, 'cloud', 'tls', 'ca.pem'), 'utf8');
+  const env = { ...clusterEnv(settings, secretKey), GATEHOUSE_PUBLIC_URL: nodeA.url };
+  const adminFile = join(dir, 'admin-password');
+  writeFileSync(adminFile, `Admin-${CANARY}`, { mode: 0o600 });
+  const t = await cli(
+    env,
+    ...['tenant', 'create', '--name', 'Scale', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
+    ...['--admin-password-file', adminFile],
+  );
+  tenantId = String(t.tenantId);
+  await cli(env, 'domain', 'verify', '--tenant', tenantId, '--name', DOMAIN, '--force');
+  const client = await cli(
+    env,
+    ...[
+      'client',
+      'create',
+      '--tenant',
+      tenantId,
+      '--name',
+      'Legacy',
+      '--redirect-uri',
+      'https://app.test/cb',
+    ],
+    ...['--public', '--grant-type', 'password'],
+  );
+  clientId = String(client.clientId);
+  await cli(
+    env,
+    ...['settings', 'set', '--tenant', tenantId, '--legacy-auth', 'on'],
+    ...['--lockout-threshold', String(THRESHOLD), '--lockout-duration', '600'],
+  );
+  // Agents 1 and 2 register through node A, agent 3 through node B: each connects there first.
+  for (const [i, node] of [nodeA, nodeA, nodeB].entries()) {
+    const token = String((await cli(env, 'token', 'create', '--tenant', tenantId)).token);
+    const stateDir = join(dir, `agent-${i + 1}`);
+    await registerAgentProc(`agent-${i + 1}`, stateDir, node, token, agentConfig());
+    agents.push(runAgentProc(`agent-${i + 1}`, stateDir));
+  }
+  await waitFor('three active agents', async () => (await activeAgents()) === 3);
+  await cli(env, 'settings', 'set', '--tenant', tenantId, '--pta', 'on');
+  await waitFor('the first sync', async () => (await count('users')) >= LOAD_USERS.length + 2);
+});
+
+after(async () => {
+  for (const a of agents) await a.child.stop();
+  await nodeA?.child.stop();
+  await nodeB?.child.stop();
+  await slapd?.stop();
+  await db?.drop();
+  if (process.env.GATEHOUSE_TEST_KEEP) {
+    for (const p of [nodeA, nodeB, ...agents])
+      if (p) writeFileSync(join(dir, `${'id' in p ? p.id : p.name}.log`), p.outputs.join('\n'));
+    process.stdout.write(`# kept ${dir}\n`);
+  } else rmSync(dir, { recursive: true, force: true });
+});
+
+test('kill -9 of an agent under load: no sign-in fails', { skip }, async () => {
+  const load = startLoad(() => [nodeA, nodeB]);
+  await sleep(1500);
+  // Agent 3 is node B's only agent: B's sign-ins fail over to its own agents (none left), then
+  // over NATS to node A's agents, sealed to their keys.
+  await kill9(agents[2]!.child);
+  await sleep(2500);
+  const results = await load.stop();
+  const failed = results.filter((r) => r.outcome !== 'ok');
+  assert.ok(results.length > 50, `only ${results.length} sign-ins ran`);
+  assert.deepEqual(failed, []);
+  assert.ok(results.some((r) => r.node === 'node-b'));
+  assert.match(nodeB.outputs.join(''), /"msg":"relayed"/, 'node B relayed over NATS');
+});
+
+test('kill -9 of a cloud node: its agents move, sign-ins resume within a bound', { skip }, async () => {
+  let alive = [nodeA, nodeB];
+  const load = startLoad(() => alive);
+  await sleep(1500);
+  const killedAt = Date.now();
+  await kill9(nodeA.child);
+  alive = [nodeB];
+  await waitFor('agents 1 and 2 on node B', () => activeOn(nodeB) === 2, 20_000, 50);
+  const reconnectedMs = Date.now() - killedAt;
+  await sleep(2000);
+  const results = await load.stop();
+  const after = results.filter((r) => r.startedAt > killedAt);
+  const firstOk = after.find((r) => r.outcome === 'ok' && r.node === 'node-b');
+  assert.ok(firstOk, 'sign-ins resumed on node B');
+  const resumedMs = firstOk.endedAt - killedAt;
+  // Failures: only retryable ones (the killed node's in-flight requests, no_agent until the agents are back).
+  const failed = results.filter((r) => r.outcome !== 'ok');
+  for (const f of failed) assert.ok(['network', 'no_agent', 'agent_timeout'].includes(f.outcome), f.outcome);
+  const lastFailure = Math.max(0, ...failed.map((f) => f.endedAt - killedAt));
+  process.stdout.write(
+    `# node kill: agents back on node B after ${reconnectedMs} ms, first success after ${resumedMs} ms, ` +
+      `last failure at ${lastFailure} ms, ${failed.length}/${results.length} failed (${[...new Set(failed.map((f) => f.outcome))]})\n`,
+  );
+  assert.ok(resumedMs < 5000, `resumed after ${resumedMs} ms`);
+  assert.ok(results.filter((r) => r.startedAt > killedAt + resumedMs + 500).every((r) => r.outcome === 'ok'));
+  nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
+  rpCache.delete(nodeA.url);
+});
+
+test('all agents down: no_agent in under a second on every node', { skip }, async () => {
+  agents[2] = runAgentProc('agent-3', agents[2]!.stateDir, agents[2]);
+  await waitFor('agent 3 back', async () => (await activeAgents()) === 3);
+  for (const a of agents) await kill9(a.child);
+  for (const node of [nodeA, nodeB]) {
+    const r = await signIn(node, 'u1');
+    assert.equal(r.outcome, 'no_agent');
+    assert.ok(r.endedAt - r.startedAt < 1000, `${node.id}: ${r.endedAt - r.startedAt} ms`);
+  }
+  await sleep(3500); // past inactiveAfterMs: no key is fresh, so no NATS request at all
+  for (const node of [nodeA, nodeB]) {
+    const r = await signIn(node, 'u2');
+    assert.equal(r.outcome, 'no_agent');
+    assert.ok(r.endedAt - r.startedAt < 1000, `${node.id}: ${r.endedAt - r.startedAt} ms`);
+  }
+});
+
+test('concurrent failures for one user on two nodes lock at exactly the threshold', { skip }, async () => {
+  for (const [i, a] of agents.entries()) agents[i] = runAgentProc(a.name, a.stateDir, a);
+  await waitFor('three active agents', async () => (await activeAgents()) === 3);
+  const tries = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => signIn(i % 2 ? nodeA : nodeB, 'bob', `${CANARY}-wrong-${i}`)),
+  );
+  const outcomes = tries.map((t) => t.outcome);
+  assert.equal(outcomes.filter((o) => o === 'invalid_credentials').length, THRESHOLD, String(outcomes));
+  assert.equal(outcomes.filter((o) => o === 'locked_out').length, 12 - THRESHOLD, String(outcomes));
+  assert.equal((await signIn(nodeA, 'bob')).outcome, 'locked_out');
+  await sleep(400); // the harness copies child output every 200 ms
+  const binds = agents
+    .flatMap((a) => a.outputs)
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes('"msg":"validated"') && l.includes('"outcome":"invalid_credentials"')).length;
+  assert.equal(binds, THRESHOLD, 'the directory saw exactly threshold wrong passwords');
+});
+
+test('restart of every process: tenants, agents, users, logs and lockout survive', { skip }, async () => {
+  // Graceful stops flush the sign-in log batches.
+  for (const a of agents) await a.child.stop();
+  await nodeA.child.stop();
+  await nodeB.child.stop();
+  const before = {
+    tenants: await count('tenants'),
+    agents: await count('agents'),
+    users: await count('users'),
+    signins: await count('signins'),
+    lockout: await count('lockout_counters'),
+  };
+  assert.ok(before.signins > 50 && before.agents === 3 && before.lockout > 0, JSON.stringify(before));
+  nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
+  nodeB = await startNode(settings, secretKey, 'node-b', nodeB);
+  rpCache.clear();
+  for (const [i, a] of agents.entries()) agents[i] = runAgentProc(a.name, a.stateDir, a);
+  await waitFor('three active agents', async () => (await activeAgents()) === 3);
+  assert.equal((await signIn(nodeB, 'alice')).outcome, 'ok');
+  assert.equal((await signIn(nodeA, 'bob')).outcome, 'locked_out');
+  assert.equal(await count('tenants'), before.tenants);
+  assert.equal(await count('agents'), before.agents);
+  assert.equal(await count('users'), before.users);
+  assert.ok((await count('signins')) >= before.signins);
+});
+
+test('no password reaches a log line or the database', { skip }, async () => {
+  const logs = [nodeA, nodeB].flatMap((n) => n.outputs).concat(agents.flatMap((a) => a.outputs));
+  for (const l of logs) assert.ok(!l.includes(CANARY), 'canary in a log');
+  const dump =
+    JSON.stringify(await sql('select * from signins')) + JSON.stringify(await sql('select * from audit'));
+  assert.ok(!dump.includes(CANARY));
+});
