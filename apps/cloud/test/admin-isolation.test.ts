@@ -39,7 +39,17 @@ const mint = async (tenantId: string, accountId: string): Promise<string> => {
   const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
   const client = await t.provider.Client.find(ADMIN_CLIENT_ID);
   assert.ok(client, 'the admin center client exists in every tenant');
-  return new t.provider.AccessToken({ accountId, client, scope: 'openid profile' }).save();
+  const grant = new t.provider.Grant({ accountId, clientId: ADMIN_CLIENT_ID });
+  grant.addOIDCScope('openid profile');
+  const grantId = await grant.save();
+  const at = new t.provider.AccessToken({
+    accountId,
+    client,
+    grantId,
+    gty: 'authorization_code',
+    scope: 'openid profile',
+  });
+  return at.save();
 };
 
 const makeTenant = async (fx: Fixture, label: string) => {
