@@ -1,5 +1,5 @@
 /** One set of migrations for SQLite and PostgreSQL (Kysely's schema builder speaks both). */
-import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
+import { type ColumnDefinitionBuilder, type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -193,8 +193,24 @@ const lockout: Migration = {
   },
 };
 
+/** Sign-in by the on-premises DOMAIN\\name form looks users up by it, case-insensitively. */
+const onPremNameIndex: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createIndex('users_tenant_on_prem_name')
+      .on('users')
+      .columns(['tenant_id'])
+      .expression(sql`lower(on_prem_name)`)
+      .execute();
+  },
+};
+
 const provider = (engine: Engine): MigrationProvider => ({
-  getMigrations: async () => ({ '0001_initial': initial(engine), '0002_lockout': lockout }),
+  getMigrations: async () => ({
+    '0001_initial': initial(engine),
+    '0002_lockout': lockout,
+    '0003_on_prem_name': onPremNameIndex,
+  }),
 });
 
 export const migrateToLatest = async (db: Kysely<unknown>, engine: Engine): Promise<void> => {

@@ -149,6 +149,18 @@ export const findByLogin = async (
 ): Promise<UserRecord | null> => {
   const login = name.trim().toLowerCase();
   if (!login || login.length > 256) return null;
+  // The on-premises DOMAIN\name form (what users of Windows type) names a synced user whatever the
+  // tenant's login attribute is.
+  if (login.includes('\\')) {
+    const byName = await db
+      .selectFrom('users')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where(sql<string>`lower(on_prem_name)`, '=', login)
+      .limit(2)
+      .execute();
+    return byName.length === 1 ? toUserRecord(byName[0]!) : null;
+  }
   if (loginAttribute === 'mail') {
     const byMail = await db
       .selectFrom('users')

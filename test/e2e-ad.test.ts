@@ -1,0 +1,176 @@
+/**
+ * Active Directory fidelity, end to end: a real Samba AD DC with a user in every account state, a
+ * real agent, the cloud. For each state: what the user sees on the sign-in page and from the
+ * password grant, the code in the sign-in log (with the raw directory code, agent and DC), and
+ * whether it counted toward smart lockout. States are revealed only for the right password.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { catalog } from '@gatehouse/protocol';
+import { updateSettings } from '../apps/cloud/src/directory/tenants.ts';
+import { createSmartLockout } from '../apps/cloud/src/lockout/smart-lockout.ts';
+import {
+  AD_LOCKOUT_THRESHOLD,
+  adUsers,
+  BASE_DN,
+  NETBIOS,
+  REALM,
+  type SambaDc,
+  startSambaDc,
+  USER_PASSWORD,
+} from './harness/samba.ts';
+import { type Stack, startStack } from './harness/stack.ts';
+
+const run = promisify(execFile);
+let dc: SambaDc;
+let stack: Stack;
+
+before(async () => {
+  dc = await startSambaDc();
+  stack = await startStack({
+    domain: REALM,
+    directory: {
+      kind: 'ad',
+      urls: [dc.url],
+      bindDn: dc.adminUpn,
+      bindPassword: dc.adminPassword,
+      baseDns: [`CN=Users,${BASE_DN}`],
+      extra: { netbiosDomain: NETBIOS },
+    },
+    expectUsers: Object.values(adUsers).map((u) => dc.upn(u)),
+  });
+});
+
+after(async () => {
+  await stack?.stop();
+  await dc?.stop();
+});
+
+const failuresOf = async (user: string): Promise<number> => {
+  const row = await stack.cloud.ctx.db
+    .selectFrom('users')
+    .select('id')
+    .where('tenant_id', '=', stack.tenantId)
+    .where('upn', '=', dc.upn(user))
+    .executeTakeFirstOrThrow();
+  const lockout = createSmartLockout(stack.cloud.ctx.db, stack.cloud.ctx.secrets, Date.now);
+  return (await lockout.status(stack.tenantId, row.id)).reduce((n, c) => n + c.failures, 0);
+};
+
+const lastLogFor = async (user: string) => (await stack.signIns()).find((r) => r.upn === dc.upn(user))!;
+
+const states: Array<[keyof typeof adUsers, string, string]> = [
+  ['ok', 'success', ''],
+  ['disabled', 'account_disabled', '533'],
+  ['mustChange', 'password_must_change', '773'],
+  ['passwordExpired', 'password_expired', '532'],
+  ['accountExpired', 'account_expired', '701'],
+  ['logonHours', 'logon_hours', '530'],
+  ['workstation', 'workstation_restricted', '531'],
+];
+
+describe('every account state through the cloud', () => {
+  for (const [state, code, sub] of states) {
+    test(`${state}: right password → ${code}; wrong password → invalid_credentials`, async () => {
+      const user = adUsers[state];
+      const grant = await stack.passwordGrant(dc.upn(user), USER_PASSWORD);
+      assert.equal(grant.code, code, JSON.stringify(grant.body));
+      const log = await lastLogFor(user);
+      assert.equal(log.outcome, code);
+      assert.ok(log.agent_id, 'the log names the agent');
+      assert.equal(log.server, dc.url, 'the log names the DC that answered');
+      assert.ok(Number(log.agent_ms) > 0 && Number(log.directory_ms) > 0, 'latencies are recorded');
+      if (sub) assert.match(String(log.directory_code), new RegExp(sub));
+      if (code !== 'success') {
+        const page = await stack.signInPage(dc.upn(user), USER_PASSWORD);
+        assert.equal(page.code, code);
+        assert.ok(
+          page.html.includes(catalog[code as keyof typeof catalog].message),
+          'the page shows the message',
+        );
+      }
+      const wrong = await stack.passwordGrant(dc.upn(user), 'Wrong-Passw0rd!');
+      assert.equal(wrong.code, 'invalid_credentials', 'a state is never revealed to a wrong password');
+      // Only the wrong password counted toward lockout; the state answers did not.
+      assert.equal(await failuresOf(user), 1);
+    });
+  }
+
+  test('an unknown user answers exactly like a wrong password', async () => {
+    const unknown = await stack.passwordGrant(dc.upn('nosuchuser'), USER_PASSWORD);
+    const wrong = await stack.passwordGrant(dc.upn(adUsers.spare), 'Wrong-Passw0rd!');
+    assert.equal(unknown.status, wrong.status);
+    assert.equal(unknown.code, 'invalid_credentials');
+    assert.deepEqual(Object.keys(unknown.body).sort(), Object.keys(wrong.body).sort());
+    assert.equal(unknown.body.error_description, wrong.body.error_description);
+  });
+
+  test('locked out in AD (775): locked_out for any password, and it does not count in the cloud', async () => {
+    const user = adUsers.lockout;
+    // The directory itself locks the account: wrong binds straight at the DC, not through the cloud.
+    for (let i = 0; i < AD_LOCKOUT_THRESHOLD; i++) {
+      await run('ldapsearch', [
+        '-x',
+        '-H',
+        dc.url,
+        '-D',
+        dc.upn(user),
+        '-w',
+        `bad-${i}`,
+        '-b',
+        '',
+        '-s',
+        'base',
+      ]).catch(() => {});
+    }
+    const right = await stack.passwordGrant(dc.upn(user), USER_PASSWORD);
+    assert.equal(right.code, 'locked_out');
+    assert.match(String((await lastLogFor(user)).directory_code), /775/);
+    const page = await stack.signInPage(dc.upn(user), USER_PASSWORD);
+    assert.equal(page.code, 'locked_out');
+    assert.equal(await failuresOf(user), 0, 'a directory lockout is not a wrong password');
+    await dc.tool('user', 'unlock', user);
+  });
+});
+
+describe('sign-in names', () => {
+  test('the on-premises DOMAIN\\name form', async () => {
+    const r = await stack.passwordGrant(`${NETBIOS}\\${adUsers.ok}`, USER_PASSWORD);
+    assert.equal(r.code, 'success', JSON.stringify(r.body));
+    const lower = await stack.passwordGrant(`${NETBIOS.toLowerCase()}\\${adUsers.ok}`, USER_PASSWORD);
+    assert.equal(lower.code, 'success');
+  });
+
+  test('the mail attribute as an alternate login ID, when the tenant chooses it', async () => {
+    const mail = `${adUsers.ok}.mail@${REALM}`;
+    assert.equal((await stack.passwordGrant(mail, USER_PASSWORD)).code, 'invalid_credentials');
+    await updateSettings(stack.cloud.ctx.db, stack.tenantId, { loginAttribute: 'mail' }, { activeAgents: 1 });
+    stack.cloud.authenticator.invalidate(stack.tenantId);
+    try {
+      const r = await stack.passwordGrant(mail, USER_PASSWORD);
+      assert.equal(r.code, 'success', JSON.stringify(r.body));
+    } finally {
+      await updateSettings(
+        stack.cloud.ctx.db,
+        stack.tenantId,
+        { loginAttribute: 'upn' },
+        { activeAgents: 1 },
+      );
+      stack.cloud.authenticator.invalidate(stack.tenantId);
+    }
+  });
+
+  test('a user moved to another OU since the last sync still signs in', async () => {
+    await dc.tool('ou', 'create', `OU=Moved,${BASE_DN}`).catch(() => '');
+    await dc.tool('user', 'move', adUsers.bench, `OU=Moved,${BASE_DN}`);
+    const r = await stack.passwordGrant(dc.upn(adUsers.bench), USER_PASSWORD);
+    assert.equal(r.code, 'success', JSON.stringify(r.body));
+  });
+});
+
+test('the canary passwords never reach a log line', () => {
+  assert.ok(!stack.output().includes(USER_PASSWORD));
+  assert.ok(!stack.output().includes(dc.adminPassword));
+});
