@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { aad, type CloudMessage, hpkeOpen, type Validate } from '@gatehouse/protocol';
+import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
 import type { ValidationRequest } from '../src/context.ts';
 import {
   type AgentCredentials,
@@ -210,6 +210,79 @@ test('an agent that cannot open the envelope: the request is retried on another 
     assert.equal(answer.outcome, 'success');
     assert.equal(answer.agentId, c2.agentId);
   }
+  await closeAll(a1, a2);
+});
+
+test('a pre-sealed request goes only to an agent it has an envelope for, as sealed', async () => {
+  const c1 = await registerAgent(env, 'no-envelope');
+  const c2 = await registerAgent(env, 'has-envelope');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  autoAnswer(a1, c1);
+  autoAnswer(a2, c2);
+  const req = request();
+  const s = hpkeSeal(
+    c2.hpke.publicKey,
+    new TextEncoder().encode(CANARY),
+    aad(req.tenantId, req.requestId, req.user.upn, req.deadline),
+  );
+  const envelope = {
+    enc: Buffer.from(s.enc).toString('base64url'),
+    ct: Buffer.from(s.ct).toString('base64url'),
+  };
+  for (let i = 0; i < 3; i++) {
+    const r = { ...req, requestId: `${req.requestId}-${i}` };
+    const sealed = hpkeSeal(
+      c2.hpke.publicKey,
+      new TextEncoder().encode(CANARY),
+      aad(r.tenantId, r.requestId, r.user.upn, r.deadline),
+    );
+    const answer = await env.ctx.dispatcher.validate({
+      ...r,
+      password: '',
+      envelopes: {
+        [c2.agentId]: {
+          enc: Buffer.from(sealed.enc).toString('base64url'),
+          ct: Buffer.from(sealed.ct).toString('base64url'),
+        },
+      },
+    });
+    assert.equal(answer.outcome, 'success');
+    assert.equal(answer.agentId, c2.agentId);
+  }
+  // No envelope for any connected agent: no_agent at once.
+  assert.equal(
+    (await env.ctx.dispatcher.validate({ ...req, password: '', envelopes: { other: envelope } })).outcome,
+    'no_agent',
+  );
+  await closeAll(a1, a2);
+});
+
+test('a draining agent hands the request back and gets nothing new', async () => {
+  const c1 = await registerAgent(env, 'draining');
+  const c2 = await registerAgent(env, 'staying');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  let refused = 0;
+  a1.onMessage = (m) => {
+    if (m.type !== 'validate') return;
+    refused++;
+    a1.send({
+      type: 'result',
+      id: m.id,
+      outcome: 'agent_error',
+      directoryCode: 'shutting-down',
+      agentMs: 0,
+      directoryMs: 0,
+    });
+  };
+  autoAnswer(a2, c2);
+  for (let i = 0; i < 6; i++) {
+    const answer = await env.ctx.dispatcher.validate(request());
+    assert.equal(answer.outcome, 'success');
+    assert.equal(answer.agentId, c2.agentId);
+  }
+  assert.equal(refused, 1, 'asked once, then skipped');
   await closeAll(a1, a2);
 });
 
