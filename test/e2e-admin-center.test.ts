@@ -230,6 +230,21 @@ test('two agents are Active; a stopped one turns Inactive', async () => {
   await agents[1]!.stop();
   await waitForStatuses(['Active', 'Inactive']);
   await shot('pass-through-authentication-inactive');
+
+  // Deleting the stopped agent: confirmed in a dialog, then gone from the list and the store.
+  const stoppedId = String(await agentRows().filter({ hasText: 'Inactive' }).getAttribute('data-agent'));
+  page.once('dialog', (d) => void d.accept());
+  await agentRows()
+    .filter({ hasText: 'Inactive' })
+    .getByRole('button', { name: /^Delete agent/ })
+    .click();
+  await waitForStatuses(['Active']);
+  const row = await cloud.ctx.db
+    .selectFrom('agents')
+    .select('deleted_at')
+    .where('id', '=', stoppedId)
+    .executeTakeFirst();
+  assert.ok(row?.deleted_at, 'the agent is deleted');
 });
 
 test('a wrong password shows in the sign-in log with its code, agent and DC server', async () => {
