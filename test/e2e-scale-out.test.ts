@@ -243,6 +243,51 @@ test('kill -9 of an agent under load: no sign-in fails', { skip }, async () => {
   assert.match(nodeB.outputs.join(''), /"msg":"relayed"/, 'node B relayed over NATS');
 });
 
+test('SIGTERM of an agent under load: it finishes what it holds, takes nothing new, exits', {
+  skip,
+}, async () => {
+  const load = startLoad(() => [nodeA, nodeB]);
+  await sleep(1000);
+  const stoppedAt = Date.now();
+  await agents[0]!.child.stop(10_000);
+  const exitMs = Date.now() - stoppedAt;
+  assert.equal(await agents[0]!.child.exited, 0, 'clean exit');
+  await sleep(1000);
+  const results = await load.stop();
+  assert.deepEqual(
+    results.filter((r) => r.outcome !== 'ok'),
+    [],
+  );
+  process.stdout.write(`# agent drain: exited ${exitMs} ms after SIGTERM\n`);
+  agents[0] = runAgentProc('agent-1', agents[0]!.stateDir, agents[0]);
+  await waitFor('agent 1 back', async () => (await activeAgents()) === 2);
+});
+
+test('SIGTERM of a cloud node under load: its in-flight sign-ins finish, then it exits', {
+  skip,
+}, async () => {
+  let targets = [nodeA, nodeB];
+  const load = startLoad(() => targets);
+  await sleep(1000);
+  const stoppedAt = Date.now();
+  targets = [nodeA]; // the balancer stops sending to B
+  await nodeB.child.stop(20_000);
+  const exitMs = Date.now() - stoppedAt;
+  assert.equal(await nodeB.child.exited, 0, 'clean exit');
+  await sleep(500);
+  const results = await load.stop();
+  const onB = results.filter((r) => r.node === 'node-b' && r.startedAt < stoppedAt);
+  assert.ok(onB.length > 0);
+  assert.deepEqual(
+    results.filter((r) => r.outcome !== 'ok'),
+    [],
+    'in-flight sign-ins on the stopping node completed',
+  );
+  process.stdout.write(`# node drain: exited ${exitMs} ms after SIGTERM\n`);
+  nodeB = await startNode(settings, secretKey, 'node-b', nodeB);
+  rpCache.delete(nodeB.url);
+});
+
 test('kill -9 of a cloud node: its agents move, sign-ins resume within a bound', { skip }, async () => {
   let alive = [nodeA, nodeB];
   const load = startLoad(() => alive);
