@@ -237,6 +237,8 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
       stop,
     };
   } catch (err) {
+    if (process.env.GATEHOUSE_DEBUG_STACK)
+      process.stderr.write(`${agents.map((a) => a.output()).join('\n')}\n${cloudLog.join('')}`);
     await stop();
     throw err;
   }
