@@ -21,7 +21,7 @@ import {
   startSambaDc,
   USER_PASSWORD,
 } from './harness/samba.ts';
-import { type Stack, startStack } from './harness/stack.ts';
+import { adDirectory, type Stack, startStack } from './harness/stack.ts';
 
 const run = promisify(execFile);
 let dc: SambaDc;
@@ -31,14 +31,7 @@ before(async () => {
   dc = await startSambaDc();
   stack = await startStack({
     domain: REALM,
-    directory: {
-      kind: 'ad',
-      urls: [dc.url],
-      bindDn: dc.adminUpn,
-      bindPassword: dc.adminPassword,
-      baseDns: [`CN=Users,${BASE_DN}`],
-      extra: { netbiosDomain: NETBIOS },
-    },
+    directory: adDirectory({ ...dc, baseDn: BASE_DN, netbios: NETBIOS }),
     expectUsers: Object.values(adUsers).map((u) => dc.upn(u)),
   });
 });

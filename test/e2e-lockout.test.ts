@@ -17,7 +17,7 @@ import {
   startSambaDc,
   USER_PASSWORD,
 } from './harness/samba.ts';
-import { type Stack, startStack } from './harness/stack.ts';
+import { adDirectory, type Stack, startStack } from './harness/stack.ts';
 
 const CLOUD_THRESHOLD = 3;
 const ATTACKER = '203.0.113.66';
@@ -29,14 +29,7 @@ before(async () => {
   dc = await startSambaDc();
   stack = await startStack({
     domain: REALM,
-    directory: {
-      kind: 'ad',
-      urls: [dc.url],
-      bindDn: dc.adminUpn,
-      bindPassword: dc.adminPassword,
-      baseDns: [`CN=Users,${BASE_DN}`],
-      extra: { netbiosDomain: NETBIOS },
-    },
+    directory: adDirectory({ ...dc, baseDn: BASE_DN, netbios: NETBIOS }),
     expectUsers: [adUsers.ok, adUsers.spray, adUsers.spare, adUsers.wrongPassword].map((u) => dc.upn(u)),
     lockout: { threshold: CLOUD_THRESHOLD, durationS: 120 },
   });

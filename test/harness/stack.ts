@@ -28,6 +28,22 @@ export interface DirectoryForAgent {
   extra?: Record<string, unknown>;
 }
 
+/** The agent's view of a Samba AD DC from test/harness/samba.ts (service account: the domain admin). */
+export const adDirectory = (dc: {
+  url: string;
+  adminUpn: string;
+  adminPassword: string;
+  baseDn: string;
+  netbios: string;
+}): DirectoryForAgent => ({
+  kind: 'ad',
+  urls: [dc.url],
+  bindDn: dc.adminUpn,
+  bindPassword: dc.adminPassword,
+  baseDns: [`CN=Users,${dc.baseDn}`],
+  extra: { netbiosDomain: dc.netbios },
+});
+
 export interface StackOptions {
   domain: string;
   directory: DirectoryForAgent;
