@@ -145,3 +145,30 @@ test('TLS verification stays on: no tlsServerName, or another CA, and the DC is 
     }
   }
 });
+
+test('timing: a wrong password and an unknown user take the same time at the agent (floor on)', async () => {
+  const d = new Directory(fx.cfg({ poolSize: 1 }), { backgroundProbe: false });
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  try {
+    // Right-password binds (a normal day) lift the floor before any failure is seen.
+    for (let i = 0; i < 10; i++)
+      assert.equal((await d.validate(byUpn(adUsers.bench), USER_PASSWORD)).outcome, 'success');
+    const wrong: number[] = [];
+    const unknown: number[] = [];
+    for (let i = 0; i < 24; i++) {
+      let t0 = performance.now();
+      assert.equal((await d.validate(byUpn(`nobody-${i}`), 'Wrong-pw-1')).outcome, 'invalid_credentials');
+      unknown.push(performance.now() - t0);
+      t0 = performance.now();
+      assert.equal((await d.validate(byUpn(adUsers.bench), 'Wrong-pw-1')).outcome, 'invalid_credentials');
+      wrong.push(performance.now() - t0);
+      // Stay below the domain threshold (5).
+      if (i % 3 === 2)
+        assert.equal((await d.validate(byUpn(adUsers.bench), USER_PASSWORD)).outcome, 'success');
+    }
+    const diff = Math.abs(median(wrong) - median(unknown));
+    assert.ok(diff < 4, `medians: wrong ${median(wrong)} ms, unknown ${median(unknown)} ms`);
+  } finally {
+    await d.close();
+  }
+});

@@ -1,0 +1,125 @@
+/**
+ * Does the agent's answer time tell a wrong password from an unknown user?
+ *
+ *   npx node bench/enumeration-timing.ts [ROUNDS=300]      (needs root for Samba, and slapd)
+ *
+ * Against a real Samba AD DC and a real OpenLDAP with ppolicy, through Directory.validate(),
+ * interleaving "existing user, wrong password" and "no such user" binds in random order. A right
+ * password every few rounds keeps the bench user below the directory's lockout threshold (those
+ * binds are not measured). Prints medians and p90 of the bind alone (what the directory does) and
+ * of the whole validate() at the agent, with the failed-bind timing floor off and on.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAgentConfig } from '../apps/agent/src/config.ts';
+import { Directory, type UserRef } from '../apps/agent/src/directory/index.ts';
+import { adUsers, BASE_DN, startSambaDc, USER_PASSWORD } from '../test/harness/samba.ts';
+import { startSlapd } from '../test/harness/slapd.ts';
+
+const ROUNDS = Number(process.argv[2] ?? 300);
+const tmp = mkdtempSync(join(tmpdir(), 'gh-bench-enum-'));
+
+const q = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+};
+const f = (n: number) => n.toFixed(2).padStart(7);
+
+interface Target {
+  name: string;
+  directory: Record<string, unknown>;
+  wrong: UserRef;
+  unknown: (i: number) => UserRef;
+  /** Right-password binds between wrong ones, to stay below the lockout threshold. */
+  resetEvery: number;
+}
+
+const measure = async (t: Target, capMs: number) => {
+  const cfg = loadAgentConfig({
+    env: {},
+    overrides: { stateDir: tmp, directory: { ...t.directory, poolSize: 1, failureTimingCapMs: capMs } },
+  }).directory;
+  const d = new Directory(cfg, { backgroundProbe: false });
+  const samples = {
+    wrong: { bind: [] as number[], agent: [] as number[] },
+    unknown: { bind: [], agent: [] },
+  } as Record<'wrong' | 'unknown', { bind: number[]; agent: number[] }>;
+  for (let i = 0; i < 30; i++) await d.validate(t.wrong, USER_PASSWORD); // warm-up: connection, caches, floor
+  let wrongs = 0;
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const kind of Math.random() < 0.5
+      ? (['wrong', 'unknown'] as const)
+      : (['unknown', 'wrong'] as const)) {
+      const t0 = performance.now();
+      const r = await d.validate(kind === 'wrong' ? t.wrong : t.unknown(i), `Wrong-${i}-pw`);
+      const agent = performance.now() - t0;
+      if (r.outcome !== 'invalid_credentials')
+        throw new Error(`${t.name} ${kind}: ${r.outcome} ${r.directoryCode}`);
+      samples[kind].bind.push(r.bindMs ?? Number.NaN);
+      samples[kind].agent.push(agent);
+      if (kind === 'wrong' && ++wrongs % t.resetEvery === 0) {
+        const ok = await d.validate(t.wrong, USER_PASSWORD);
+        if (ok.outcome !== 'success') throw new Error(`${t.name}: reset bind gave ${ok.outcome}`);
+      }
+    }
+  }
+  await d.close();
+  return samples;
+};
+
+const report = (name: string, capMs: number, s: Awaited<ReturnType<typeof measure>>) => {
+  for (const what of ['bind', 'agent'] as const) {
+    const w = s.wrong[what];
+    const u = s.unknown[what];
+    console.log(
+      `${name.padEnd(8)} floor ${capMs ? 'on ' : 'off'} ${what.padEnd(5)}  wrong p50 ${f(q(w, 0.5))} p90 ${f(q(w, 0.9))}` +
+        `   unknown p50 ${f(q(u, 0.5))} p90 ${f(q(u, 0.9))}   diff p50 ${f(q(w, 0.5) - q(u, 0.5))} ms`,
+    );
+  }
+};
+
+const dc = await startSambaDc();
+const slapd = await startSlapd({
+  users: [{ uid: 'bench', password: USER_PASSWORD, mail: 'bench@example.test' }],
+});
+try {
+  writeFileSync(join(tmp, 'ad.pw'), dc.adminPassword);
+  writeFileSync(join(tmp, 'ldap.pw'), slapd.servicePassword);
+  const targets: Target[] = [
+    {
+      name: 'samba',
+      directory: {
+        kind: 'ad',
+        urls: [dc.url],
+        bindDn: dc.adminUpn,
+        bindPasswordFile: join(tmp, 'ad.pw'),
+        baseDns: [BASE_DN],
+      },
+      wrong: { dn: '', upn: dc.upn(adUsers.bench) },
+      unknown: (i) => ({ dn: '', upn: dc.upn(`nobody${i}`) }),
+      resetEvery: 3, // domain threshold 5
+    },
+    {
+      name: 'openldap',
+      directory: {
+        kind: 'openldap',
+        urls: [slapd.url],
+        bindDn: slapd.serviceDn,
+        bindPasswordFile: join(tmp, 'ldap.pw'),
+        baseDns: [slapd.peopleDn],
+      },
+      wrong: { dn: `uid=bench,${slapd.peopleDn}`, upn: 'bench@example.test' },
+      unknown: (i) => ({ dn: `uid=nobody${i},${slapd.peopleDn}`, upn: 'x@example.test' }),
+      resetEvery: 2, // default ppolicy pwdMaxFailure 3
+    },
+  ];
+  console.log(`${ROUNDS} rounds per line, one connection, times in ms`);
+  for (const t of targets) {
+    for (const cap of [0, 300]) report(t.name, cap, await measure(t, cap));
+  }
+} finally {
+  await dc.stop();
+  await slapd.stop();
+  rmSync(tmp, { recursive: true, force: true });
+}
