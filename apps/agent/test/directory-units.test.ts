@@ -19,11 +19,11 @@ test('ppolicy: generalized time and why slapd said "account locked"', () => {
   assert.equal(generalizedTime('20261125174944.044734Z'), Date.UTC(2026, 10, 25, 17, 49, 44));
   assert.ok(Number.isNaN(generalizedTime('yesterday')));
   const now = Date.UTC(2026, 0, 1);
-  assert.equal(lockedOutcome({ pwdAccountLockedTime: ADMIN_LOCK }, now).outcome, 'account_disabled');
+  assert.equal(lockedOutcome({ pwdAccountLockedTime: ADMIN_LOCK }, now).outcome, 'invalid_credentials');
   assert.equal(lockedOutcome({ pwdAccountLockedTime: '20251231235959Z' }, now).outcome, 'locked_out');
-  assert.equal(lockedOutcome({ pwdEndTime: '20251231000000Z' }, now).outcome, 'account_expired');
+  assert.equal(lockedOutcome({ pwdEndTime: '20251231000000Z' }, now).directoryCode, '49/ppolicy:pwdEndTime');
   assert.equal(lockedOutcome({ pwdEndTime: '20270101000000Z' }, now).outcome, 'locked_out');
-  assert.equal(lockedOutcome({ pwdStartTime: '20270101000000Z' }, now).outcome, 'account_disabled');
+  assert.equal(lockedOutcome({ pwdStartTime: '20270101000000Z' }, now).outcome, 'invalid_credentials');
   assert.equal(lockedOutcome(undefined, now).outcome, 'locked_out');
 });
 

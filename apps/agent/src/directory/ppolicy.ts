@@ -10,10 +10,11 @@
  * | 49          | none                | invalid_credentials                          | no              |
  *
  * slapd refuses a locked account before it looks at the password, so for those states the agent
- * cannot know whether the password was right (AD can, and only reveals 533/701 on a right one).
- * Decision, like AD's 775: they are reported whatever the password. The administrative lock
- * (pwdAccountLockedTime 000001010000Z, the account is off until an administrator clears it) is
- * account_disabled, matching sync, which already sends such users as enabled=false.
+ * cannot know whether the password was right. An account state is revealed only to the right
+ * password (AD reveals 533/701 only then), so the administrative lock (pwdAccountLockedTime
+ * 000001010000Z), a passed pwdEndTime and a future pwdStartTime answer invalid_credentials; the
+ * directory code (e.g. 49/ppolicy:pwdEndTime) tells the administrator in the sign-in log what it
+ * really was. A failure lockout is the exception, as AD's 775 is: locked_out for any password.
  */
 import type { AgentOutcome } from '@gatehouse/protocol';
 import { PasswordPolicyControl, PasswordPolicyError } from 'ldapts';
@@ -55,12 +56,12 @@ export const lockedOutcome = (
   now = Date.now(),
 ): { outcome: AgentOutcome; directoryCode: string } => {
   const locked = entry?.pwdAccountLockedTime;
-  if (locked === ADMIN_LOCK) return { outcome: 'account_disabled', directoryCode: '49/ppolicy:adminLock' };
+  if (locked === ADMIN_LOCK) return { outcome: 'invalid_credentials', directoryCode: '49/ppolicy:adminLock' };
   if (locked) return { outcome: 'locked_out', directoryCode: '49/ppolicy:locked' };
   if (generalizedTime(entry?.pwdEndTime) <= now)
-    return { outcome: 'account_expired', directoryCode: '49/ppolicy:pwdEndTime' };
+    return { outcome: 'invalid_credentials', directoryCode: '49/ppolicy:pwdEndTime' };
   if (generalizedTime(entry?.pwdStartTime) > now)
-    return { outcome: 'account_disabled', directoryCode: '49/ppolicy:pwdStartTime' };
+    return { outcome: 'invalid_credentials', directoryCode: '49/ppolicy:pwdStartTime' };
   // slapd said locked and the entry no longer shows why (cleared meanwhile, or unreadable).
   return { outcome: 'locked_out', directoryCode: '49/ppolicy:accountLocked' };
 };
