@@ -84,6 +84,16 @@ const suite = (name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.ok((await lockout.status('t1', 'u4'))[0]!.lockedUntil > clock);
     });
 
+    test('concurrent right passwords beyond the threshold wait for a slot instead of being refused', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 12 }, () => attempt('u6', 'right', { ip: '198.51.100.9' }, true)),
+      );
+      assert.deepEqual(
+        results.map((r) => r.kind),
+        Array(12).fill('success'),
+      );
+    });
+
     test('infrastructure outcomes never count; unlock clears everything', async () => {
       for (let i = 0; i < 20; i++) {
         const a = await lockout.admit('t1', 'u5', `p${i}`, {}, settings, deadline());

@@ -11,6 +11,8 @@
  * - Past the threshold, every further failure locks again, for twice as long each time (capped).
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SignInOutcome } from '@gatehouse/protocol';
 import { type Kysely, PostgresAdapter } from 'kysely';
 import type { Database } from '../db/index.ts';
@@ -59,6 +61,11 @@ const MAX_LOCK_MS = 86_400_000;
 /** A reservation outlives its request's deadline by this much, so a crashed node's reservations expire. */
 const RESERVATION_SLACK_MS = 5_000;
 
+type Busy = { kind: 'busy'; location: LocationClass };
+
+/** How often an attempt waiting for a free slot looks again. */
+const BUSY_WAIT_MS = 10;
+
 /** The network part of an address: /24 for IPv4, /64 for IPv6 (one household, office or mobile cell). */
 export const networkOf = (ip: string): string => {
   const v4 = ip.replace(/^::ffff:/, '');
@@ -102,91 +109,113 @@ export const createSmartLockout = (
     return keys;
   };
 
-  return {
-    async admit(tenantId, userId, password, origin, settings, deadline) {
-      const t = now();
-      const keys = keysOf(tenantId, userId, origin);
-      const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
-      return db.transaction().execute(async (tx) => {
-        const familiar =
-          keys.length > 0 &&
-          (await tx
-            .selectFrom('familiar_locations')
-            .select('key_hash')
-            .where('tenant_id', '=', tenantId)
-            .where('user_id', '=', userId)
-            .where('key_hash', 'in', keys)
-            .executeTakeFirst()) !== undefined;
-        const location: LocationClass = familiar ? 'familiar' : 'unfamiliar';
-        // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
-        // SQLite serialises whole transactions already.
-        if (postgres) {
-          await tx
-            .insertInto('lockout_counters')
-            .values({
-              tenant_id: tenantId,
-              user_id: userId,
-              location,
-              failures: 0,
-              lock_count: 0,
-              locked_until: 0,
-              updated_at: t,
-            })
-            .onConflict((oc) => oc.doNothing())
-            .execute();
-        }
-        let q = tx
-          .selectFrom('lockout_counters')
-          .select(['failures', 'locked_until', 'lock_count'])
+  /** One admission attempt; 'busy' when every slot below the threshold is held by attempts in flight. */
+  const tryAdmit = async (
+    tenantId: string,
+    userId: string,
+    keys: string[],
+    passwordMac: string,
+    settings: LockoutSettings,
+    deadline: number,
+  ): Promise<Admission | Busy> => {
+    const t = now();
+    return db.transaction().execute(async (tx): Promise<Admission | Busy> => {
+      const familiar =
+        keys.length > 0 &&
+        (await tx
+          .selectFrom('familiar_locations')
+          .select('key_hash')
           .where('tenant_id', '=', tenantId)
           .where('user_id', '=', userId)
-          .where('location', '=', location);
-        if (postgres) q = q.forUpdate();
-        const counter = await q.executeTakeFirst();
-        if (counter && counter.locked_until > t)
-          return { kind: 'locked', location, until: counter.locked_until };
-        const repeat = await tx
-          .selectFrom('lockout_bad_passwords')
-          .select('hash')
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .where('hash', '=', passwordMac)
-          .where('expires_at', '>', t)
-          .executeTakeFirst();
-        if (repeat) return { kind: 'repeat', location };
-        const failures = counter?.failures ?? 0;
-        // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
-        const room = failures >= settings.threshold ? 1 : settings.threshold - failures;
-        const inFlight = await tx
-          .selectFrom('lockout_reservations')
-          .select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .where('location', '=', location)
-          .where('expires_at', '>', t)
-          .executeTakeFirstOrThrow();
-        if (Number(inFlight.n) >= room) return { kind: 'locked', location, until: deadline };
-        const reservation: Reservation = {
-          id: randomUUID(),
-          tenantId,
-          userId,
-          location,
-          passwordMac,
-          keys,
-          familiar,
-        };
+          .where('key_hash', 'in', keys)
+          .executeTakeFirst()) !== undefined;
+      const location: LocationClass = familiar ? 'familiar' : 'unfamiliar';
+      // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
+      // SQLite serialises whole transactions already.
+      if (postgres) {
         await tx
-          .insertInto('lockout_reservations')
+          .insertInto('lockout_counters')
           .values({
-            request_id: reservation.id,
             tenant_id: tenantId,
             user_id: userId,
             location,
-            expires_at: deadline + RESERVATION_SLACK_MS,
+            failures: 0,
+            lock_count: 0,
+            locked_until: 0,
+            updated_at: t,
           })
+          .onConflict((oc) => oc.doNothing())
           .execute();
-        return { kind: 'admit', reservation };
-      });
+      }
+      let q = tx
+        .selectFrom('lockout_counters')
+        .select(['failures', 'locked_until', 'lock_count'])
+        .where('tenant_id', '=', tenantId)
+        .where('user_id', '=', userId)
+        .where('location', '=', location);
+      if (postgres) q = q.forUpdate();
+      const counter = await q.executeTakeFirst();
+      if (counter && counter.locked_until > t)
+        return { kind: 'locked', location, until: counter.locked_until };
+      const repeat = await tx
+        .selectFrom('lockout_bad_passwords')
+        .select('hash')
+        .where('tenant_id', '=', tenantId)
+        .where('user_id', '=', userId)
+        .where('hash', '=', passwordMac)
+        .where('expires_at', '>', t)
+        .executeTakeFirst();
+      if (repeat) return { kind: 'repeat', location };
+      const failures = counter?.failures ?? 0;
+      // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
+      const room = failures >= settings.threshold ? 1 : settings.threshold - failures;
+      const inFlight = await tx
+        .selectFrom('lockout_reservations')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', tenantId)
+        .where('user_id', '=', userId)
+        .where('location', '=', location)
+        .where('expires_at', '>', t)
+        .executeTakeFirstOrThrow();
+      if (Number(inFlight.n) >= room) return { kind: 'busy', location };
+      const reservation: Reservation = {
+        id: randomUUID(),
+        tenantId,
+        userId,
+        location,
+        passwordMac,
+        keys,
+        familiar,
+      };
+      await tx
+        .insertInto('lockout_reservations')
+        .values({
+          request_id: reservation.id,
+          tenant_id: tenantId,
+          user_id: userId,
+          location,
+          expires_at: deadline + RESERVATION_SLACK_MS,
+        })
+        .execute();
+      return { kind: 'admit', reservation };
+    });
+  };
+
+  return {
+    async admit(tenantId, userId, password, origin, settings, deadline) {
+      const keys = keysOf(tenantId, userId, origin);
+      const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
+      // Bounded by real time as well as the request's deadline, whatever clock `now` is.
+      const giveUp = performance.now() + Math.max(0, deadline - now());
+      for (;;) {
+        const r = await tryAdmit(tenantId, userId, keys, passwordMac, settings, deadline);
+        if (r.kind !== 'busy') return r;
+        // The slots left below the threshold are held by attempts still in flight: wait for one to
+        // settle rather than refuse a user who may well have the right password.
+        if (performance.now() + BUSY_WAIT_MS >= giveUp)
+          return { kind: 'locked', location: r.location, until: deadline };
+        await sleep(BUSY_WAIT_MS / 2 + Math.random() * BUSY_WAIT_MS);
+      }
     },
 
     async settle(r, outcome, settings) {
