@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { catalog } from '@gatehouse/protocol';
 import { updateSettings } from '../apps/cloud/src/directory/tenants.ts';
 import { createSmartLockout } from '../apps/cloud/src/lockout/smart-lockout.ts';
+import { waitFor } from './harness/children.ts';
 import {
   AD_LOCKOUT_THRESHOLD,
   adUsers,
@@ -160,6 +161,25 @@ describe('sign-in names', () => {
     await dc.tool('user', 'move', adUsers.bench, `OU=Moved,${BASE_DN}`);
     const r = await stack.passwordGrant(dc.upn(adUsers.bench), USER_PASSWORD);
     assert.equal(r.code, 'success', JSON.stringify(r.body));
+  });
+
+  test('a user whose UPN changed since the last sync signs in with the old one, then with the new one after a sync', async () => {
+    const user = adUsers.spare;
+    const renamed = `${user}.renamed@${REALM}`;
+    await dc.ldapModify(
+      `dn: ${dc.dn(user)}\nchangetype: modify\nreplace: userPrincipalName\nuserPrincipalName: ${renamed}\n`,
+    );
+    const old = await stack.passwordGrant(dc.upn(user), USER_PASSWORD);
+    assert.equal(old.code, 'success', JSON.stringify(old.body));
+    assert.equal(
+      (await stack.passwordGrant(renamed, USER_PASSWORD)).code,
+      'invalid_credentials',
+      'not synced yet',
+    );
+    assert.ok(stack.cloud.gateway.requestSync(stack.tenantId));
+    await waitFor('the sync to bring the new UPN', async () =>
+      (await stack.passwordGrant(renamed, USER_PASSWORD)).code === 'success' ? true : undefined,
+    );
   });
 });
 

@@ -90,11 +90,12 @@ test('DOMAIN\\name binds (the cloud sends onPremName): states map the same way',
     assert.equal((await d.validate(byNetbios(adUsers.disabled), USER_PASSWORD)).directoryCode, '49/533');
     assert.equal((await d.validate(byNetbios(adUsers.mustChange), USER_PASSWORD)).directoryCode, '49/773');
     assert.equal((await d.validate(byNetbios(adUsers.spare), 'wrong')).directoryCode, '49/52e');
-    // With both present the UPN is used.
+    // With both present DOMAIN\\name is used: it survives a UPN change the cloud has not synced yet.
     assert.equal(
       d.bindName({ dn: '', upn: 'alice@corp.example.test', onPremName: 'CORP\\alice' }),
-      'alice@corp.example.test',
+      'CORP\\alice',
     );
+    assert.equal(d.bindName({ dn: '', upn: 'alice@corp.example.test' }), 'alice@corp.example.test');
   } finally {
     await d.close();
   }

@@ -70,9 +70,13 @@ export class Directory {
     return this.#lockoutPolicy ? { ...this.#health, lockoutPolicy: this.#lockoutPolicy } : this.#health;
   }
 
-  /** The name a user binds with: OpenLDAP the DN from sync; AD the UPN, else DOMAIN\name. */
+  /**
+   * The name a user binds with: OpenLDAP the DN from sync; AD DOMAIN\name, else the UPN.
+   * DOMAIN\name survives what a sync may not have caught up with yet: a changed UPN or a move to
+   * another OU.
+   */
   bindName(user: UserRef): string {
-    return this.cfg.kind === 'openldap' ? user.dn : user.upn || user.onPremName || '';
+    return this.cfg.kind === 'openldap' ? user.dn : user.onPremName || user.upn || '';
   }
 
   #underBase(dn: string): boolean {
