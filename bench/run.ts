@@ -1,0 +1,298 @@
+/**
+ * `npm run bench`: pass-through sign-ins per second against the directory's own limit.
+ *
+ * Starts a directory (OpenLDAP with --users users, or Samba AD DC), the cloud and --agents real
+ * agent processes, then runs bench/load.ts twice in its own process at the same concurrency:
+ *   1. raw LDAP simple binds against the directory (the ceiling),
+ *   2. password grants through the token endpoint (the pass-through path).
+ * Reports both rates, their ratio, latencies, the latency the pass-through path adds, CPU
+ * seconds per sign-in and peak RSS of the cloud and each agent. The LAST line is one JSON object.
+ *
+ *   npm run bench -- [--directory openldap|samba] [--users 1000] [--agents 1] [--concurrency 16]
+ *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
+ *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { parseArgs } from 'node:util';
+import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
+import type { LoadResult, LoadSpec } from './load.ts';
+import {
+  activeAgents,
+  type Cloud,
+  cpuSeconds,
+  createTenant,
+  memMb,
+  registerAgent,
+  startAgent,
+  startCloud,
+} from './stack.ts';
+
+const { values: a } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'signin' },
+    directory: { type: 'string', default: 'openldap' },
+    users: { type: 'string' },
+    agents: { type: 'string', default: '1' },
+    nodes: { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '16' },
+    duration: { type: 'string', default: '15' },
+    warmup: { type: 'string', default: '3' },
+    wrong: { type: 'string', default: '10' },
+    'pool-size': { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    count: { type: 'string', default: '1000' },
+    quiet: { type: 'boolean', default: false },
+  },
+});
+
+if (a.scenario === 'idle-agents') {
+  await import('./idle-agents.ts').then((m) => m.main(Number(a.count)));
+  process.exit(0);
+}
+if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
+if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');
+if (Number(a.nodes) !== 1) {
+  // Hook for scale-out: N cloud nodes on a shared PostgreSQL and NATS (test/harness/cluster.ts).
+  throw new Error('--nodes N > 1 is not wired into the benchmark yet');
+}
+
+const PASSWORD = 'Bench-Passw0rd!1';
+const agents = Number(a.agents);
+const concurrency = Number(a.concurrency);
+const say = (s: string) => {
+  if (!a.quiet) process.stderr.write(`${s}\n`);
+};
+const work = mkdtempSync(join(tmpdir(), 'gh-bench-'));
+const profDir = a['cpu-prof'] ? resolve(a['cpu-prof']) : undefined;
+const nodeOptions = (name: string) => {
+  if (!profDir) return undefined;
+  mkdirSync(join(profDir, name), { recursive: true });
+  return `--cpu-prof --cpu-prof-dir=${join(profDir, name)}`;
+};
+
+interface Directory {
+  kind: string;
+  url: string;
+  caFile?: string;
+  domain: string;
+  bindDns: string[];
+  upns: string[];
+  agentDirectory: Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+const startDirectory = async (): Promise<Directory> => {
+  if (a.directory === 'openldap') {
+    const { startSlapd } = await import('../test/harness/slapd.ts');
+    const n = Number(a.users ?? 1000);
+    const domain = 'bench.test';
+    const users = Array.from({ length: n }, (_, i) => ({
+      uid: `u${i}`,
+      password: PASSWORD,
+      mail: `u${i}@${domain}`,
+    }));
+    const s = await startSlapd({ users });
+    const bindFile = join(work, 'bind-password');
+    writeFileSync(bindFile, s.servicePassword, { mode: 0o600 });
+    return {
+      kind: 'openldap',
+      url: s.url,
+      domain,
+      bindDns: users.map((u) => `uid=${u.uid},${s.peopleDn}`),
+      upns: users.map((u) => u.mail),
+      agentDirectory: {
+        kind: 'openldap',
+        urls: [s.url],
+        bindDn: s.serviceDn,
+        bindPasswordFile: bindFile,
+        baseDns: [s.peopleDn],
+      },
+      stop: () => s.stop(),
+    };
+  }
+  const { startSambaDc, REALM, BASE_DN } = await import('../test/harness/samba.ts');
+  const dc = await startSambaDc();
+  const n = Number(a.users ?? 40);
+  const names = Array.from({ length: n }, (_, i) => `bench${i}`);
+  // samba-tool takes ~0.4 s per call: a few at a time.
+  for (let i = 0; i < n; i += 4) {
+    await Promise.all(names.slice(i, i + 4).map((u) => dc.tool('user', 'create', u, PASSWORD)));
+  }
+  const bindFile = join(work, 'bind-password');
+  writeFileSync(bindFile, dc.adminPassword, { mode: 0o600 });
+  return {
+    kind: 'samba',
+    url: dc.url,
+    domain: REALM,
+    bindDns: names.map((u) => dc.dn(u)),
+    upns: names.map((u) => dc.upn(u)),
+    agentDirectory: {
+      kind: 'ad',
+      urls: [dc.ldapsUrl],
+      caFile: dc.caFile,
+      tlsServerName: dc.tlsServerName,
+      bindDn: dc.adminUpn,
+      bindPasswordFile: bindFile,
+      baseDns: [`CN=Users,${BASE_DN}`],
+    },
+    stop: () => dc.stop(),
+  };
+};
+
+/** Runs bench/load.ts; `onLine` sees `measuring` and `done` as they come. */
+const load = async (spec: LoadSpec, onLine: (line: string) => void = () => {}): Promise<LoadResult> => {
+  const child = spawnNode('load', join(ROOT, 'bench/load.ts'), [JSON.stringify(spec)], {
+    onOutput: (s) => {
+      for (const l of s.split('\n')) if (l === 'measuring' || l === 'done') onLine(l);
+    },
+  });
+  const code = await child.exited;
+  const lines = child.output().trim().split('\n');
+  if (code !== 0) throw new Error(`load generator exited ${code}: ${lines.slice(-10).join('\n')}`);
+  return JSON.parse(lines.at(-1)!) as LoadResult;
+};
+
+const children: Child[] = [];
+let cloud: Cloud | undefined;
+let directory: Directory | undefined;
+const cleanup = async () => {
+  await Promise.all(children.map((c) => c.stop()));
+  await cloud?.stop();
+  await directory?.stop();
+  rmSync(work, { recursive: true, force: true });
+};
+
+try {
+  say(`directory: starting ${a.directory}`);
+  directory = await startDirectory();
+  say('cloud: starting');
+  cloud = await startCloud(join(work, 'cloud'), { nodeOptions: nodeOptions('cloud') });
+  const tenant = await createTenant(cloud, directory.domain, work);
+  say(`agents: registering ${agents}`);
+  for (let i = 0; i < agents; i++) {
+    const stateDir = join(work, `agent-${i}`);
+    await registerAgent(cloud, tenant.tenantId, stateDir);
+    writeFileSync(
+      join(stateDir, 'config.json'),
+      JSON.stringify({
+        directory: {
+          ...directory.agentDirectory,
+          ...(a['pool-size'] ? { poolSize: Number(a['pool-size']) } : {}),
+        },
+        // 500 users (the default page) overflow the 64 KiB frame limit (MAX_FRAME_BYTES).
+        sync: { pageSize: 100 },
+        logLevel: 'warn',
+      }),
+    );
+    children.push(startAgent(`agent-${i}`, stateDir, nodeOptions(`agent-${i}`)));
+  }
+  const c = cloud;
+  await waitFor(
+    'the agents to be active',
+    async () => (await activeAgents(c, tenant.tenantId)) === agents,
+    60_000,
+    250,
+  );
+  await cloud.cli('settings', 'set', '--tenant', tenant.tenantId, '--pta', 'on', '--legacy-auth', 'on');
+  const db = new DatabaseSync(join(cloud.dataDir, 'gatehouse.db'), { readOnly: true });
+  const synced = db.prepare("SELECT count(*) AS n FROM users WHERE tenant_id = ? AND source <> 'cloud'");
+  await waitFor(
+    'the first sync',
+    () => Number((synced.get(tenant.tenantId) as { n: number }).n) >= directory!.upns.length,
+    120_000,
+    250,
+  );
+  db.close();
+
+  const common = {
+    concurrency,
+    warmupS: Number(a.warmup),
+    durationS: Number(a.duration),
+    wrongPct: Number(a.wrong),
+    password: PASSWORD,
+  };
+  say(
+    `raw binds: ${directory.kind}, concurrency ${concurrency}, ${a.duration} s after ${a.warmup} s warm-up`,
+  );
+  const raw = await load({ ...common, mode: 'ldap', users: directory.bindDns, ldapUrl: directory.url });
+  say(`  ${raw.perSecond}/s, p50 ${raw.p50} ms, p99 ${raw.p99} ms`);
+
+  say('pass-through sign-ins: password grant through the token endpoint');
+  const pids = [cloud.child.pid, ...children.map((ch) => ch.pid)];
+  let before: number[] = [];
+  let after: number[] = [];
+  const pt = await load(
+    {
+      ...common,
+      mode: 'grant',
+      users: directory.upns,
+      tokenUrl: tenant.tokenUrl,
+      caFile: cloud.caFile,
+      clientId: tenant.clientId,
+    },
+    (line) => {
+      if (line === 'measuring') before = pids.map(cpuSeconds);
+      else after = pids.map(cpuSeconds);
+    },
+  );
+  const cpu = pids.map((_, i) => (after[i] ?? 0) - (before[i] ?? 0));
+  const signins = pt.correct + pt.wrong;
+  const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
+  const rss = pids.map((p) => memMb(p));
+  const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
+  say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
+  if (Object.keys(pt.errors).length || pt.unexpected)
+    say(`  errors: ${JSON.stringify(pt.errors)} unexpected answers: ${pt.unexpected}`);
+
+  const report = {
+    directory: directory.kind,
+    agents,
+    nodes: 1,
+    users: directory.upns.length,
+    concurrency,
+    duration_s: Number(a.duration),
+    wrong_pct: Number(a.wrong),
+    raw_binds_per_s: raw.perSecond,
+    signins_per_s: pt.perSecond,
+    ratio: Math.round((pt.perSecond / Math.max(1, raw.perSecond)) * 1000) / 1000,
+    p50_ms: pt.p50,
+    p95_ms: pt.p95,
+    p99_ms: pt.p99,
+    raw_p50_ms: raw.p50,
+    raw_p95_ms: raw.p95,
+    raw_p99_ms: raw.p99,
+    added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
+    cloud_cpu_ms_per_signin: perSignInMs(cpu[0]!),
+    agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(1))),
+    cloud_rss_mb: rss[0],
+    agent_rss_mb: Math.max(...rss.slice(1)),
+    errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
+    unexpected: pt.unexpected + raw.unexpected,
+    cpu_model: (() => {
+      try {
+        return execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])
+          .toString()
+          .trim();
+      } catch {
+        return 'unknown';
+      }
+    })(),
+  };
+  say(
+    `\nratio ${report.ratio}  added p50 ${report.added_p50_ms} ms  cloud ${report.cloud_cpu_ms_per_signin} ms CPU/sign-in, ` +
+      `agents ${report.agent_cpu_ms_per_signin} ms CPU/sign-in  peak RSS cloud ${report.cloud_rss_mb} MB, agent ${report.agent_rss_mb} MB`,
+  );
+  await cleanup();
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  for (const ch of [cloud?.child, ...children]) {
+    if (ch) process.stderr.write(`--- ${ch.name}:\n${ch.output().split('\n').slice(-15).join('\n')}\n`);
+  }
+  await cleanup().catch(() => {});
+  process.exit(1);
+}
