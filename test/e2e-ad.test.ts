@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { catalog } from '@gatehouse/protocol';
@@ -181,6 +182,36 @@ describe('sign-in names', () => {
       (await stack.passwordGrant(renamed, USER_PASSWORD)).code === 'success' ? true : undefined,
     );
   });
+});
+
+test('an unknown user takes as long as a wrong password (no enumeration by timing)', async () => {
+  const users = [adUsers.ok, adUsers.lockout, adUsers.wrongPassword, adUsers.spray];
+  const time = async (upn: string, pw: string) => {
+    const t0 = performance.now();
+    const r = await stack.passwordGrant(upn, pw);
+    assert.equal(r.code, 'invalid_credentials');
+    return performance.now() - t0;
+  };
+  const wrong: number[] = [];
+  const unknown: number[] = [];
+  // Interleaved, three distinct wrong passwords per user: below AD's threshold of 5 and the cloud's 10
+  // (the earlier tests already gave the cloud real wrong-password timings to draw from).
+  for (let round = 0; round < 3; round++) {
+    for (const [i, u] of users.entries()) {
+      wrong.push(await time(dc.upn(u), `Timing-${round}-${i}!`));
+      unknown.push(await time(dc.upn(`ghost${round}x${i}`), `Timing-${round}-${i}!`));
+    }
+  }
+  for (const u of users) assert.equal((await stack.passwordGrant(dc.upn(u), USER_PASSWORD)).code, 'success');
+  const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+  const [w, n] = [median(wrong), median(unknown)];
+  process.stdout.write(
+    `# timing: wrong password median ${w.toFixed(1)} ms, unknown user median ${n.toFixed(1)} ms\n`,
+  );
+  assert.ok(
+    Math.abs(w - n) < Math.max(10, w * 0.5),
+    `wrong ${w.toFixed(1)} ms vs unknown ${n.toFixed(1)} ms`,
+  );
 });
 
 test('the canary passwords never reach a log line', () => {

@@ -15,6 +15,7 @@ import { domainOf, parse } from '../directory/util.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
 import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from './password.ts';
+import { createTimingMask, type TimingMask } from './timing-mask.ts';
 import type { Authenticator, Realm, SignedInUser, SignInInput, SignInResult } from './types.ts';
 
 export const SignInInputSchema = z.object({
@@ -38,6 +39,7 @@ export interface AuthenticatorService extends Authenticator {
 export interface AuthenticatorOptions {
   lockout?: LockoutPolicy;
   signInLog?: SignInLog;
+  timingMask?: TimingMask;
   /** How long tenant settings and federated domains are cached (default 1 s). */
   tenantCacheMs?: number;
 }
@@ -66,6 +68,7 @@ export const createAuthenticator = (
   options: AuthenticatorOptions = {},
 ): AuthenticatorService => {
   const lockout = options.lockout ?? noLockout;
+  const mask = options.timingMask ?? createTimingMask();
   const signInLog = options.signInLog ?? createSignInLog(ctx.db, { log: ctx.log });
   const ttl = options.tenantCacheMs ?? 1000;
   const cache = new Map<string, { at: number; info: Promise<TenantInfo> }>();
@@ -199,12 +202,20 @@ export const createAuthenticator = (
       };
       const decision = await lockout.check(attempt);
       if (decision.kind === 'locked') return finish('locked_out');
-      if (decision.kind === 'repeat') return finish('invalid_credentials');
+      // Answers that need no real check take as long as real wrong-password answers (timing-mask.ts).
+      const fakeCheck = async () => {
+        if (!(await mask.hold(tenant.id, performance.now() - started)))
+          await verifyPassword(i.password, DUMMY_HASH);
+      };
+      if (decision.kind === 'repeat') {
+        await fakeCheck();
+        return finish('invalid_credentials');
+      }
 
       let outcome: SignInOutcome;
       if (!user || i.password.length === 0) {
-        // An empty password would be an anonymous bind on premises: never sent. Same cost as a real check.
-        await verifyPassword(i.password, DUMMY_HASH);
+        // An empty password would be an anonymous bind on premises: never sent.
+        await fakeCheck();
         outcome = 'invalid_credentials';
       } else if (user.source === 'cloud') {
         const ok = await checkCloudPassword(user, i.password);
@@ -220,6 +231,8 @@ export const createAuthenticator = (
         outcome = answer.outcome === 'success' && !user.enabled ? 'account_disabled' : answer.outcome;
       }
 
+      if (outcome === 'invalid_credentials' && user && i.password.length > 0)
+        mask.record(tenant.id, performance.now() - started);
       if (outcome === 'success') await lockout.recordSuccess(attempt, decision.ticket);
       else await lockout.recordFailure(attempt, decision.ticket, outcome);
       return finish(outcome);
