@@ -22,6 +22,13 @@ export const SYSTEM_PACKAGES: ReadonlyArray<{ bin: string; pkg: string; why: str
   { bin: 'wbinfo', pkg: 'winbind', why: 'Samba AD DC' },
   { bin: 'kinit', pkg: 'krb5-user', why: 'Kerberos tools for the AD tests' },
   { bin: 'faketime', pkg: 'faketime', why: 'clock-skew and expiry tests' },
+  {
+    bin: 'ss',
+    pkg: 'iproute2',
+    why: 'finding a leftover domain controller by its socket; the no-listening-socket check',
+  },
+  { bin: 'pkill', pkg: 'procps', why: 'stopping a leftover domain controller' },
+  { bin: 'python3', pkg: 'python3', why: 'a domain controller that drops packets, in the failover tests' },
 ];
 
 /** Answers debconf would otherwise ask (slapd must not build its own system database). */

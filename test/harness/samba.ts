@@ -69,7 +69,10 @@ const need = (bin: string) => {
   );
 };
 
-const conf = () => join(DC, 'etc', 'smb.conf');
+/** Instance 1 lives where the snapshot was provisioned; others are copies with their own paths and address. */
+const rootOf = (instance: number) => (instance === 1 ? ROOT : `${ROOT}-${instance}`);
+const confIn = (root: string) => join(root, 'dc', 'etc', 'smb.conf');
+const conf = () => confIn(ROOT);
 
 const waitForLdap = async (ip: string, proc?: ChildProcess) => {
   for (let i = 0; i < 200; i++) {
@@ -84,12 +87,10 @@ const waitForLdap = async (ip: string, proc?: ChildProcess) => {
   throw new Error(`samba did not answer LDAP on ${ip}`);
 };
 
-const startSamba = async (ip: string): Promise<ChildProcess> => {
-  const out = join(ROOT, 'samba.out');
-  const proc = spawn('samba', ['-i', '-s', conf(), '-d', '1'], {
+const startSamba = async (ip: string, smbConf = conf()): Promise<ChildProcess> => {
+  const proc = spawn('samba', ['-i', '-s', smbConf, '-d', '1'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, SAMBA_LOG: out },
   });
   await waitForLdap(ip, proc);
   return proc;
@@ -128,6 +129,25 @@ const ldif = (ip: string, text: string) =>
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ldapmodify failed: ${err}`))));
     p.stdin.end(text);
   });
+
+/**
+ * A DC left over from an interrupted run would hold the ports, and keep answering in place of the
+ * new one. Samba renames its processes ("samba: root process"), so it is found by its LDAP socket
+ * and stopped with its whole session (each DC is started as a session leader).
+ */
+const stopLeftover = async (ip: string) => {
+  const { stdout } = await run('ss', ['-Hltnp', 'src', `${ip}:389`]).catch(() => ({ stdout: '' }));
+  for (const pid of new Set([...stdout.matchAll(/pid=(\d+)/g)].map((m) => m[1]!))) {
+    const sid = (await run('ps', ['-o', 'sid=', '-p', pid]).catch(() => ({ stdout: '' }))).stdout.trim();
+    if (sid) await run('pkill', ['-KILL', '-s', sid]).catch(() => {});
+  }
+  for (let i = 0; i < 50; i++) {
+    const { stdout: still } = await run('ss', ['-Hltn', 'src', `${ip}:389`]).catch(() => ({ stdout: '' }));
+    if (!still.trim()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`something else holds ${ip}:389`);
+};
 
 const provision = async (ip: string) => {
   rmSync(ROOT, { recursive: true, force: true });
@@ -234,24 +254,39 @@ const provision = async (ip: string) => {
   await run('tar', ['-C', ROOT, '-cf', SNAPSHOT, 'dc']);
 };
 
-/** Restores the provisioned domain and starts the DC. Fails (never skips) when Samba is missing. */
-export const startSambaDc = async (opts: { ip?: string } = {}): Promise<SambaDc> => {
+/**
+ * Restores the provisioned domain and starts the DC. Fails (never skips) when Samba is missing.
+ * `instance` 2, 3... start further DCs of the same domain (copies of the same database on their own
+ * loopback address, 127.0.0.<instance+1>): enough for failover between domain controllers.
+ */
+export const startSambaDc = async (opts: { ip?: string; instance?: number } = {}): Promise<SambaDc> => {
   for (const b of ['samba', 'samba-tool', 'ldapsearch', 'faketime']) need(b);
   if (process.getuid?.() !== 0) throw new Error('Samba AD DC needs root (CI runs as root)');
-  const ip = opts.ip ?? '127.0.0.2';
-  // A DC left over from an interrupted run would hold the ports.
-  await run('pkill', ['-f', `samba -i -s ${conf()}`]).catch(() => {});
-  if (!existsSync(SNAPSHOT)) await provision(ip);
-  rmSync(DC, { recursive: true, force: true });
-  mkdirSync(ROOT, { recursive: true });
-  await run('tar', ['-C', ROOT, '-xf', SNAPSHOT]);
-  let proc = await startSamba(ip);
-  const S = ['-s', conf()];
+  const instance = opts.instance ?? 1;
+  const ip = opts.ip ?? `127.0.0.${instance + 1}`;
+  const root = rootOf(instance);
+  const smbConf = confIn(root);
+  await stopLeftover(ip);
+  if (!existsSync(SNAPSHOT)) {
+    await stopLeftover('127.0.0.2');
+    await provision('127.0.0.2');
+  }
+  rmSync(join(root, 'dc'), { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  await run('tar', ['-C', root, '-xf', SNAPSHOT]);
+  // Only smb.conf holds absolute paths and the address (the databases are position-independent);
+  // each instance also keeps its own pid file, or a second samba refuses to start.
+  let c = readFileSync(smbConf, 'utf8').replace('[global]\n', `[global]\n\tpid directory = ${root}/dc\n`);
+  if (instance !== 1)
+    c = c.replaceAll(`${ROOT}/`, `${root}/`).replace(/^\tinterfaces = .*$/m, `\tinterfaces = ${ip}/8`);
+  writeFileSync(smbConf, c);
+  let proc = await startSamba(ip, smbConf);
+  const S = ['-s', smbConf];
   const dc: SambaDc = {
     ip,
     url: `ldap://${ip}`,
     ldapsUrl: `ldaps://${ip}`,
-    caFile: join(DC, 'private', 'tls', 'ca.pem'),
+    caFile: join(root, 'dc', 'private', 'tls', 'ca.pem'),
     tlsServerName: `DC1.${REALM}`,
     adminUpn: `Administrator@${REALM}`,
     adminPassword: ADMIN_PASSWORD,
@@ -279,7 +314,7 @@ export const startSambaDc = async (opts: { ip?: string } = {}): Promise<SambaDc>
     },
     stop: async () => stopSamba(proc),
     start: async () => {
-      proc = await startSamba(ip);
+      proc = await startSamba(ip, smbConf);
     },
   };
   return dc;
