@@ -13,7 +13,7 @@
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -82,6 +82,8 @@ interface Directory {
   bindDns: string[];
   upns: string[];
   agentDirectory: Record<string, unknown>;
+  /** The server process, when we know it (its CPU is reported too). */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -100,6 +102,7 @@ const startDirectory = async (): Promise<Directory> => {
     writeFileSync(bindFile, s.servicePassword, { mode: 0o600 });
     return {
       kind: 'openldap',
+      pid: Number(readFileSync(join(s.dir, 'slapd.pid'), 'utf8').trim()) || undefined,
       url: s.url,
       domain,
       bindDns: users.map((u) => `uid=${u.uid},${s.peopleDn}`),
@@ -144,10 +147,13 @@ const startDirectory = async (): Promise<Directory> => {
 };
 
 /** Runs bench/load.ts; `onLine` sees `measuring` and `done` as they come. */
-const load = async (spec: LoadSpec, onLine: (line: string) => void = () => {}): Promise<LoadResult> => {
-  const child = spawnNode('load', join(ROOT, 'bench/load.ts'), [JSON.stringify(spec)], {
+const load = async (
+  spec: LoadSpec,
+  onLine: (line: string, pid: number) => void = () => {},
+): Promise<LoadResult> => {
+  const child: Child = spawnNode('load', join(ROOT, 'bench/load.ts'), [JSON.stringify(spec)], {
     onOutput: (s) => {
-      for (const l of s.split('\n')) if (l === 'measuring' || l === 'done') onLine(l);
+      for (const l of s.split('\n')) if (l === 'measuring' || l === 'done') onLine(l, child.pid);
     },
   });
   const code = await child.exited;
@@ -225,6 +231,7 @@ try {
   const pids = [cloud.child.pid, ...children.map((ch) => ch.pid)];
   let before: number[] = [];
   let after: number[] = [];
+  let windowStart = Date.now();
   const pt = await load(
     {
       ...common,
@@ -234,15 +241,28 @@ try {
       caFile: cloud.caFile,
       clientId: tenant.clientId,
     },
-    (line) => {
-      if (line === 'measuring') before = pids.map(cpuSeconds);
-      else after = pids.map(cpuSeconds);
+    (line, loadPid) => {
+      if (pids.length === agents + 1) pids.push(loadPid, ...(directory?.pid ? [directory.pid] : []));
+      if (line === 'measuring') {
+        before = pids.map(cpuSeconds);
+        windowStart = Date.now();
+      } else after = pids.map(cpuSeconds);
     },
   );
+  // Where the time goes, from the sign-in log: the authenticator's total, the agent's and the directory's.
+  await new Promise((r) => setTimeout(r, 500));
+  const logDb = new DatabaseSync(join(cloud.dataDir, 'gatehouse.db'), { readOnly: true });
+  const split = logDb
+    .prepare(
+      'SELECT avg(total_ms) AS total, avg(agent_ms) AS agent, avg(directory_ms) AS dir, count(*) AS n FROM signins WHERE at >= ?',
+    )
+    .get(windowStart) as { total: number; agent: number; dir: number; n: number };
+  logDb.close();
+  const round = (x: number) => Math.round((x ?? 0) * 1000) / 1000;
   const cpu = pids.map((_, i) => (after[i] ?? 0) - (before[i] ?? 0));
   const signins = pt.correct + pt.wrong;
   const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
-  const rss = pids.map((p) => memMb(p));
+  const rss = pids.slice(0, agents + 1).map((p) => memMb(p));
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -267,9 +287,14 @@ try {
     raw_p99_ms: raw.p99,
     added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
     cloud_cpu_ms_per_signin: perSignInMs(cpu[0]!),
-    agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(1))),
+    agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(1, agents + 1))),
+    load_cpu_ms_per_signin: perSignInMs(cpu[agents + 1] ?? 0),
+    directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[agents + 2] ?? 0) : null,
+    signin_total_ms_mean: round(split.total),
+    agent_ms_mean: round(split.agent),
+    directory_ms_mean: round(split.dir),
     cloud_rss_mb: rss[0],
-    agent_rss_mb: Math.max(...rss.slice(1)),
+    agent_rss_mb: Math.max(...rss.slice(1, agents + 1)),
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
     cpu_model: (() => {

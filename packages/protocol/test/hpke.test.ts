@@ -117,3 +117,16 @@ test('tampering, wrong aad, wrong info and wrong key all throw agent_decrypt_fai
   // The untouched envelope still opens: the failures above are not a broken implementation.
   assert.equal(Buffer.from(hpkeOpen(kp.privateKey, enc, ct, aad)).toString(), 'secret');
 });
+
+test('the cached private key follows the array: rewritten in place, the old key no longer opens', () => {
+  const a = generateHpkeKeyPair();
+  const b = generateHpkeKeyPair();
+  const ad = utf8('aad');
+  const toA = hpkeSeal(a.publicKey, utf8('pw'), ad);
+  const toB = hpkeSeal(b.publicKey, utf8('pw'), ad);
+  const key = new Uint8Array(a.privateKey);
+  assert.deepEqual(Buffer.from(hpkeOpen(key, toA.enc, toA.ct, ad)), utf8('pw'));
+  key.set(b.privateKey);
+  assert.throws(() => hpkeOpen(key, toA.enc, toA.ct, ad), GatehouseError);
+  assert.deepEqual(Buffer.from(hpkeOpen(key, toB.enc, toB.ct, ad)), utf8('pw'));
+});
