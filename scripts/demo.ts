@@ -265,6 +265,7 @@ Gatehouse is running.
   Directory users: ${USERS.map((u) => `${u.uid}@${DOMAIN}`).join(', ')}
   Their password:  ${USER_PASSWORD}   (checked on premises by the agent, never stored in the cloud)
   Administrator:   ${adminUpn}   password in ${adminFile}   (cloud-only: works with no agent)
+  Admin center:    ${PUBLIC_URL}/${tenantId}/admin/   (sign in as the administrator)
   Tenant:          ${tenantId}
   Issuer:          ${issuer}
   Service CA:      ${CA_FILE}
