@@ -81,9 +81,15 @@ test('states slapd refuses before checking the password: end time, start time, a
   // password was right: the user sees invalid_credentials, the directory code says why (ppolicy.ts).
   for (const pw of [PW, 'nope']) {
     const expired = await dir.validate(at(slapd.states.accountExpired), pw);
-    assert.deepEqual([expired.outcome, expired.directoryCode], ['invalid_credentials', '49/ppolicy:pwdEndTime']);
+    assert.deepEqual(
+      [expired.outcome, expired.directoryCode],
+      ['invalid_credentials', '49/ppolicy:pwdEndTime'],
+    );
     const notYet = await dir.validate(at(slapd.states.notYetValid), pw);
-    assert.deepEqual([notYet.outcome, notYet.directoryCode], ['invalid_credentials', '49/ppolicy:pwdStartTime']);
+    assert.deepEqual(
+      [notYet.outcome, notYet.directoryCode],
+      ['invalid_credentials', '49/ppolicy:pwdStartTime'],
+    );
     const admin = await dir.validate(at(slapd.states.locked), pw);
     assert.deepEqual([admin.outcome, admin.directoryCode], ['invalid_credentials', '49/ppolicy:adminLock']);
   }

@@ -4,8 +4,8 @@
  * provider is built (they are built on first request), so issuers carry the real port.
  */
 import type { FastifyInstance } from 'fastify';
-import { registerAdmin } from './admin/index.ts';
 import type { DestinationStream } from 'pino';
+import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
