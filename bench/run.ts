@@ -45,12 +45,13 @@ const { values: a } = parseArgs({
     'pool-size': { type: 'string' },
     'cpu-prof': { type: 'string' },
     count: { type: 'string', default: '1000' },
+    procs: { type: 'string', default: '2' },
     quiet: { type: 'boolean', default: false },
   },
 });
 
 if (a.scenario === 'idle-agents') {
-  await import('./idle-agents.ts').then((m) => m.main(Number(a.count)));
+  await import('./idle-agents.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
   process.exit(0);
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
