@@ -5,8 +5,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ESC[c] ?? c);
+import { esc, htmlPage } from '../http/page.ts';
 
 /** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
 export const CSRF_COOKIE = '__Host-gh_device_nonce';
@@ -34,46 +33,15 @@ export const csrfValid = (key: Buffer, nonce: string | undefined, token: string)
   return want.length === got.length && timingSafeEqual(want, got);
 };
 
-export const readCookie = (header: string | undefined, name: string): string | undefined => {
-  for (const part of (header ?? '').split(';')) {
-    const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
-  }
-  return undefined;
-};
-
+// Beyond the shared base: two buttons side by side, and the success note.
 const STYLE = `
-*{box-sizing:border-box}
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:#f3f4f6;color:#111827}
-main{max-width:28rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0003}
-h1{font-size:1.5rem;margin:0 0 1rem}
-label{display:block;font-weight:600;margin:1rem 0 .25rem}
-input{width:100%;padding:.6rem;font:inherit;border:1px solid #6b7280;border-radius:.25rem}
 .actions{display:flex;gap:.75rem;margin-top:1.25rem}
-button{flex:1;padding:.7rem;font:inherit;font-weight:600;color:#fff;background:#1d4ed8;border:0;border-radius:.25rem;cursor:pointer}
+button{flex:1}
 button.deny{background:#4b5563}
-a,button,input{outline-offset:2px}
-a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #f59e0b}
-.error{margin:1rem 0;padding:.75rem;border-left:4px solid #b91c1c;background:#fef2f2;color:#7f1d1d}
 .ok{margin:1rem 0;padding:.75rem;border-left:4px solid #15803d;background:#f0fdf4;color:#14532d}
-.muted{font-size:.9rem;color:#4b5563}
 `;
 
-const page = (title: string, body: string): string => `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>${esc(title)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<main>
-${body}
-</main>
-</body>
-</html>`;
+const page = (title: string, body: string): string => htmlPage(title, body, STYLE);
 
 export interface DeviceFormView {
   action: string;

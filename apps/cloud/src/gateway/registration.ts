@@ -22,6 +22,7 @@ import { audit } from '../directory/audit.ts';
 import { consumeRegistrationToken, peekRegistrationToken } from '../directory/registration-tokens.ts';
 import { getTenant, getTenantSecrets } from '../directory/tenants.ts';
 import { isUniqueViolation } from '../directory/util.ts';
+import { readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import {
   CSRF_COOKIE,
@@ -32,7 +33,6 @@ import {
   deviceNotFound,
   newNonce,
   normalizeUserCode,
-  readCookie,
   USER_CODE_ALPHABET,
 } from './device-page.ts';
 

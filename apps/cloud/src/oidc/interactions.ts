@@ -9,6 +9,7 @@ import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
+import { readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES } from './claims.ts';
 import type { Oidc, TenantOidc } from './provider.ts';
@@ -32,11 +33,8 @@ const DEVICE_ID = /^[A-Za-z0-9_-]{24}$/;
 
 /** The browser's device id: smart lockout treats a browser where the user signed in before as familiar. */
 const deviceOf = (req: FastifyRequest): string | undefined => {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [k, v] = part.trim().split('=');
-    if (k === DEVICE_COOKIE && v && DEVICE_ID.test(v)) return v;
-  }
-  return undefined;
+  const v = readCookie(req.headers.cookie, DEVICE_COOKIE);
+  return v && DEVICE_ID.test(v) ? v : undefined;
 };
 
 /** Gives a browser a device id on its first sign-in page (random, meaningless, long-lived). */
