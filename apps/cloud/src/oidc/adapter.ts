@@ -25,13 +25,32 @@ const parse = (row: { payload: string; consumed_at: number | null }): AdapterPay
   return row.consumed_at === null ? payload : { ...payload, consumed: Math.floor(row.consumed_at / 1000) };
 };
 
+/** How long a client's row is reused: the token endpoint looks it up on every request. */
+const CLIENT_CACHE_MS = 1000;
+const CLIENT_CACHE_MAX = 1000;
+type ClientCache = Map<string, { at: number; row: ReturnType<ClientLookup> }>;
+
 class ClientAdapter implements Adapter {
   readonly #deps: AdapterDeps;
-  constructor(deps: AdapterDeps) {
+  // Like tenant settings in the authenticator: a change or deletion is seen within a second.
+  readonly #cache: ClientCache;
+  constructor(deps: AdapterDeps, cache: ClientCache) {
     this.#deps = deps;
+    this.#cache = cache;
+  }
+  #lookup(id: string): ReturnType<ClientLookup> {
+    const now = performance.now();
+    const hit = this.#cache.get(id);
+    if (hit && now - hit.at < CLIENT_CACHE_MS) return hit.row;
+    const row = this.#deps.getClient(this.#deps.db, id);
+    // A failed lookup is not remembered.
+    row.catch(() => this.#cache.delete(id));
+    if (this.#cache.size >= CLIENT_CACHE_MAX) this.#cache.clear();
+    this.#cache.set(id, { at: now, row });
+    return row;
   }
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const found = await this.#deps.getClient(this.#deps.db, id);
+    const found = await this.#lookup(id);
     // A client of another tenant is unknown here, exactly like a client that does not exist.
     if (!found || found.tenantId !== this.#deps.tenantId) return undefined;
     const metadata = typeof found.metadata === 'string' ? JSON.parse(found.metadata) : found.metadata;
@@ -129,10 +148,11 @@ class PayloadAdapter implements Adapter {
 }
 
 /** The `adapter` option of one tenant's Provider: a factory called once per model name. */
-export const createAdapterFactory =
-  (deps: AdapterDeps) =>
-  (model: string): Adapter =>
-    model === 'Client' ? new ClientAdapter(deps) : new PayloadAdapter(model, deps);
+export const createAdapterFactory = (deps: AdapterDeps) => {
+  const clients: ClientCache = new Map();
+  return (model: string): Adapter =>
+    model === 'Client' ? new ClientAdapter(deps, clients) : new PayloadAdapter(model, deps);
+};
 
 /** Deletes expired rows of every tenant; finds already ignore them, this only reclaims space. */
 export const sweepExpired = async (db: Db, now: number): Promise<number> => {
