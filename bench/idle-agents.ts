@@ -13,6 +13,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_AGENTS_PER_TENANT } from '@gatehouse/protocol';
+import pino from 'pino';
+import { AGENT_FILE, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
 import { openState } from '../apps/cloud/src/bootstrap.ts';
 import { loadCloudConfig } from '../apps/cloud/src/config.ts';
 import { createRegistrationToken } from '../apps/cloud/src/directory/registration-tokens.ts';
@@ -164,6 +166,21 @@ export const main = async (count: number, procs = 2): Promise<void> => {
     await waitFor('the real agent', async () => (await activeAgents(cloud, tenant.tenantId)) === 1, 60_000);
     await sleep(Math.max(heartbeatMs + 2000, 15_000));
     const agentRss = memMb(agent.pid, 'VmRSS');
+    const agentHwm = memMb(agent.pid);
+    await agent.stop();
+    // The same agent as customers get it: the esbuild bundle the admin center serves (no type
+    // stripping at start, one module graph).
+    const bundle = join(work, AGENT_FILE);
+    writeFileSync(bundle, (await agentPackage(pino({ level: 'silent' }))).bytes);
+    const bundled = spawnNode('agent-bundle', bundle, ['run', '--state-dir', stateDir]);
+    children.push(bundled);
+    await waitFor(
+      'the bundled agent',
+      async () => (await activeAgents(cloud, tenant.tenantId)) === 1,
+      60_000,
+    );
+    await sleep(Math.max(heartbeatMs + 2000, 15_000));
+    const bundleRss = memMb(bundled.pid, 'VmRSS');
 
     const report = {
       scenario: 'idle-agents',
@@ -179,7 +196,8 @@ export const main = async (count: number, procs = 2): Promise<void> => {
       heartbeat_cpu_us: Math.round((cpu / heartbeats) * 1e6),
       reconnect_s: Math.round(reconnectS * 10) / 10,
       agent_idle_rss_mb: agentRss,
-      agent_idle_hwm_mb: memMb(agent.pid),
+      agent_idle_hwm_mb: agentHwm,
+      agent_bundle_idle_rss_mb: bundleRss,
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {

@@ -13,6 +13,7 @@
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -56,13 +57,11 @@ if (a.scenario === 'idle-agents') {
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
 if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');
-if (Number(a.nodes) !== 1) {
-  // Hook for scale-out: N cloud nodes on a shared PostgreSQL and NATS (test/harness/cluster.ts).
-  throw new Error('--nodes N > 1 is not wired into the benchmark yet');
-}
 
 const PASSWORD = 'Bench-Passw0rd!1';
 const agents = Number(a.agents);
+/** More than one: cloud nodes on a shared PostgreSQL and NATS (the scale-out shape). */
+const nodes = Number(a.nodes);
 const concurrency = Number(a.concurrency);
 const say = (s: string) => {
   if (!a.quiet) process.stderr.write(`${s}\n`);
@@ -164,25 +163,71 @@ const load = async (
 };
 
 const children: Child[] = [];
-let cloud: Cloud | undefined;
+const clouds: Cloud[] = [];
 let directory: Directory | undefined;
+let pgDb: { url: string; drop(): Promise<void> } | null = null;
 const cleanup = async () => {
   await Promise.all(children.map((c) => c.stop()));
-  await cloud?.stop();
+  await Promise.all(clouds.map((c) => c.stop()));
   await directory?.stop();
+  await pgDb?.drop();
   rmSync(work, { recursive: true, force: true });
+};
+
+/** One SQL query on the cloud's database, SQLite file or PostgreSQL ($1-style parameters). */
+const query = async <T>(sql: string, params: unknown[]): Promise<T> => {
+  if (pgDb) {
+    const pg = (await import('pg')).default;
+    const c = new pg.Client({ connectionString: pgDb.url });
+    await c.connect();
+    try {
+      return (await c.query(sql, params)).rows[0] as T;
+    } finally {
+      await c.end();
+    }
+  }
+  const db = new DatabaseSync(join(clouds[0]!.dataDir, 'gatehouse.db'), { readOnly: true });
+  try {
+    return db.prepare(sql.replace(/\$\d+/g, '?')).get(...(params as string[])) as T;
+  } finally {
+    db.close();
+  }
 };
 
 try {
   say(`directory: starting ${a.directory}`);
   directory = await startDirectory();
-  say('cloud: starting');
-  cloud = await startCloud(join(work, 'cloud'), { nodeOptions: nodeOptions('cloud') });
+  let shared: NodeJS.ProcessEnv = {};
+  if (nodes > 1) {
+    const { createTempDatabase } = await import('../test/harness/postgres.ts');
+    const { NATS_URL, natsAvailable } = await import('../test/harness/cluster.ts');
+    pgDb = await createTempDatabase();
+    if (!pgDb || !(await natsAvailable())) throw new Error('--nodes needs PostgreSQL and NATS running');
+    shared = {
+      GATEHOUSE_DATABASE: pgDb.url,
+      GATEHOUSE_NATS_URL: NATS_URL,
+      GATEHOUSE_SECRET_KEY: randomBytes(32).toString('base64'),
+    };
+  }
+  say(`cloud: starting ${nodes} node(s)`);
+  // Nodes share the data directory (service TLS); with PostgreSQL it holds nothing else.
+  for (let n = 0; n < nodes; n++) {
+    const name = n === 0 ? 'cloud' : `cloud-${n}`;
+    clouds.push(
+      await startCloud(join(work, 'cloud'), {
+        name,
+        nodeOptions: nodeOptions(name),
+        env: { ...shared, ...(nodes > 1 ? { GATEHOUSE_NODE_ID: `node-${n}` } : {}) },
+      }),
+    );
+  }
+  const cloud = clouds[0]!;
   const tenant = await createTenant(cloud, directory.domain, work);
   say(`agents: registering ${agents}`);
   for (let i = 0; i < agents; i++) {
     const stateDir = join(work, `agent-${i}`);
-    await registerAgent(cloud, tenant.tenantId, stateDir);
+    // Agents spread over the nodes: each holds its connection to the node it registered at.
+    await registerAgent(cloud, tenant.tenantId, stateDir, clouds[i % nodes]);
     writeFileSync(
       join(stateDir, 'config.json'),
       JSON.stringify({
@@ -205,15 +250,20 @@ try {
     250,
   );
   await cloud.cli('settings', 'set', '--tenant', tenant.tenantId, '--pta', 'on', '--legacy-auth', 'on');
-  const db = new DatabaseSync(join(cloud.dataDir, 'gatehouse.db'), { readOnly: true });
-  const synced = db.prepare("SELECT count(*) AS n FROM users WHERE tenant_id = ? AND source <> 'cloud'");
   await waitFor(
     'the first sync',
-    () => Number((synced.get(tenant.tenantId) as { n: number }).n) >= directory!.upns.length,
+    async () =>
+      Number(
+        (
+          await query<{ n: number }>(
+            "SELECT count(*) AS n FROM users WHERE tenant_id = $1 AND source <> 'cloud'",
+            [tenant.tenantId],
+          )
+        ).n,
+      ) >= directory!.upns.length,
     120_000,
     250,
   );
-  db.close();
 
   const common = {
     concurrency,
@@ -229,7 +279,9 @@ try {
   say(`  ${raw.perSecond}/s, p50 ${raw.p50} ms, p99 ${raw.p99} ms`);
 
   say('pass-through sign-ins: password grant through the token endpoint');
-  const pids = [cloud.child.pid, ...children.map((ch) => ch.pid)];
+  // CPU is read for every cloud node, every agent, the load generator and the directory server.
+  const pids = [...clouds.map((c) => c.child.pid), ...children.map((ch) => ch.pid)];
+  const base = nodes + agents;
   let before: number[] = [];
   let after: number[] = [];
   let windowStart = Date.now();
@@ -238,12 +290,12 @@ try {
       ...common,
       mode: 'grant',
       users: directory.upns,
-      tokenUrl: tenant.tokenUrl,
+      tokenUrls: clouds.map((c) => tenant.tokenUrl.replace(cloud.url, c.url)),
       caFile: cloud.caFile,
       clientId: tenant.clientId,
     },
     (line, loadPid) => {
-      if (pids.length === agents + 1) pids.push(loadPid, ...(directory?.pid ? [directory.pid] : []));
+      if (pids.length === base) pids.push(loadPid, ...(directory?.pid ? [directory.pid] : []));
       if (line === 'measuring') {
         before = pids.map(cpuSeconds);
         windowStart = Date.now();
@@ -252,18 +304,15 @@ try {
   );
   // Where the time goes, from the sign-in log: the authenticator's total, the agent's and the directory's.
   await new Promise((r) => setTimeout(r, 500));
-  const logDb = new DatabaseSync(join(cloud.dataDir, 'gatehouse.db'), { readOnly: true });
-  const split = logDb
-    .prepare(
-      'SELECT avg(total_ms) AS total, avg(agent_ms) AS agent, avg(directory_ms) AS dir, count(*) AS n FROM signins WHERE at >= ?',
-    )
-    .get(windowStart) as { total: number; agent: number; dir: number; n: number };
-  logDb.close();
-  const round = (x: number) => Math.round((x ?? 0) * 1000) / 1000;
+  const split = await query<{ total: number; agent: number; dir: number }>(
+    'SELECT avg(total_ms) AS total, avg(agent_ms) AS agent, avg(directory_ms) AS dir FROM signins WHERE at >= $1',
+    [windowStart],
+  );
+  const round = (x: unknown) => Math.round(Number(x ?? 0) * 1000) / 1000;
   const cpu = pids.map((_, i) => (after[i] ?? 0) - (before[i] ?? 0));
   const signins = pt.correct + pt.wrong;
   const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
-  const rss = pids.slice(0, agents + 1).map((p) => memMb(p));
+  const rss = pids.slice(0, base).map((p) => memMb(p));
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -272,7 +321,7 @@ try {
   const report = {
     directory: directory.kind,
     agents,
-    nodes: 1,
+    nodes,
     users: directory.upns.length,
     concurrency,
     duration_s: Number(a.duration),
@@ -283,19 +332,21 @@ try {
     p50_ms: pt.p50,
     p95_ms: pt.p95,
     p99_ms: pt.p99,
+    p50_correct_ms: pt.p50Correct,
+    p99_correct_ms: pt.p99Correct,
     raw_p50_ms: raw.p50,
     raw_p95_ms: raw.p95,
     raw_p99_ms: raw.p99,
     added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
-    cloud_cpu_ms_per_signin: perSignInMs(cpu[0]!),
-    agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(1, agents + 1))),
-    load_cpu_ms_per_signin: perSignInMs(cpu[agents + 1] ?? 0),
-    directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[agents + 2] ?? 0) : null,
+    cloud_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(0, nodes))),
+    agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
+    load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
+    directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,
     signin_total_ms_mean: round(split.total),
     agent_ms_mean: round(split.agent),
     directory_ms_mean: round(split.dir),
-    cloud_rss_mb: rss[0],
-    agent_rss_mb: Math.max(...rss.slice(1, agents + 1)),
+    cloud_rss_mb: Math.max(...rss.slice(0, nodes)),
+    agent_rss_mb: Math.max(...rss.slice(nodes, base)),
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
     cpu_model: (() => {
@@ -316,7 +367,7 @@ try {
   process.stdout.write(`${JSON.stringify(report)}\n`);
 } catch (err) {
   process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-  for (const ch of [cloud?.child, ...children]) {
+  for (const ch of [...clouds.map((c) => c.child), ...children]) {
     if (ch) process.stderr.write(`--- ${ch.name}:\n${ch.output().split('\n').slice(-15).join('\n')}\n`);
   }
   await cleanup().catch(() => {});

@@ -46,7 +46,7 @@ export interface Cloud {
 
 export const startCloud = async (
   dataDir: string,
-  opts: { nodeOptions?: string; logLevel?: string; env?: NodeJS.ProcessEnv } = {},
+  opts: { nodeOptions?: string; logLevel?: string; env?: NodeJS.ProcessEnv; name?: string } = {},
 ): Promise<Cloud> => {
   const port = await freePort();
   const gatewayPort = await freePort();
@@ -62,7 +62,7 @@ export const startCloud = async (
   };
   const caFile = join(dataDir, 'tls', 'ca.pem');
   const launch = async () => {
-    const child = spawnNode('cloud', join(ROOT, 'apps/cloud/src/main.ts'), [], {
+    const child = spawnNode(opts.name ?? 'cloud', join(ROOT, 'apps/cloud/src/main.ts'), [], {
       env: { ...env, ...(opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {}) },
     });
     const ca = await waitFor(
@@ -150,15 +150,20 @@ export const createTenant = async (cloud: Cloud, domain: string, workDir: string
   return { tenantId, clientId: String(client.clientId), tokenUrl: meta.token_endpoint };
 };
 
-/** Registers one agent with a fresh one-time token (the real `register` command). */
-export const registerAgent = async (cloud: Cloud, tenantId: string, stateDir: string): Promise<void> => {
+/** Registers one agent with a fresh one-time token (the real `register` command), at `at` (default: `cloud`). */
+export const registerAgent = async (
+  cloud: Cloud,
+  tenantId: string,
+  stateDir: string,
+  at: Cloud = cloud,
+): Promise<void> => {
   const { token } = (await cloud.cli('token', 'create', '--tenant', tenantId)) as { token: string };
   const r = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
     'register',
     '--cloud',
-    cloud.url,
+    at.url,
     '--ca-file',
-    cloud.caFile,
+    at.caFile,
     '--token',
     token,
     '--state-dir',
