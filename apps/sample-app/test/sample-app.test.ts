@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -45,9 +45,18 @@ let op: Server;
 let issuer: string;
 let app: SampleApp;
 let browser: Browser;
-const appPort = 38_000 + Math.floor(Math.random() * 2000);
+/** The app's port must be known before the provider registers its redirect URI: ask the OS for a free one. */
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+let appPort: number;
 
 before(async () => {
+  appPort = await freePort();
   makePki();
   const account = {
     sub: 'u-alice',
