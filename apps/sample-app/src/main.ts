@@ -11,9 +11,9 @@ import type { AddressInfo } from 'node:net';
 import { isGatehouseError } from '@gatehouse/protocol';
 import * as oidc from 'openid-client';
 import { pino } from 'pino';
-import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { loadSampleAppConfig, type SampleAppConfig } from './config.ts';
 import { errorPage, homePage, profilePage } from './pages.ts';
+import { pinnedFetch } from './pinned-fetch.ts';
 
 interface Session {
   expiresAt: number;
