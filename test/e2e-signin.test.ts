@@ -14,7 +14,6 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,7 +21,7 @@ import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
 import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
+import { type Child, freePort, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -46,14 +45,6 @@ let legacyClientId: string;
 let firstToken: string;
 const cloudLog: string[] = [];
 const outputs: string[] = [];
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 const cliEnv = () => ({ ...process.env, GATEHOUSE_DATA_DIR: cloudDir, GATEHOUSE_PUBLIC_URL: cloud.url });
 

@@ -5,10 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'nats';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from './children.ts';
+import { type Child, freePort, ROOT, runNode, spawnNode, waitFor } from './children.ts';
 
 export const NATS_URL = process.env.GATEHOUSE_TEST_NATS ?? 'nats://127.0.0.1:4222';
 
@@ -23,14 +22,6 @@ export const natsAvailable = async (): Promise<boolean> => {
     return false;
   }
 };
-
-export const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 export interface ClusterSettings {
   dir: string;
