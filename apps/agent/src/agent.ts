@@ -106,7 +106,8 @@ export const runAgent = async ({
         );
         return;
       }
-      const pages = chunk(users, Math.min(config.sync.pageSize, 500));
+      // Room is left for the page's own fields around the users.
+      const pages = chunk(users, Math.min(config.sync.pageSize, 500), MAX_FRAME_BYTES - 1024);
       let summary: unknown;
       for (const [seq, page] of pages.entries()) {
         const msg: SyncPage = {

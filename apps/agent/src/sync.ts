@@ -151,11 +151,27 @@ export const collectUsers = async (dir: Directory, pageSize: number): Promise<Sy
   });
 };
 
-/** Splits users into SyncPage-sized chunks (at least one, possibly empty, page). */
-export const chunk = <T>(items: T[], size: number): T[][] => {
+/**
+ * Splits users into SyncPage-sized chunks: at most `size` items and at most `maxBytes` of JSON each,
+ * so a page always fits in one frame whatever the DNs and names are like (at least one, possibly
+ * empty, page).
+ */
+export const chunk = <T>(items: T[], size: number, maxBytes = Number.POSITIVE_INFINITY): T[][] => {
   const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out.length ? out : [[]];
+  let page: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (page.length > 0 && (page.length >= size || bytes + n > maxBytes)) {
+      out.push(page);
+      page = [];
+      bytes = 0;
+    }
+    page.push(item);
+    bytes += n;
+  }
+  if (page.length || out.length === 0) out.push(page);
+  return out;
 };
 
 /**

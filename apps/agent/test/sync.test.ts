@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { SyncPage } from '@gatehouse/protocol';
+import { MAX_FRAME_BYTES, SyncPage } from '@gatehouse/protocol';
 import { Client } from 'ldapts';
 import { type SlapdInstance, startSlapd } from '../../../test/harness/slapd.ts';
 import { loadAgentConfig } from '../src/config.ts';
@@ -100,6 +100,27 @@ test('paged sync (pageSize 2) returns every seeded user with its entryUUID ancho
     assert.ok(SyncPage.safeParse(page).success);
   });
   assert.deepEqual(chunk([], 2), [[]], 'an empty directory still sends one final page');
+  // 500 users with long DNs are far more than one 64 KiB frame: pages are cut by size too.
+  const big = Array.from({ length: 1000 }, (_, i) => ({
+    anchor: `anchor-${i}`.padEnd(36, '0'),
+    upn: `user${i}@example.test`,
+    dn: `uid=user${i},ou=${'department'.repeat(20)},dc=example,dc=test`,
+    enabled: true,
+  }));
+  const bySize = chunk(big, 500, MAX_FRAME_BYTES - 1024);
+  assert.ok(bySize.length > 2);
+  assert.equal(bySize.flat().length, 1000);
+  for (const [seq, users] of bySize.entries()) {
+    const frame = JSON.stringify({
+      type: 'sync.page',
+      runId: 'r'.repeat(36),
+      mode: 'full',
+      seq,
+      users,
+      final: false,
+    });
+    assert.ok(Buffer.byteLength(frame) <= MAX_FRAME_BYTES, `page ${seq} fits in a frame`);
+  }
 });
 
 test('a user that is admin-locked in ppolicy syncs as disabled', async () => {
