@@ -235,8 +235,6 @@ try {
           ...directory.agentDirectory,
           ...(a['pool-size'] ? { poolSize: Number(a['pool-size']) } : {}),
         },
-        // 500 users (the default page) overflow the 64 KiB frame limit (MAX_FRAME_BYTES).
-        sync: { pageSize: 100 },
         logLevel: 'warn',
       }),
     );
