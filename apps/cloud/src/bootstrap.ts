@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, createServerCert } from '@gatehouse/protocol';
+import type { Logger } from 'pino';
 import type { CloudConfig } from './config.ts';
 import type { ServiceTls } from './context.ts';
 import { type Db, openDb } from './db/index.ts';
@@ -25,12 +26,17 @@ const readOrCreate = (file: string, make: () => string): string => {
   }
 };
 
-export const openState = async (config: CloudConfig): Promise<{ db: Db; secrets: SecretBox }> => {
+export const openState = async (
+  config: CloudConfig,
+  log?: Pick<Logger, 'warn'>,
+): Promise<{ db: Db; secrets: SecretBox }> => {
   ensureDir(config.dataDir);
   const keyB64 =
     config.secretKey ??
     readOrCreate(join(config.dataDir, 'secret.key'), () => randomBytes(32).toString('base64'));
-  const { db } = await openDb(config.database);
+  const { db } = await openDb(config.database, {
+    onPoolError: (err) => log?.warn({ err: err.message }, 'a database connection was dropped'),
+  });
   return { db, secrets: createSecretBox(Buffer.from(keyB64.trim(), 'base64')) };
 };
 

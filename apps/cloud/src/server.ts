@@ -59,7 +59,7 @@ export const startCloud = async (
 ): Promise<RunningCloud> => {
   const config = loadCloudConfig(opts.env ?? process.env, overrides);
   const log = createLogger(config, opts.logDestination);
-  const { db, secrets } = await openState(config);
+  const { db, secrets } = await openState(config, log);
   const cleanup: (() => Promise<unknown>)[] = [async () => db.destroy()];
   const stop = async () => {
     for (const step of cleanup.reverse()) {

@@ -10,16 +10,21 @@ export type { Database } from './schema.ts';
  * Opens the state store named by the configuration and brings its schema up to date.
  * `sqlite:PATH` (embedded shape) or `postgres://...` (scale-out shape).
  */
-export const openDb = async (url: string): Promise<{ db: Db; engine: Engine }> => {
+export const openDb = async (
+  url: string,
+  opts: { onPoolError?: (err: Error) => void } = {},
+): Promise<{ db: Db; engine: Engine }> => {
   let db: Db;
   let engine: Engine;
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { default: pg } = await import('pg');
     // int8 columns hold ms timestamps, well inside Number's exact range.
     pg.types.setTypeParser(20, (v) => Number(v));
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }),
-    });
+    const pool = new pg.Pool({ connectionString: url });
+    // An idle connection the server dropped (restart, failover) must not take the process down:
+    // the pool replaces it on next use.
+    pool.on('error', (err) => opts.onPoolError?.(err));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     engine = 'postgres';
   } else {
     const file = url.replace(/^sqlite:/, '');
