@@ -94,6 +94,18 @@ const suite = (name: string, open: () => Promise<{ db: Db; close: () => Promise<
       );
     });
 
+    test('attempts counted in flight by a node that died lapse after their deadline', async () => {
+      const d = deadline();
+      for (let i = 0; i < settings.threshold; i++) {
+        assert.equal((await lockout.admit('t1', 'u7', `lost${i}`, {}, settings, d)).kind, 'admit');
+      }
+      // Nothing settles them (the node died); a new attempt cannot get a slot until they lapse.
+      const blocked = await lockout.admit('t1', 'u7', 'right', {}, settings, clock + 30);
+      assert.equal(blocked.kind, 'locked');
+      clock = d + 5_001;
+      assert.equal((await attempt('u7', 'right', {}, true)).kind, 'success');
+    });
+
     test('infrastructure outcomes never count; unlock clears everything', async () => {
       for (let i = 0; i < 20; i++) {
         const a = await lockout.admit('t1', 'u5', `p${i}`, {}, settings, deadline());

@@ -205,11 +205,27 @@ const onPremNameIndex: Migration = {
   },
 };
 
+/** Smart lockout counts attempts in flight on the counter row itself (one statement, not a table scan). */
+const lockoutInFlight: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('lockout_counters')
+      .addColumn('in_flight', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('lockout_counters')
+      .addColumn('in_flight_until', 'bigint', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.dropTable('lockout_reservations').execute();
+  },
+};
+
 const provider = (engine: Engine): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
     '0002_lockout': lockout,
     '0003_on_prem_name': onPremNameIndex,
+    '0004_lockout_in_flight': lockoutInFlight,
   }),
 });
 

@@ -150,15 +150,10 @@ export interface LockoutCounterTable {
   failures: number;
   lock_count: number;
   locked_until: number;
+  /** Attempts admitted and not yet settled; stale once `in_flight_until` has passed. */
+  in_flight: number;
+  in_flight_until: number;
   updated_at: number;
-}
-
-export interface LockoutReservationTable {
-  request_id: string;
-  tenant_id: string;
-  user_id: string;
-  location: string;
-  expires_at: number;
 }
 
 export interface LockoutBadPasswordTable {
@@ -188,7 +183,6 @@ export interface Database {
   audit: AuditTable;
   oidc_payloads: OidcPayloadTable;
   lockout_counters: LockoutCounterTable;
-  lockout_reservations: LockoutReservationTable;
   lockout_bad_passwords: LockoutBadPasswordTable;
   familiar_locations: FamiliarLocationTable;
 }

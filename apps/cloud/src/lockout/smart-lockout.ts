@@ -5,16 +5,19 @@
  *   user has succeeded before is "familiar", so an attacker elsewhere cannot lock the user out of it.
  * - A wrong password repeated within a short window is answered without a bind and not counted
  *   again: the cloud keeps a keyed hash of recent wrong passwords (never the password).
- * - Exact under concurrency: before a request is dispatched it takes a reservation; failures plus
- *   reservations in flight may never exceed the threshold, so N concurrent wrong passwords cost the
- *   directory exactly `threshold` binds. Counters live in the database, so every cloud node sees them.
+ * - Exact under concurrency: before a request is dispatched it counts itself in flight on the
+ *   counter row; failures plus attempts in flight may never exceed the threshold, so N concurrent
+ *   wrong passwords cost the directory exactly `threshold` binds. Counters live in the database, so
+ *   every cloud node sees them. A node that dies leaves its count behind; it lapses once the latest
+ *   deadline of the attempts counted (plus a margin) has passed.
+ * - The hot path is short: admitting is one transaction of three statements (where the user has
+ *   signed in before, the counter row, counting in); a success is one statement more.
  * - Past the threshold, every further failure locks again, for twice as long each time (capped).
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SignInOutcome } from '@gatehouse/protocol';
-import { type Kysely, PostgresAdapter } from 'kysely';
+import { type Kysely, PostgresAdapter, sql } from 'kysely';
 import type { Database } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
 
@@ -32,13 +35,14 @@ export interface Origin {
 }
 
 export interface Reservation {
-  id: string;
   tenantId: string;
   userId: string;
   location: LocationClass;
   passwordMac: string;
-  keys: string[];
-  familiar: boolean;
+  /** Location keys of this sign-in the user has not succeeded from lately (recorded on success). */
+  newKeys: string[];
+  /** Some counter of the user had failures when admitted (a success must reset them). */
+  hadFailures: boolean;
 }
 
 export type Admission =
@@ -58,8 +62,10 @@ const REPEAT_WINDOW_MS = 15 * 60_000;
 /** Escalation cap: at most this many doublings of the base duration, and never above a day. */
 const MAX_DOUBLINGS = 6;
 const MAX_LOCK_MS = 86_400_000;
-/** A reservation outlives its request's deadline by this much, so a crashed node's reservations expire. */
-const RESERVATION_SLACK_MS = 5_000;
+/** An in-flight count outlives its attempts' deadlines by this much, so a crashed node's count lapses. */
+const IN_FLIGHT_SLACK_MS = 5_000;
+/** A familiar location's last success is refreshed at most this often (a write per sign-in otherwise). */
+const FAMILIAR_REFRESH_MS = 86_400_000;
 
 type Busy = { kind: 'busy'; location: LocationClass };
 
@@ -94,6 +100,17 @@ export interface SmartLockout {
   ): Promise<Array<{ location: LocationClass; failures: number; lockedUntil: number; lockCount: number }>>;
 }
 
+const emptyCounter = (tenantId: string, userId: string, location: LocationClass) => ({
+  tenant_id: tenantId,
+  user_id: userId,
+  location,
+  failures: 0,
+  lock_count: 0,
+  locked_until: 0,
+  in_flight: 0,
+  in_flight_until: 0,
+});
+
 export const createSmartLockout = (
   db: Kysely<Database>,
   secrets: SecretBox,
@@ -108,6 +125,10 @@ export const createSmartLockout = (
       keys.push(secrets.mac(`${tenantId}/${userId}/dev/${origin.deviceId}`, 'familiar-location'));
     return keys;
   };
+  const inFlightNow = (row: { in_flight: number; in_flight_until: number }, t: number) =>
+    row.in_flight_until > t ? row.in_flight : 0;
+  /** Counts an attempt out again (never below zero). */
+  const countOut = sql<number>`case when in_flight > 0 then in_flight - 1 else 0 end`;
 
   /** One admission attempt; 'busy' when every slot below the threshold is held by attempts in flight. */
   const tryAdmit = async (
@@ -120,85 +141,98 @@ export const createSmartLockout = (
   ): Promise<Admission | Busy> => {
     const t = now();
     return db.transaction().execute(async (tx): Promise<Admission | Busy> => {
-      const familiar =
-        keys.length > 0 &&
-        (await tx
-          .selectFrom('familiar_locations')
-          .select('key_hash')
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .where('key_hash', 'in', keys)
-          .executeTakeFirst()) !== undefined;
-      const location: LocationClass = familiar ? 'familiar' : 'unfamiliar';
+      const seen =
+        keys.length === 0
+          ? []
+          : await tx
+              .selectFrom('familiar_locations')
+              .select(['key_hash', 'last_success_at'])
+              .where('tenant_id', '=', tenantId)
+              .where('user_id', '=', userId)
+              .where('key_hash', 'in', keys)
+              .execute();
+      const location: LocationClass = seen.length > 0 ? 'familiar' : 'unfamiliar';
       // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
       // SQLite serialises whole transactions already.
       if (postgres) {
         await tx
           .insertInto('lockout_counters')
-          .values({
-            tenant_id: tenantId,
-            user_id: userId,
-            location,
-            failures: 0,
-            lock_count: 0,
-            locked_until: 0,
-            updated_at: t,
-          })
+          .values({ ...emptyCounter(tenantId, userId, location), updated_at: t })
           .onConflict((oc) => oc.doNothing())
           .execute();
       }
       let q = tx
         .selectFrom('lockout_counters')
-        .select(['failures', 'locked_until', 'lock_count'])
+        .select(['location', 'failures', 'locked_until', 'lock_count', 'in_flight', 'in_flight_until'])
         .where('tenant_id', '=', tenantId)
-        .where('user_id', '=', userId)
-        .where('location', '=', location);
+        .where('user_id', '=', userId);
       if (postgres) q = q.forUpdate();
-      const counter = await q.executeTakeFirst();
+      const rows = await q.execute();
+      const counter = rows.find((r) => r.location === location);
       if (counter && counter.locked_until > t)
         return { kind: 'locked', location, until: counter.locked_until };
-      const repeat = await tx
-        .selectFrom('lockout_bad_passwords')
-        .select('hash')
-        .where('tenant_id', '=', tenantId)
-        .where('user_id', '=', userId)
-        .where('hash', '=', passwordMac)
-        .where('expires_at', '>', t)
-        .executeTakeFirst();
-      if (repeat) return { kind: 'repeat', location };
       const failures = counter?.failures ?? 0;
+      // Wrong passwords are only remembered along with a failure, so with none there is nothing to look up.
+      if (failures > 0) {
+        const repeat = await tx
+          .selectFrom('lockout_bad_passwords')
+          .select('hash')
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('hash', '=', passwordMac)
+          .where('expires_at', '>', t)
+          .executeTakeFirst();
+        if (repeat) return { kind: 'repeat', location };
+      }
       // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
       const room = failures >= settings.threshold ? 1 : settings.threshold - failures;
-      const inFlight = await tx
-        .selectFrom('lockout_reservations')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('tenant_id', '=', tenantId)
-        .where('user_id', '=', userId)
-        .where('location', '=', location)
-        .where('expires_at', '>', t)
-        .executeTakeFirstOrThrow();
-      if (Number(inFlight.n) >= room) return { kind: 'busy', location };
-      const reservation: Reservation = {
-        id: randomUUID(),
-        tenantId,
-        userId,
-        location,
-        passwordMac,
-        keys,
-        familiar,
-      };
+      const inFlight = counter ? inFlightNow(counter, t) : 0;
+      if (inFlight >= room) return { kind: 'busy', location };
+      const until = Math.max(
+        counter && counter.in_flight_until > t ? counter.in_flight_until : 0,
+        deadline + IN_FLIGHT_SLACK_MS,
+      );
       await tx
-        .insertInto('lockout_reservations')
+        .insertInto('lockout_counters')
         .values({
-          request_id: reservation.id,
-          tenant_id: tenantId,
-          user_id: userId,
-          location,
-          expires_at: deadline + RESERVATION_SLACK_MS,
+          ...emptyCounter(tenantId, userId, location),
+          in_flight: 1,
+          in_flight_until: until,
+          updated_at: t,
         })
+        .onConflict((oc) =>
+          oc
+            .columns(['tenant_id', 'user_id', 'location'])
+            .doUpdateSet({ in_flight: inFlight + 1, in_flight_until: until, updated_at: t }),
+        )
         .execute();
-      return { kind: 'admit', reservation };
+      const fresh = new Set(
+        seen.filter((r) => t - r.last_success_at < FAMILIAR_REFRESH_MS).map((r) => r.key_hash),
+      );
+      return {
+        kind: 'admit',
+        reservation: {
+          tenantId,
+          userId,
+          location,
+          passwordMac,
+          newKeys: keys.filter((k) => !fresh.has(k)),
+          hadFailures: rows.some((r) => r.failures > 0),
+        },
+      };
     });
+  };
+
+  const recordFamiliar = async (r: Reservation, t: number) => {
+    for (const key of r.newKeys) {
+      await db
+        .insertInto('familiar_locations')
+        .values({ tenant_id: r.tenantId, user_id: r.userId, key_hash: key, last_success_at: t })
+        .onConflict((oc) =>
+          oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: t }),
+        )
+        .execute();
+    }
   };
 
   return {
@@ -220,28 +254,50 @@ export const createSmartLockout = (
 
     async settle(r, outcome, settings) {
       const t = now();
-      return db.transaction().execute(async (tx) => {
-        await tx.deleteFrom('lockout_reservations').where('request_id', '=', r.id).execute();
-        if (outcome === 'success') {
-          await tx
-            .updateTable('lockout_counters')
-            .set({ failures: 0, lock_count: 0, locked_until: 0, updated_at: t })
+      if (outcome === 'success') {
+        // One statement: count out, and (only if there were any) reset every failure of the user.
+        await db
+          .updateTable('lockout_counters')
+          .set(
+            r.hadFailures
+              ? (eb) => ({
+                  failures: 0,
+                  lock_count: 0,
+                  locked_until: 0,
+                  updated_at: t,
+                  in_flight: eb
+                    .case()
+                    .when('location', '=', r.location)
+                    .then(countOut)
+                    .else(eb.ref('in_flight'))
+                    .end(),
+                })
+              : { in_flight: countOut, updated_at: t },
+          )
+          .where('tenant_id', '=', r.tenantId)
+          .where('user_id', '=', r.userId)
+          .$if(!r.hadFailures, (q) => q.where('location', '=', r.location))
+          .execute();
+        if (r.hadFailures)
+          await db
+            .deleteFrom('lockout_bad_passwords')
             .where('tenant_id', '=', r.tenantId)
             .where('user_id', '=', r.userId)
-            .where('failures', '>', 0)
             .execute();
-          for (const key of r.keys) {
-            await tx
-              .insertInto('familiar_locations')
-              .values({ tenant_id: r.tenantId, user_id: r.userId, key_hash: key, last_success_at: t })
-              .onConflict((oc) =>
-                oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: t }),
-              )
-              .execute();
-          }
-          return { locked: false };
-        }
-        if (outcome !== 'invalid_credentials') return { locked: false };
+        await recordFamiliar(r, t);
+        return { locked: false };
+      }
+      if (outcome !== 'invalid_credentials') {
+        await db
+          .updateTable('lockout_counters')
+          .set({ in_flight: countOut })
+          .where('tenant_id', '=', r.tenantId)
+          .where('user_id', '=', r.userId)
+          .where('location', '=', r.location)
+          .execute();
+        return { locked: false };
+      }
+      return db.transaction().execute(async (tx) => {
         await tx
           .insertInto('lockout_bad_passwords')
           .values({
@@ -255,21 +311,11 @@ export const createSmartLockout = (
           )
           .execute();
         const row = await tx
-          .insertInto('lockout_counters')
-          .values({
-            tenant_id: r.tenantId,
-            user_id: r.userId,
-            location: r.location,
-            failures: 1,
-            lock_count: 0,
-            locked_until: 0,
-            updated_at: t,
-          })
-          .onConflict((oc) =>
-            oc
-              .columns(['tenant_id', 'user_id', 'location'])
-              .doUpdateSet((eb) => ({ failures: eb('lockout_counters.failures', '+', 1), updated_at: t })),
-          )
+          .updateTable('lockout_counters')
+          .set((eb) => ({ failures: eb('failures', '+', 1), in_flight: countOut, updated_at: t }))
+          .where('tenant_id', '=', r.tenantId)
+          .where('user_id', '=', r.userId)
+          .where('location', '=', r.location)
           .returning(['failures', 'lock_count'])
           .executeTakeFirstOrThrow();
         if (row.failures < settings.threshold) return { locked: false };
