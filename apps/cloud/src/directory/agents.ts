@@ -164,8 +164,9 @@ export const countActiveAgents = async (
 };
 
 /** Records that the gateway heard from the agent. */
-export const touchAgent = async (db: Db, id: string, at: number, externalIp?: string): Promise<void> => {
-  await db
+/** Marks the agent seen; false when it no longer exists or was deleted (one statement for both). */
+export const touchAgent = async (db: Db, id: string, at: number, externalIp?: string): Promise<boolean> => {
+  const [r] = await db
     .updateTable('agents')
     .set(
       externalIp === undefined
@@ -175,6 +176,7 @@ export const touchAgent = async (db: Db, id: string, at: number, externalIp?: st
     .where('id', '=', id)
     .where('deleted_at', 'is', null)
     .execute();
+  return Number(r?.numUpdatedRows ?? 0) > 0;
 };
 
 /** Deletes an agent of the tenant (its certificate is refused from now on); not_found otherwise. */

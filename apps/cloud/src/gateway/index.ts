@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { CloudContext, Dispatcher } from '../context.ts';
-import { getAgent, pruneAgents, touchAgent } from '../directory/agents.ts';
+import { pruneAgents, touchAgent } from '../directory/agents.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import { AgentDispatcher } from './dispatcher.ts';
@@ -103,9 +103,7 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     onResult: (conn, msg) => dispatcher.onResult(conn, msg),
     // The CLI deletes agents from another process: each heartbeat rechecks the row.
     onHeartbeat: async (conn) => {
-      const agent = await getAgent(ctx.db, conn.agentId);
-      if (!agent || agent.deletedAt !== null) return revoke(conn, 'the agent was deleted');
-      await touchAgent(ctx.db, conn.agentId, ctx.now());
+      if (!(await touchAgent(ctx.db, conn.agentId, ctx.now()))) return revoke(conn, 'the agent was deleted');
       await recordDirectoryPolicy(conn);
     },
     onSyncPage: (conn, page) => sync.onPage(conn, page),
