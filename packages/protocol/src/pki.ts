@@ -6,13 +6,24 @@
  */
 // @peculiar/x509 2.x resolves its providers with tsyringe, which needs a Reflect metadata polyfill
 // loaded before it: that is the only reason for the reflect-metadata dependency.
-import 'reflect-metadata';
 import { createHash, X509Certificate as NodeX509, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { GatehouseError } from './errors.ts';
 
-x509.cryptoProvider.set(globalThis.crypto);
+// @peculiar/x509 (with reflect-metadata, which it needs) loads on first use: it costs an agent
+// ~12 MB of memory and is only needed to register and renew. Reading and checking certificates
+// uses node's own X509Certificate.
+let x509Module: Promise<typeof X509> | undefined;
+const loadX509 = (): Promise<typeof X509> => {
+  x509Module ??= (async () => {
+    await import('reflect-metadata');
+    const m = await import('@peculiar/x509');
+    m.cryptoProvider.set(globalThis.crypto);
+    return m;
+  })();
+  return x509Module;
+};
 
 export interface KeyAndCert {
   certPem: string;
@@ -47,10 +58,12 @@ async function generateKeys(): Promise<CryptoKeyPair> {
 }
 
 async function privateKeyPem(key: CryptoKey): Promise<string> {
+  const x509 = await loadX509();
   return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 async function importSigningKey(keyPem: string): Promise<CryptoKey> {
+  const x509 = await loadX509();
   try {
     const der = x509.PemConverter.decodeFirst(keyPem);
     return await crypto.subtle.importKey('pkcs8', der, EC, false, ['sign']);
@@ -59,13 +72,15 @@ async function importSigningKey(keyPem: string): Promise<CryptoKey> {
   }
 }
 
-async function loadCa(ca: KeyAndCert): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> {
+async function loadCa(ca: KeyAndCert): Promise<{ cert: X509.X509Certificate; key: CryptoKey }> {
+  const x509 = await loadX509();
   const cert = new x509.X509Certificate(ca.certPem);
   return { cert, key: await importSigningKey(ca.keyPem) };
 }
 
 /** Self-signed CA (the cloud's service CA, or a tenant's agent CA). */
 export async function createCa(commonName: string, days: number): Promise<KeyAndCert> {
+  const x509 = await loadX509();
   const keys = await generateKeys();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
@@ -84,6 +99,7 @@ export async function createCa(commonName: string, days: number): Promise<KeyAnd
 
 /** Server certificate for `names` (DNS names or IP addresses) signed by `ca`. */
 export async function createServerCert(ca: KeyAndCert, names: string[], days: number): Promise<KeyAndCert> {
+  const x509 = await loadX509();
   if (names.length === 0) throw new GatehouseError('validation_failed', 'a server certificate needs a name');
   const issuer = await loadCa(ca);
   const keys = await generateKeys();
@@ -111,6 +127,7 @@ export async function createServerCert(ca: KeyAndCert, names: string[], days: nu
 
 /** The agent's key pair (ECDSA P-256) and a CSR for it. */
 export async function createCsr(hostname: string): Promise<{ csrPem: string; keyPem: string }> {
+  const x509 = await loadX509();
   const keys = await generateKeys();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: [{ CN: [hostname] }],
@@ -120,7 +137,7 @@ export async function createCsr(hostname: string): Promise<{ csrPem: string; key
   return { csrPem: csr.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
-function parseCsr(csrPem: string): x509.Pkcs10CertificateRequest {
+function parseCsr(x509: typeof X509, csrPem: string): X509.Pkcs10CertificateRequest {
   try {
     return new x509.Pkcs10CertificateRequest(csrPem);
   } catch (err) {
@@ -139,7 +156,8 @@ export async function signAgentCsr(
   subject: { agentId: string; tenantId: string },
   days: number,
 ): Promise<{ certPem: string; serial: string; notAfter: Date }> {
-  const csr = parseCsr(csrPem);
+  const x509 = await loadX509();
+  const csr = parseCsr(x509, csrPem);
   const alg = csr.publicKey.algorithm as Partial<EcKeyAlgorithm>;
   if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') {
     throw new GatehouseError('validation_failed', 'the CSR key must be ECDSA P-256');
@@ -171,13 +189,20 @@ export async function signAgentCsr(
   return { certPem: cert.toString('pem'), serial, notAfter: cert.notAfter };
 }
 
-function parseCert(cert: string | Uint8Array): x509.X509Certificate {
+function parseCert(cert: string | Uint8Array): NodeX509 {
   try {
-    return new x509.X509Certificate(typeof cert === 'string' ? cert : new Uint8Array(cert));
+    return new NodeX509(typeof cert === 'string' ? cert : Buffer.from(cert));
   } catch (err) {
     throw new GatehouseError('certificate_rejected', 'the certificate cannot be parsed', { cause: err });
   }
 }
+
+/** Values of one attribute in a subject as node prints it ("CN=a\nO=b\nOU=c"). */
+const subjectField = (subject: string, key: string): string[] =>
+  subject
+    .split('\n')
+    .filter((line) => line.startsWith(`${key}=`))
+    .map((line) => line.slice(key.length + 1));
 
 /** Reads the agent and tenant ids from an agent certificate (PEM or DER), without verifying it. */
 export function agentIdentity(cert: string | Uint8Array): {
@@ -187,10 +212,9 @@ export function agentIdentity(cert: string | Uint8Array): {
   notAfter: Date;
 } {
   const parsed = parseCert(cert);
-  const name = parsed.subjectName;
-  const [agentId, ...moreCn] = name.getField('CN');
-  const [tenantId, ...moreO] = name.getField('O');
-  const ou = name.getField('OU');
+  const [agentId, ...moreCn] = subjectField(parsed.subject, 'CN');
+  const [tenantId, ...moreO] = subjectField(parsed.subject, 'O');
+  const ou = subjectField(parsed.subject, 'OU');
   if (
     !agentId ||
     !tenantId ||
@@ -201,7 +225,7 @@ export function agentIdentity(cert: string | Uint8Array): {
   ) {
     throw new GatehouseError('certificate_rejected', 'not a Gatehouse agent certificate');
   }
-  return { agentId, tenantId, serial: parsed.serialNumber.toLowerCase(), notAfter: parsed.notAfter };
+  return { agentId, tenantId, serial: parsed.serialNumber.toLowerCase(), notAfter: parsed.validToDate };
 }
 
 /**
