@@ -63,13 +63,30 @@ export const CloudConfigSchema = z
       .string()
       .regex(/^(nats|tls):\/\/\S+$/, 'must be nats://HOST:PORT')
       .optional(),
+    /** NATS over TLS: the CA that issued the NATS servers' certificates (pinned; required for tls://). */
+    natsCaFile: z.string().min(1).optional(),
+    /** NATS mutual TLS: this node's certificate and key (PEM files), when the servers ask for one. */
+    natsCertFile: z.string().min(1).optional(),
+    natsKeyFile: z.string().min(1).optional(),
+    /** NATS user name, and a file holding its password (never the password itself in config). */
+    natsUser: z.string().min(1).max(256).optional(),
+    natsPasswordFile: z.string().min(1).optional(),
     /** This node's name in logs and NATS (default: host name and process id). */
     nodeId: z.string().min(1).max(64).optional(),
     /** On SIGTERM, how long in-flight sign-ins may take before the process exits anyway. */
     drainMs: z.coerce.number().int().min(0).max(120_000).default(15_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (c.natsUrl?.startsWith('tls://') && !c.natsCaFile)
+      issue('natsCaFile', 'a tls:// NATS URL needs the CA to pin');
+    if ((c.natsCertFile === undefined) !== (c.natsKeyFile === undefined))
+      issue('natsCertFile', 'natsCertFile and natsKeyFile go together');
+    if ((c.natsUser === undefined) !== (c.natsPasswordFile === undefined))
+      issue('natsUser', 'natsUser and natsPasswordFile go together');
+  });
 
 export type CloudConfig = Readonly<
   Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl' | 'nodeId'> & {

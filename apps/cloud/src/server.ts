@@ -85,6 +85,13 @@ export const startCloud = async (
     if (config.natsUrl) {
       const r = await createClusterRouter({
         natsUrl: config.natsUrl,
+        security: {
+          caFile: config.natsCaFile,
+          certFile: config.natsCertFile,
+          keyFile: config.natsKeyFile,
+          user: config.natsUser,
+          passwordFile: config.natsPasswordFile,
+        },
         nodeId: config.nodeId,
         db,
         log,

@@ -7,6 +7,7 @@
  * "No responders" means no node holds an agent: no_agent at once. A node that dies mid-request
  * costs at most half the remaining time; the request is then sent once more.
  */
+import { readFileSync } from 'node:fs';
 import { aad, hpkeSeal } from '@gatehouse/protocol';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
@@ -46,8 +47,18 @@ const RelayedAnswer = z.object({
   node: z.string().max(64).optional(),
 });
 
+export interface NatsSecurity {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  user?: string;
+  passwordFile?: string;
+}
+
 export interface ClusterOptions {
   natsUrl: string;
+  /** TLS with a pinned CA (never unverified), optional client certificate, optional user. */
+  security?: NatsSecurity;
   nodeId: string;
   db: Db;
   log: Logger;
@@ -70,11 +81,23 @@ const dec = new TextDecoder();
 
 export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRouter> => {
   const log = o.log.child({ part: 'cluster', node: o.nodeId });
+  const sec = o.security ?? {};
   const nc: NatsConnection = await connect({
     servers: o.natsUrl,
     name: o.nodeId,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    ...(sec.caFile
+      ? {
+          tls: {
+            caFile: sec.caFile,
+            ...(sec.certFile ? { certFile: sec.certFile, keyFile: sec.keyFile } : {}),
+          },
+        }
+      : {}),
+    ...(sec.user && sec.passwordFile
+      ? { user: sec.user, pass: readFileSync(sec.passwordFile, 'utf8').replace(/\r?\n$/, '') }
+      : {}),
   });
   log.info({ natsUrl: o.natsUrl }, 'joined the NATS cluster');
   const subs = new Map<string, Subscription>();
