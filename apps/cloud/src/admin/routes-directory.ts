@@ -10,6 +10,7 @@ import { addDomain, type Domain, listDomains, setDomainKind, verifyDomain } from
 import { getUser, listUsers, Password, setCloudPassword } from '../directory/users.ts';
 import { DomainName } from '../directory/util.ts';
 import { createSmartLockout } from '../lockout/smart-lockout.ts';
+import { listSignIns } from '../signin/log.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 
@@ -215,35 +216,11 @@ export const directoryRoutes = (deps: AdminDeps): RouteDef[] => {
         limit: Int(1, 500).default(100),
       }),
       response: z.array(SignInOut),
-      handler: async ({ caller, query: f }) => {
-        let q = ctx.db.selectFrom('signins').selectAll().where('tenant_id', '=', caller.tenantId);
-        if (f.upn) q = q.where('upn', '=', f.upn.toLowerCase());
-        if (f.outcome) q = q.where('outcome', '=', f.outcome);
-        if (f.result === 'success') q = q.where('outcome', '=', 'success');
-        if (f.result === 'failure') q = q.where('outcome', '!=', 'success');
-        if (f.agentId) q = q.where('agent_id', '=', f.agentId);
-        if (f.from !== undefined) q = q.where('at', '>=', f.from);
-        if (f.to !== undefined) q = q.where('at', '<=', f.to);
-        if (f.beforeId !== undefined) q = q.where('id', '<', f.beforeId);
-        const rows = await q.orderBy('id', 'desc').limit(f.limit).execute();
-        return rows.map((r) => ({
-          id: r.id,
-          at: r.at,
-          requestId: r.request_id,
-          upn: r.upn,
-          method: r.method,
-          outcome: r.outcome,
-          success: r.outcome === 'success',
-          clientId: r.client_id,
-          clientIp: r.client_ip,
-          agentId: r.agent_id,
-          server: r.server,
-          directoryCode: r.directory_code,
-          agentMs: r.agent_ms,
-          directoryMs: r.directory_ms,
-          totalMs: r.total_ms,
-        }));
-      },
+      handler: async ({ caller, query: f }) =>
+        (await listSignIns(ctx.db, caller.tenantId, f)).map(({ userId: _, ...e }) => ({
+          ...e,
+          success: e.outcome === 'success',
+        })),
     }),
     route({
       method: 'GET',

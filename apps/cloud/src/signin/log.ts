@@ -89,6 +89,12 @@ export const ListSignInsOptions = z.object({
   limit: z.number().int().min(1).max(1000).default(50),
   beforeId: z.number().int().positive().optional(),
   upn: z.string().max(256).optional(),
+  outcome: z.string().max(64).optional(),
+  result: z.enum(['success', 'failure']).optional(),
+  agentId: z.string().max(128).optional(),
+  /** Time range, ms since epoch, inclusive. */
+  from: z.number().int().nonnegative().optional(),
+  to: z.number().int().nonnegative().optional(),
 });
 
 /** Newest first. */
@@ -101,6 +107,12 @@ export const listSignIns = async (
   let q = db.selectFrom('signins').selectAll().where('tenant_id', '=', tenantId);
   if (o.beforeId !== undefined) q = q.where('id', '<', o.beforeId);
   if (o.upn) q = q.where('upn', '=', o.upn.toLowerCase());
+  if (o.outcome) q = q.where('outcome', '=', o.outcome);
+  if (o.result === 'success') q = q.where('outcome', '=', 'success');
+  if (o.result === 'failure') q = q.where('outcome', '!=', 'success');
+  if (o.agentId) q = q.where('agent_id', '=', o.agentId);
+  if (o.from !== undefined) q = q.where('at', '>=', o.from);
+  if (o.to !== undefined) q = q.where('at', '<=', o.to);
   const rows = await q.orderBy('id', 'desc').limit(o.limit).execute();
   return rows.map((r) => ({
     id: r.id,
