@@ -219,12 +219,28 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'signins list': command({
-    usage: '--tenant T [--limit N] [--upn U]',
-    options: { tenant: str, limit: str, upn: str },
-    schema: z.object({ tenant, limit: count.max(1000).default(50), upn: z.string().max(256).optional() }),
+    usage: '--tenant T [--limit N] [--upn U] [--outcome CODE] [--agent ID] [--since ISO-TIME]',
+    options: { tenant: str, limit: str, upn: str, outcome: str, agent: str, since: str },
+    schema: z.object({
+      tenant,
+      limit: count.max(1000).default(50),
+      upn: z.string().max(256).optional(),
+      outcome: z.string().max(64).optional(),
+      agent: z.string().max(128).optional(),
+      since: z.iso
+        .datetime({ offset: true })
+        .transform((v) => Date.parse(v))
+        .optional(),
+    }),
     async run(env, a) {
       await getTenant(env.db, a.tenant);
-      const rows = await listSignIns(env.db, a.tenant, { limit: a.limit, upn: a.upn });
+      const rows = await listSignIns(env.db, a.tenant, {
+        limit: a.limit,
+        upn: a.upn,
+        outcome: a.outcome,
+        agentId: a.agent,
+        from: a.since,
+      });
       return {
         json: rows,
         text: table(
