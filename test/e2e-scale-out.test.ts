@@ -337,6 +337,10 @@ test('all agents down: no_agent in under a second on every node', { skip }, asyn
 test('concurrent failures for one user on two nodes lock at exactly the threshold', { skip }, async () => {
   for (const [i, a] of agents.entries()) agents[i] = runAgentProc(a.name, a.stateDir, a);
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
+  // Database presence can still be fresh from before the kill: wait until agents really answer.
+  for (const node of [nodeA, nodeB]) {
+    await waitFor(`a sign-in through ${node.id}`, async () => (await signIn(node, 'alice')).outcome === 'ok');
+  }
   const tries = await Promise.all(
     Array.from({ length: 12 }, (_, i) => signIn(i % 2 ? nodeA : nodeB, 'bob', `${CANARY}-wrong-${i}`)),
   );
@@ -371,7 +375,9 @@ test('restart of every process: tenants, agents, users, logs and lockout survive
   rpCache.clear();
   for (const [i, a] of agents.entries()) agents[i] = runAgentProc(a.name, a.stateDir, a);
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
-  assert.equal((await signIn(nodeB, 'alice')).outcome, 'ok');
+  // Presence in the database is recent from before the stop; the agents reconnect with backoff,
+  // so the first sign-ins may still find none connected.
+  await waitFor('a sign-in through node B', async () => (await signIn(nodeB, 'alice')).outcome === 'ok');
   assert.equal((await signIn(nodeA, 'bob')).outcome, 'locked_out');
   assert.equal(await count('tenants'), before.tenants);
   assert.equal(await count('agents'), before.agents);

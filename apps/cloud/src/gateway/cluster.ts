@@ -151,13 +151,13 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     return keys;
   };
 
-  const relay = async (req: ValidationRequest): Promise<ValidationAnswer> => {
-    const keys = await activeKeys(req.tenantId);
-    if (keys.length === 0) return { outcome: 'no_agent' };
+  /** The relayed request for one attempt: the password sealed to every active agent of the tenant,
+   * bound (aad) to the attempt's own deadline. */
+  const sealFor = (req: ValidationRequest, keys: { id: string; key: string }[], deadline: number) => {
     const password = enc.encode(req.password);
     const envelopes: Record<string, SealedEnvelope> = {};
     try {
-      const info = aad(req.tenantId, req.requestId, req.user.upn, req.deadline);
+      const info = aad(req.tenantId, req.requestId, req.user.upn, deadline);
       for (const k of keys) {
         const s = hpkeSeal(new Uint8Array(Buffer.from(k.key, 'base64url')), password, info);
         envelopes[k.id] = {
@@ -168,20 +168,28 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     } finally {
       password.fill(0);
     }
-    const body = enc.encode(
+    return enc.encode(
       JSON.stringify({
         requestId: req.requestId,
         tenantId: req.tenantId,
         user: req.user,
-        deadline: req.deadline,
+        deadline,
         envelopes,
       }),
     );
+  };
+
+  const relay = async (req: ValidationRequest): Promise<ValidationAnswer> => {
+    const keys = await activeKeys(req.tenantId);
+    if (keys.length === 0) return { outcome: 'no_agent' };
     for (let attempt = 0; attempt < 2; attempt++) {
       const left = req.deadline - o.now();
       if (left <= 0) return { outcome: 'agent_timeout' };
-      // The first try leaves room for a second should the answering node die meanwhile.
+      // The first try leaves room for a second should the answering node die meanwhile. Each try
+      // carries its own deadline, so a slow node cannot still bind after this one has moved on
+      // (the agent refuses a request past its deadline): one sign-in, at most one directory bind.
       const timeout = attempt === 0 ? Math.max(1, Math.floor(left / 2)) : left;
+      const body = sealFor(req, keys, o.now() + timeout);
       try {
         const m = await nc.request(subjectFor(req.tenantId), body, { timeout });
         const a = RelayedAnswer.safeParse(JSON.parse(dec.decode(m.data)));
