@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
-import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
+import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { type Child, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -303,6 +303,25 @@ test('the other pages render; screenshots at 1280 px and 375 px', async () => {
   await go('Pass-through authentication', 'Pass-through authentication');
   await shot('pass-through-authentication-375px');
   await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+test('every page passes axe: WCAG 2 A and AA, colour contrast included', async () => {
+  const problems: string[] = [];
+  for (const [link, heading] of [
+    ['Overview', 'Overview'],
+    ['Pass-through authentication', 'Pass-through authentication'],
+    ['Download agent', 'Download agent'],
+    ['Domains', 'Domains'],
+    ['Users', 'Users'],
+    ['Sign-in logs', 'Sign-in logs'],
+    ['Smart lockout', 'Smart lockout'],
+    ['Audit log', 'Audit log'],
+  ] as const) {
+    await go(link, heading);
+    for (const v of await accessibilityViolations(page))
+      problems.push(`${link}: ${v.id} (${v.help}) at ${v.targets.join(', ')}`);
+  }
+  assert.deepEqual(problems, []);
 });
 
 test('the keyboard reaches the navigation and moves focus to the page heading', async () => {

@@ -13,7 +13,7 @@ import type { Browser } from 'playwright-core';
 import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
 import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
 import { type RunningCloud, startCloud } from '../apps/cloud/src/server.ts';
-import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
+import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { type Child, ROOT, spawnNode, waitFor } from './harness/children.ts';
 
 const ADMIN_PW = `Admin-${Math.random().toString(36).slice(2)}-1!`;
@@ -71,6 +71,8 @@ const decide = async (link: string, upn: string, action: 'Approve' | 'Deny') => 
   const ctx = await newContext(browser);
   const page = await ctx.newPage();
   await page.goto(link);
+  const violations = await accessibilityViolations(page);
+  assert.deepEqual(violations, [], 'the approval page passes axe (WCAG 2 A and AA)');
   await page.getByLabel(/email|user name/i).fill(upn);
   await page.getByLabel('Password').fill(ADMIN_PW);
   await page.getByRole('button', { name: action }).click();

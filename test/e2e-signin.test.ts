@@ -20,7 +20,7 @@ import { after, before, test } from 'node:test';
 import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
-import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
+import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { type Child, freePort, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
@@ -268,6 +268,28 @@ test('a wrong password and an unknown user get the same invalid-credentials answ
   assert.deepEqual(wrong, unknown);
   assert.equal(wrong.code, 'invalid_credentials');
   assert.equal(wrong.error, 'invalid_grant');
+});
+
+test('the sign-in pages pass axe (WCAG 2 A and AA), the error state included', async () => {
+  const ctx = await newContext(browser);
+  const page = await ctx.newPage();
+  const problems: string[] = [];
+  const check = async (state: string) => {
+    for (const v of await accessibilityViolations(page)) problems.push(`${state}: ${v.id} (${v.help})`);
+  };
+  await page.goto(appUrl);
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.getByLabel('Email or user name').waitFor();
+  await check('user name page');
+  await page.getByLabel('Email or user name').fill(`alice@${DOMAIN}`);
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Password').fill('Not-the-password-1');
+  await check('password page');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+  await check('password page with an error');
+  await ctx.close();
+  assert.deepEqual(problems, []);
 });
 
 test('the agent process has no listening TCP socket, only outbound connections', () => {

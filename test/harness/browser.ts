@@ -11,8 +11,10 @@
  * `ignoreHTTPSErrors` stays false in every context.
  */
 import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:tls';
-import { type Browser, type BrowserContext, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.GATEHOUSE_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -73,3 +75,39 @@ export const launchBrowser = async (opts: LaunchOptions = {}): Promise<Browser> 
 /** A fresh context (no cookies) that never ignores certificate errors. */
 export const newContext = (browser: Browser): Promise<BrowserContext> =>
   browser.newContext({ ignoreHTTPSErrors: false, locale: 'en-GB' });
+
+export interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  targets: string[];
+}
+
+/**
+ * Runs axe-core (WCAG 2 A and AA rules, colour contrast included) on the page as it is now. axe is
+ * evaluated through the DevTools protocol, which the pages' strict Content-Security-Policy does not
+ * govern, so nothing about the page itself is loosened for the check.
+ */
+export const accessibilityViolations = async (page: Page): Promise<AxeViolation[]> => {
+  const source = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(source);
+  return page.evaluate(async () => {
+    const w = window as unknown as {
+      axe: {
+        run(
+          ctx: Document,
+          opts: object,
+        ): Promise<{
+          violations: { id: string; impact: string | null; help: string; nodes: { target: string[] }[] }[];
+        }>;
+      };
+    };
+    const r = await w.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => n.target.join(' ')),
+    }));
+  });
+};
