@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type Child, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
 import { pinnedFetch } from '../test/harness/pinned-fetch.ts';
 
 export const freePort = (): Promise<number> =>
@@ -158,17 +158,7 @@ export const registerAgent = async (
   at: Cloud = cloud,
 ): Promise<void> => {
   const { token } = (await cloud.cli('token', 'create', '--tenant', tenantId)) as { token: string };
-  const r = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
-    'register',
-    '--cloud',
-    at.url,
-    '--ca-file',
-    at.caFile,
-    '--token',
-    token,
-    '--state-dir',
-    stateDir,
-  ]);
+  const r = await registerAgentCli({ cloudUrl: at.url, caFile: at.caFile, token, stateDir });
   if (r.code !== 0) throw new Error(`agent register: ${r.stderr || r.stdout}`);
 };
 

@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as oidc from 'openid-client';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type Child, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
 import { pinnedFetch } from '../test/harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from '../test/harness/slapd.ts';
 import { ensureSystem } from './ensure-system.ts';
@@ -188,16 +188,7 @@ const main = async () => {
     { mode: 0o600 },
   );
   const agentArgs = ['--state-dir', AGENT_DIR];
-  const reg = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
-    'register',
-    '--cloud',
-    PUBLIC_URL,
-    '--ca-file',
-    CA_FILE,
-    '--token',
-    token,
-    ...agentArgs,
-  ]);
+  const reg = await registerAgentCli({ cloudUrl: PUBLIC_URL, caFile: CA_FILE, token, stateDir: AGENT_DIR });
   if (reg.code !== 0) fail(`agent registration failed: ${reg.stderr.trim() || reg.stdout.trim()}`);
   chmodSync(AGENT_DIR, 0o700);
 

@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
 import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
+import { type Child, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from './harness/children.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
 const DOMAIN = 'contoso.test';
@@ -65,17 +65,8 @@ const configureAgent = (stateDir: string) => {
 };
 
 const register = async (agentFile: string, stateDir: string, token: string) => {
-  const r = await runNode(agentFile, [
-    'register',
-    '--cloud',
-    cloud.url,
-    '--ca-file',
-    join(cloudDir, 'tls', 'ca.pem'),
-    '--token',
-    token,
-    '--state-dir',
-    stateDir,
-  ]);
+  const caFile = join(cloudDir, 'tls', 'ca.pem');
+  const r = await registerAgentCli({ cloudUrl: cloud.url, caFile, token, stateDir, agentFile });
   outputs.push(r.stdout, r.stderr);
   assert.equal(r.code, 0, `agent register: ${r.stderr}`);
 };

@@ -21,7 +21,15 @@ import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
 import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
-import { type Child, freePort, ROOT, runNode, spawnNode, waitFor } from './harness/children.ts';
+import {
+  type Child,
+  freePort,
+  ROOT,
+  registerAgentCli,
+  runNode,
+  spawnNode,
+  waitFor,
+} from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -61,17 +69,8 @@ const ok = async (...args: string[]) => {
 };
 
 const registerAgent = async (stateDir: string, token: string) => {
-  const r = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
-    'register',
-    '--cloud',
-    cloud.url,
-    '--ca-file',
-    join(cloudDir, 'tls', 'ca.pem'),
-    '--token',
-    token,
-    '--state-dir',
-    stateDir,
-  ]);
+  const caFile = join(cloudDir, 'tls', 'ca.pem');
+  const r = await registerAgentCli({ cloudUrl: cloud.url, caFile, token, stateDir });
   outputs.push(r.stdout, r.stderr);
   return r;
 };

@@ -164,3 +164,19 @@ export const freePort = (): Promise<number> =>
       srv.close(() => resolve(port));
     });
   });
+
+export const AGENT_MAIN = join(ROOT, 'apps/agent/src/main.ts');
+
+/**
+ * Registers an agent with a one-time token through the real `register` command, as an installer
+ * would. `agentFile` may be the downloaded bundle instead of the source.
+ */
+export const registerAgentCli = (
+  o: { cloudUrl: string; caFile: string; token: string; stateDir: string; agentFile?: string },
+  opts: SpawnOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> =>
+  runNode(
+    o.agentFile ?? AGENT_MAIN,
+    ['register', '--cloud', o.cloudUrl, '--ca-file', o.caFile, '--token', o.token, '--state-dir', o.stateDir],
+    opts,
+  );

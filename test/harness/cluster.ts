@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'nats';
-import { type Child, freePort, ROOT, runNode, spawnNode, waitFor } from './children.ts';
+import { type Child, freePort, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from './children.ts';
 
 export const NATS_URL = process.env.GATEHOUSE_TEST_NATS ?? 'nats://127.0.0.1:4222';
 
@@ -121,19 +121,13 @@ export const registerAgentProc = async (
   config: Record<string, unknown>,
 ) => {
   mkdirSync(stateDir, { recursive: true });
-  const r = await runNode(
-    join(ROOT, 'apps/agent/src/main.ts'),
-    [
-      'register',
-      '--cloud',
-      node.url,
-      '--ca-file',
-      join(String(node.env.GATEHOUSE_DATA_DIR), 'tls', 'ca.pem'),
-      '--token',
+  const r = await registerAgentCli(
+    {
+      cloudUrl: node.url,
+      caFile: join(String(node.env.GATEHOUSE_DATA_DIR), 'tls', 'ca.pem'),
       token,
-      '--state-dir',
       stateDir,
-    ],
+    },
     { env: baseEnv() },
   );
   if (r.code !== 0) throw new Error(`agent ${name} register: ${r.stdout}${r.stderr}`);

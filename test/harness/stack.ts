@@ -15,7 +15,7 @@ import { verifyDomain } from '../../apps/cloud/src/directory/domains.ts';
 import { createRegistrationToken } from '../../apps/cloud/src/directory/registration-tokens.ts';
 import { createTenant, updateSettings } from '../../apps/cloud/src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../../apps/cloud/src/server.ts';
-import { type Child, ROOT, runNode, spawnNode, waitFor } from './children.ts';
+import { type Child, ROOT, registerAgentCli, spawnNode, waitFor } from './children.ts';
 import { pinnedFetch } from './pinned-fetch.ts';
 
 export interface DirectoryForAgent {
@@ -122,17 +122,12 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
       const stateDir = join(dir, `agent-${agents.length + 1}`);
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       const { token } = await createRegistrationToken(db, tenantId, 'stack', 600, Date.now());
-      const reg = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
-        'register',
-        '--cloud',
-        cloud.url,
-        '--ca-file',
-        join(dir, 'cloud', 'tls', 'ca.pem'),
-        '--token',
+      const reg = await registerAgentCli({
+        cloudUrl: cloud.url,
+        caFile: join(dir, 'cloud', 'tls', 'ca.pem'),
         token,
-        '--state-dir',
         stateDir,
-      ]);
+      });
       outputs.push(reg.stdout, reg.stderr);
       assert.equal(reg.code, 0, `agent register: ${reg.stderr}`);
       const { kind, urls, bindDn, baseDns, extra } = opts.directory;
