@@ -4,11 +4,21 @@
  *
  * Sources, later wins: defaults < JSON file named by GATEHOUSE_CONFIG < GATEHOUSE_* variables.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
+
+/** Keys naming files the cloud reads (certificates, keys, secrets). */
+const FILE_KEYS = [
+  'tlsCertFile',
+  'tlsKeyFile',
+  'natsCaFile',
+  'natsCertFile',
+  'natsKeyFile',
+  'natsPasswordFile',
+] as const;
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -86,6 +96,16 @@ export const CloudConfigSchema = z
       issue('natsCertFile', 'natsCertFile and natsKeyFile go together');
     if ((c.natsUser === undefined) !== (c.natsPasswordFile === undefined))
       issue('natsUser', 'natsUser and natsPasswordFile go together');
+    // A file that cannot be read is reported now, with every other problem, not at first use.
+    for (const key of FILE_KEYS) {
+      const file = c[key];
+      if (file === undefined) continue;
+      try {
+        accessSync(file, constants.R_OK);
+      } catch {
+        issue(key, `cannot read ${file}`);
+      }
+    }
   });
 
 export type CloudConfig = Readonly<

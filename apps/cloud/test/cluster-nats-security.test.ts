@@ -98,6 +98,25 @@ test('a tls:// NATS URL needs a CA to pin; user and password file go together', 
   }
 });
 
+test('files the configuration names must be readable, all reported at once', () => {
+  try {
+    loadCloudConfig(
+      {},
+      {
+        tlsCertFile: join(dir, 'missing-cert.pem'),
+        tlsKeyFile: join(dir, 'missing-key.pem'),
+        natsUser: 'gatehouse',
+        natsPasswordFile: join(dir, 'missing.pw'),
+      },
+    );
+    assert.fail('expected config_invalid');
+  } catch (err) {
+    assert.ok(isGatehouseError(err) && err.code === 'config_invalid');
+    const paths = (err.detail as { path: string }[]).map((d) => d.path).sort();
+    assert.deepEqual(paths, ['natsPasswordFile', 'tlsCertFile', 'tlsKeyFile']);
+  }
+});
+
 test('a node joins NATS over TLS with the pinned CA and its user', {
   skip: !NATS && 'no nats-server',
 }, async () => {

@@ -144,8 +144,8 @@ const initial = (engine: Engine): Migration => ({
   },
 });
 
-/** Smart lockout: counters per user and location, in-flight reservations, recent wrong-password
- * keyed hashes, and the locations where each user has signed in before. */
+/** Smart lockout: counters per user and location (with the attempts in flight), recent
+ * wrong-password keyed hashes, and the locations where each user has signed in before. */
 const lockout: Migration = {
   async up(db: Kysely<unknown>) {
     await db.schema
@@ -156,21 +156,10 @@ const lockout: Migration = {
       .addColumn('failures', 'integer', (c) => c.notNull().defaultTo(0))
       .addColumn('lock_count', 'integer', (c) => c.notNull().defaultTo(0))
       .addColumn('locked_until', 'bigint', (c) => c.notNull().defaultTo(0))
+      .addColumn('in_flight', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('in_flight_until', 'bigint', (c) => c.notNull().defaultTo(0))
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .addPrimaryKeyConstraint('lockout_counters_pk', ['tenant_id', 'user_id', 'location'])
-      .execute();
-    await db.schema
-      .createTable('lockout_reservations')
-      .addColumn('request_id', 'text', (c) => c.primaryKey())
-      .addColumn('tenant_id', 'text', (c) => c.notNull())
-      .addColumn('user_id', 'text', (c) => c.notNull())
-      .addColumn('location', 'text', (c) => c.notNull())
-      .addColumn('expires_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema
-      .createIndex('lockout_reservations_user')
-      .on('lockout_reservations')
-      .columns(['tenant_id', 'user_id', 'location'])
       .execute();
     await db.schema
       .createTable('lockout_bad_passwords')
@@ -205,27 +194,11 @@ const onPremNameIndex: Migration = {
   },
 };
 
-/** Smart lockout counts attempts in flight on the counter row itself (one statement, not a table scan). */
-const lockoutInFlight: Migration = {
-  async up(db: Kysely<unknown>) {
-    await db.schema
-      .alterTable('lockout_counters')
-      .addColumn('in_flight', 'integer', (c) => c.notNull().defaultTo(0))
-      .execute();
-    await db.schema
-      .alterTable('lockout_counters')
-      .addColumn('in_flight_until', 'bigint', (c) => c.notNull().defaultTo(0))
-      .execute();
-    await db.schema.dropTable('lockout_reservations').execute();
-  },
-};
-
 const provider = (engine: Engine): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
     '0002_lockout': lockout,
     '0003_on_prem_name': onPremNameIndex,
-    '0004_lockout_in_flight': lockoutInFlight,
   }),
 });
 

@@ -16,7 +16,7 @@ export interface LockoutAttempt {
   password: string;
   origin: { ip?: string; deviceId?: string };
   settings: { threshold: number; durationS: number };
-  /** The request's deadline (ms since epoch): reservations must not outlive it by much. */
+  /** The request's deadline (ms since epoch): an attempt counted in flight lapses soon after it. */
   deadline: number;
 }
 
