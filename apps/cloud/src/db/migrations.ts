@@ -194,11 +194,24 @@ const onPremNameIndex: Migration = {
   },
 };
 
+/** The secret key's check value, so a process with another key is refused before it writes. */
+const keyCheck: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('key_check')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('sealed', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 const provider = (engine: Engine): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
     '0002_lockout': lockout,
     '0003_on_prem_name': onPremNameIndex,
+    '0004_key_check': keyCheck,
   }),
 });
 

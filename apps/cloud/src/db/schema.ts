@@ -171,7 +171,15 @@ export interface FamiliarLocationTable {
   last_success_at: number;
 }
 
+/** One row: a constant sealed with the secret key the database was set up with (directory/key-check.ts). */
+export interface KeyCheckTable {
+  id: string;
+  sealed: string;
+  created_at: number;
+}
+
 export interface Database {
+  key_check: KeyCheckTable;
   tenants: TenantTable;
   domains: DomainTable;
   users: UserTable;
