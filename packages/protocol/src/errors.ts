@@ -169,6 +169,13 @@ export const catalog = {
     null,
     'Pass-through authentication cannot be enabled while no agent is active.',
   ),
+  lockout_weaker_than_directory: e(
+    409,
+    'invalid_request',
+    {},
+    null,
+    "Smart lockout must trip before the directory's own lockout: use a lower threshold and at least its duration.",
+  ),
   agent_limit_reached: e(
     409,
     'invalid_request',
