@@ -42,7 +42,8 @@ const usageError = (io: Io, json: boolean, detail: unknown, usage?: string): num
 
 export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> => {
   const json = argv.includes('--json');
-  const name = argv.slice(0, 2).join(' ');
+  // Commands are two words ("tenant create"), except first-time setup ("init").
+  const name = commands[argv[0] ?? ''] ? argv[0]! : argv.slice(0, 2).join(' ');
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
     io.stdout(USAGE);
     return argv.length === 0 ? 2 : 0;
@@ -57,7 +58,7 @@ export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = proc
   let values: Record<string, unknown>;
   try {
     values = parseArgs({
-      args: argv.slice(2),
+      args: argv.slice(name.split(' ').length),
       options: { ...command.options, json: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
@@ -74,11 +75,12 @@ export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = proc
   let state: Awaited<ReturnType<typeof openState>> | undefined;
   try {
     const config = loadCloudConfig(env);
-    state = await openState(config);
+    state = await openState(config, undefined, { create: command.createsState === true });
     const cliEnv: CliEnv = {
       config,
       db: state.db,
       secrets: state.secrets,
+      state: state.info,
       now: () => Date.now(),
       readPassword: async (file, stdin) => {
         const raw = stdin ? await io.readStdin() : readFileSync(file!, 'utf8');

@@ -38,8 +38,12 @@ export const CloudConfigSchema = z
     gatewayPort: port.default(8444),
     /** The URL agents are told to connect to (default: wss://HOST-OF-PUBLIC-URL:GATEWAY_PORT). */
     gatewayUrl: z.url().optional(),
-    /** 32-byte key (base64) sealing secrets at rest. Default: DATA_DIR/secret.key, made at first start. */
-    secretKey: z.string().optional(),
+    /** 32-byte key (base64) sealing secrets at rest. Default: DATA_DIR/secret.key, made by first-time
+     * setup (the cloud's first start, `gatehouse init`). Checked against the database at every start. */
+    secretKey: z
+      .string()
+      .refine((v) => Buffer.from(v.trim(), 'base64').length === 32, 'must be a 32-byte key in base64')
+      .optional(),
     /** Server TLS certificate and key (PEM files). Default: a private CA and certificate made at
      * first start in DATA_DIR/tls. */
     tlsCertFile: z.string().optional(),

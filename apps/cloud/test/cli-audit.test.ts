@@ -25,6 +25,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gh-cli-audit-'));
   env = { PATH: process.env.PATH, GATEHOUSE_DATA_DIR: join(dir, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
   writeFileSync(join(dir, 'pw'), 'First-Passw0rd!', { mode: 0o600 });
+  assert.equal((await gh(['init'])).code, 0);
   const t = await gh([
     'tenant',
     'create',

@@ -49,6 +49,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 let tenantId = '';
 
 test('tenant create, with the password from a file; show and list', async () => {
+  // First-time setup is explicit: no other command creates a data directory.
+  assert.equal((await gh(['init'])).code, 0);
   const r = await gh([
     'tenant',
     'create',

@@ -10,6 +10,7 @@ import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
 import { auditCommands } from './audit.ts';
+import { initCommands } from './init.ts';
 import { lockoutCommands } from './lockout.ts';
 import { opsCommands } from './ops.ts';
 import {
@@ -32,6 +33,7 @@ const adminPw = passwordSource('admin-password-file', 'admin-password-stdin');
 const userPw = passwordSource('password-file', 'password-stdin');
 
 export const commands: Record<string, Command> = {
+  ...initCommands,
   'tenant create': command({
     usage:
       '--name N --domain D --admin-upn U (--admin-password-file F | --admin-password-stdin) [--admin-display-name N]',

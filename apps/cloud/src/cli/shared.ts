@@ -1,5 +1,6 @@
 /** What the operator CLI's commands share: their environment, flag types and output helpers. */
 import { z } from 'zod';
+import type { StateInfo } from '../bootstrap.ts';
 import type { CloudConfig } from '../config.ts';
 import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
@@ -8,6 +9,8 @@ export interface CliEnv {
   config: CloudConfig;
   db: Db;
   secrets: SecretBox;
+  /** What was opened: the database, where the key came from, whether it was set up now. */
+  state: StateInfo;
   now: () => number;
   /** Reads a password from a file or stdin, without its trailing newline. */
   readPassword(file: string | undefined, stdin: boolean): Promise<string>;
@@ -16,6 +19,9 @@ export interface CliEnv {
 export type Option = { type: 'string' | 'boolean'; multiple?: boolean };
 export interface Command {
   usage: string;
+  /** First-time setup: may create the data directory, database and secret key. No other command
+   * creates state; run elsewhere, they refuse and say where they looked. */
+  createsState?: boolean;
   options: Record<string, Option>;
   schema: z.ZodType;
   run(env: CliEnv, args: never): Promise<{ json: unknown; text: string }>;
@@ -37,6 +43,7 @@ export const passwordSource = <P extends string>(fileKey: P, stdinKey: string) =
 
 export const command = <S extends z.ZodType>(c: {
   usage: string;
+  createsState?: boolean;
   options: Record<string, Option>;
   schema: S;
   run(env: CliEnv, args: z.output<S>): Promise<{ json: unknown; text: string }>;

@@ -12,7 +12,11 @@ export type { Database } from './schema.ts';
  */
 export const openDb = async (
   url: string,
-  opts: { onPoolError?: (err: Error) => void } = {},
+  opts: {
+    onPoolError?: (err: Error) => void;
+    /** Runs before migrations, on the unmigrated database; a throw closes it and nothing is migrated. */
+    beforeMigrate?: (db: Kysely<unknown>) => Promise<void>;
+  } = {},
 ): Promise<{ db: Db; engine: Engine }> => {
   let db: Db;
   let engine: Engine;
@@ -31,6 +35,12 @@ export const openDb = async (
     db = new Kysely<Database>({ dialect: openSqlite(file).dialect });
     engine = 'sqlite';
   }
-  await migrateToLatest(db as Kysely<unknown>, engine);
+  try {
+    await opts.beforeMigrate?.(db as Kysely<unknown>);
+    await migrateToLatest(db as Kysely<unknown>, engine);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
   return { db, engine };
 };
