@@ -29,6 +29,7 @@ export const SYSTEM_PACKAGES: ReadonlyArray<{ bin: string; pkg: string; why: str
   },
   { bin: 'pkill', pkg: 'procps', why: 'stopping a leftover domain controller' },
   { bin: 'python3', pkg: 'python3', why: 'a domain controller that drops packets, in the failover tests' },
+  { bin: 'systemd-analyze', pkg: 'systemd', why: "verifying the cloud's systemd unit (deploy/systemd)" },
 ];
 
 /** Answers debconf would otherwise ask (slapd must not build its own system database). */

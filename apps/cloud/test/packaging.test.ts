@@ -1,0 +1,152 @@
+/**
+ * The deployment files in deploy/: images cannot be built on the test machines, so this checks what
+ * can be checked without a container runtime. The systemd unit passes `systemd-analyze verify` and
+ * stays hardened; the Containerfile and the compose file copy and run paths that exist, as a
+ * non-root user, on the ports the cloud listens on; every GATEHOUSE_* setting they name is one the
+ * cloud's configuration schema accepts.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { CloudConfigSchema, loadCloudConfig } from '../src/config.ts';
+
+const root = join(import.meta.dirname, '..', '..', '..');
+const deploy = (...p: string[]) => join(root, 'deploy', ...p);
+const INSTALL_DIR = '/opt/gatehouse';
+
+/** GATEHOUSE_* assignments in env-file syntax (commented-out examples included). */
+const envAssignments = (text: string): Record<string, string> =>
+  Object.fromEntries(
+    [...text.matchAll(/^#?\s*(GATEHOUSE_[A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim()]),
+  );
+
+/** Loads the settings as the cloud would, with files the test cannot have replaced by readable ones. */
+const acceptedByCloud = (env: Record<string, string>) => {
+  const readable = join(root, 'package.json');
+  const filled = Object.fromEntries(
+    Object.entries(env).map(([k, v]) => {
+      if (k.endsWith('_FILE')) return [k, readable];
+      if (k === 'GATEHOUSE_SECRET_KEY') return [k, v || randomBytes(32).toString('base64')];
+      return [k, v];
+    }),
+  );
+  return loadCloudConfig({ ...filled, GATEHOUSE_DATA_DIR: tmpdir() });
+};
+
+test('the systemd unit verifies and stays hardened (exposure at most 2.0 of 10)', (t) => {
+  const unit = readFileSync(deploy('systemd', 'gatehouse-cloud.service'), 'utf8');
+  // verify checks that ExecStart's program exists: point the install directory at this checkout.
+  const dir = mkdtempSync(join(tmpdir(), 'gh-unit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gatehouse-cloud.service');
+  writeFileSync(file, unit.replaceAll(INSTALL_DIR, root));
+  const verify = spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8' });
+  assert.equal(verify.status, 0, verify.stderr);
+  assert.equal(verify.stderr.trim(), '', 'systemd-analyze verify has no warnings');
+  const security = spawnSync('systemd-analyze', ['security', '--offline=true', '--threshold=20', file], {
+    encoding: 'utf8',
+  });
+  assert.equal(security.status, 0, security.stdout.split('\n').slice(-3).join('\n'));
+
+  const exec = /^ExecStart=(\S+) (\S+)$/m.exec(unit);
+  assert.ok(exec, 'ExecStart runs node on one script');
+  for (const p of [exec[1]!, exec[2]!]) assert.ok(existsSync(p.replace(INSTALL_DIR, root)), `${p} exists`);
+  assert.match(unit, /^DynamicUser=yes$/m);
+  assert.match(unit, /^UMask=0077$/m);
+  const env = Object.fromEntries(
+    [...unit.matchAll(/^Environment=(GATEHOUSE_[A-Z_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]),
+  );
+  assert.equal(env.GATEHOUSE_DATA_DIR, '/var/lib/gatehouse', 'state lives in StateDirectory=gatehouse');
+  assert.doesNotThrow(() => acceptedByCloud(env));
+});
+
+test('every GATEHOUSE_* setting the deployment files name is accepted; an unknown one is not', () => {
+  const example = envAssignments(readFileSync(deploy('container', 'cloud.env.example'), 'utf8'));
+  assert.ok(Object.keys(example).length >= 5, 'the example names the scale-out settings');
+  const config = acceptedByCloud(example);
+  assert.match(config.database, /^postgres:\/\//);
+  assert.ok(config.natsUrl, 'the scale-out shape names NATS');
+  // The check above can fail: the schema is strict about names.
+  assert.throws(() => acceptedByCloud({ ...example, GATEHOUSE_NOT_A_SETTING: '1' }), {
+    code: 'config_invalid',
+  });
+});
+
+test('the Containerfile copies what exists and runs the cloud as a non-root user', () => {
+  const text = readFileSync(deploy('container', 'Containerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const lines = text.split('\n').filter((l) => l.trim() && !l.trimStart().startsWith('#'));
+  const stages = lines.filter((l) => /^FROM /.test(l));
+  assert.ok(stages.length >= 2, 'a build stage and a runtime stage');
+  for (const l of lines.filter((l) => /^COPY /.test(l) && !l.includes('--from'))) {
+    const parts = l.split(/\s+/).slice(1, -1);
+    for (const src of parts) assert.ok(existsSync(join(root, src)), `COPY source ${src} exists`);
+  }
+  const runtime = lines.slice(lines.lastIndexOf(stages.at(-1)!));
+  const user = runtime.find((l) => /^USER /.test(l))?.split(/\s+/)[1] ?? 'root';
+  assert.ok(!/^(root|0)(:|$)/.test(user), `runs as ${user}`);
+  const entry = runtime.find((l) => /^ENTRYPOINT /.test(l));
+  assert.ok(entry);
+  const argv = JSON.parse(entry.slice('ENTRYPOINT '.length)) as string[];
+  assert.equal(argv[0], 'node');
+  assert.ok(existsSync(join(root, argv[1]!)), `${argv[1]} exists`);
+  const exposed = runtime
+    .filter((l) => /^EXPOSE /.test(l))
+    .flatMap((l) => l.split(/\s+/).slice(1))
+    .map(Number);
+  const defaults = CloudConfigSchema.parse({});
+  assert.deepEqual(exposed.sort(), [defaults.port, defaults.gatewayPort].sort());
+  // The esbuild version the image installs is read from the cloud's package.json at build time.
+  const version = execFileSync(
+    process.execPath,
+    ['-p', "require('./apps/cloud/package.json').devDependencies.esbuild"],
+    { cwd: root, encoding: 'utf8' },
+  ).trim();
+  assert.match(version, /^\^?\d+\.\d+\.\d+$/);
+});
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  env_file?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  depends_on?: Record<string, unknown>;
+}
+
+test('the compose file: two cloud nodes built from the Containerfile, on the PostgreSQL and NATS it defines', () => {
+  const dir = deploy('container');
+  const compose = parseYaml(readFileSync(join(dir, 'compose.yaml'), 'utf8')) as {
+    services: Record<string, ComposeService>;
+    secrets?: Record<string, { file: string }>;
+  };
+  const { services } = compose;
+  const nodes = Object.entries(services).filter(([, s]) => s.build);
+  assert.equal(nodes.length, 2);
+  const example = envAssignments(readFileSync(join(dir, 'cloud.env.example'), 'utf8'));
+  const defaults = CloudConfigSchema.parse({});
+  for (const [name, s] of nodes) {
+    assert.ok(
+      existsSync(join(dir, s.build!.context, s.build!.dockerfile)),
+      `${name} builds a file that exists`,
+    );
+    assert.deepEqual(s.env_file, ['cloud.env'], 'made from cloud.env.example');
+    assert.doesNotThrow(() => acceptedByCloud({ ...example, ...s.environment }));
+    const inside = (s.ports ?? []).map((p) => Number(p.split(':').at(-1)));
+    assert.deepEqual(
+      inside.sort(),
+      [defaults.port, defaults.gatewayPort].sort(),
+      `${name} publishes both ports`,
+    );
+    for (const dep of Object.keys(s.depends_on ?? {})) assert.ok(services[dep], `${name} depends on ${dep}`);
+  }
+  // The example's database and NATS addresses name services of this file.
+  assert.ok(services[new URL(example.GATEHOUSE_DATABASE!).hostname]?.image?.startsWith('postgres:'));
+  assert.ok(services[new URL(example.GATEHOUSE_NATS_URL!).hostname]?.image?.startsWith('nats:'));
+  for (const [, s] of Object.entries(compose.secrets ?? {}))
+    assert.ok(readFileSync(join(root, '.gitignore'), 'utf8').includes(`deploy/container/${s.file}`));
+});
