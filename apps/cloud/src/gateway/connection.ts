@@ -2,11 +2,17 @@
  * One agent's WebSocket after the mutual-TLS upgrade: hello and welcome, heartbeats, results and
  * sync pages. Every frame is parsed with the protocol schemas; a misbehaving agent is answered
  * with protocol_error and, after a few in a row, disconnected, without touching anyone else.
+ *
+ * Nothing that happens on one connection may reach the process: an agent can close its socket at
+ * any moment, so a send to a closing socket is a logged no-op (false), and every hook call runs
+ * through #contain, which turns a throw or a rejection into, at most, this connection closing
+ * with a catalog error. A throw that escaped here once took every tenant's sign-ins down.
  */
 import {
   AgentMessage,
   type CloudMessage,
   type DirectoryHealth,
+  type ErrorCode,
   PROTOCOL_VERSION,
   parseFrame,
   type SyncPage,
@@ -22,6 +28,13 @@ export const HELLO_TIMEOUT_MS = 5_000;
 export const MAX_MALFORMED = 3;
 /** Clock skew beyond this is logged: HPKE deadlines and certificates depend on sane clocks. */
 export const SKEW_WARN_MS = 60_000;
+/**
+ * Sync pages received but not yet applied. The agent sends the next page only after the last
+ * one's sync.ack, so more than this is an agent making the cloud hold its frames in memory.
+ */
+export const MAX_QUEUED_SYNC_PAGES = 8;
+/** Bytes queued to a socket that does not read them; beyond this the agent is dropped. */
+export const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** A validation request in flight (owned by the dispatcher, parked on the connection it was sent to). */
 export interface Pending {
@@ -87,6 +100,8 @@ export class AgentConnection {
   malformed = 0;
   /** Sync pages are applied one after another, in order; results never wait behind them. */
   syncChain: Promise<void> = Promise.resolve();
+  /** Pages on syncChain not applied yet. */
+  syncQueued = 0;
   readonly #ws: WebSocket;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -95,6 +110,8 @@ export class AgentConnection {
   #helloTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeatBusy = false;
   #helloSeen = false;
+  /** Frames not sent because the socket was already closing (logged once, counted at close). */
+  #dropped = 0;
 
   constructor(
     ws: WebSocket,
@@ -112,11 +129,16 @@ export class AgentConnection {
     this.#hooks = opts.hooks;
     this.#heartbeatMs = opts.heartbeatMs;
     this.lastHeardAt = opts.now();
-    this.#helloTimer = setTimeout(() => this.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
-    ws.on('message', (data, isBinary) => this.#onFrame(isBinary ? null : data.toString()));
+    this.#helloTimer = setTimeout(
+      () => this.#contain('hello timer', () => this.close(1008, 'no hello')),
+      HELLO_TIMEOUT_MS,
+    );
+    ws.on('message', (data, isBinary) =>
+      this.#contain('frame', () => this.#onFrame(isBinary ? null : data.toString())),
+    );
     // Oversized frames make ws close with 1009 and report here; nothing else to do but log.
     ws.on('error', (err) => this.#log.warn({ err: err.message }, 'agent socket error'));
-    ws.on('close', (code) => this.#onClose(code));
+    ws.on('close', (code) => this.#contain('close', () => this.#onClose(code)));
   }
 
   /** Ready, open, and heard from since `cutoff`: may receive requests. */
@@ -124,25 +146,57 @@ export class AgentConnection {
     return this.ready && !this.closed && this.lastHeardAt >= cutoff;
   }
 
-  send(msg: CloudMessage): void {
-    this.sendRaw(JSON.stringify(msg));
+  /** Whether a frame can be sent now: not closed by us, and the socket still OPEN (not CLOSING). */
+  get open(): boolean {
+    return !this.closed && this.#ws.readyState === this.#ws.OPEN;
   }
 
-  sendRaw(frame: string): void {
-    if (this.closed || this.#ws.readyState !== this.#ws.OPEN) throw new Error('connection closed');
-    this.#ws.send(frame);
+  /** Sends one message; false when the socket is closing or closed (logged, never thrown). */
+  send(msg: CloudMessage): boolean {
+    return this.sendRaw(JSON.stringify(msg));
   }
 
-  sendError(code: string, message: string): void {
-    if (!this.closed) this.send({ type: 'error', code, message: message.slice(0, 512) });
+  /**
+   * Sends one frame. Returns false, and logs, when the connection is closing or closed: the agent
+   * may hang up between any two awaits, so callers that can do something else (the dispatcher
+   * fails over) look at the answer, and the rest need not care.
+   */
+  sendRaw(frame: string): boolean {
+    if (this.open && this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.#log.warn({ buffered: this.#ws.bufferedAmount }, 'agent does not read its socket; dropping it');
+      // Not from here: the caller (the dispatcher) is in the middle of parking a request on us.
+      setImmediate(() => this.#contain('drop slow reader', () => this.terminate()));
+      return false;
+    }
+    if (this.open) {
+      try {
+        this.#ws.send(frame);
+        return true;
+      } catch (err) {
+        this.#log.warn({ err }, 'frame not sent');
+        return false;
+      }
+    }
+    if (this.#dropped++ === 0)
+      this.#log.debug({ readyState: this.#ws.readyState }, 'frame not sent: the connection is closing');
+    return false;
+  }
+
+  sendError(code: ErrorCode, message: string): boolean {
+    return this.send({ type: 'error', code, message: message.slice(0, 512) });
   }
 
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.#log.info({ code, reason }, 'closing agent connection');
-    this.#ws.close(code, reason);
-    // A peer that does not complete the closing handshake must not keep its slot.
-    setTimeout(() => this.#ws.terminate(), 2_000).unref();
+    try {
+      this.#ws.close(code, reason);
+      // A peer that does not complete the closing handshake must not keep its slot.
+      setTimeout(() => this.#ws.terminate(), 2_000).unref();
+    } catch (err) {
+      this.#log.warn({ err }, 'closing handshake failed; dropping the socket');
+      this.#ws.terminate();
+    }
     this.#markClosed();
   }
 
@@ -171,12 +225,38 @@ export class AgentConnection {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.#helloTimer);
-    this.#hooks.onClosed(this);
+    // Already closed, so a failure here can only be logged; the connection is gone either way.
+    this.#contain('closed', () => this.#hooks.onClosed(this));
   }
 
   #onClose(code: number): void {
-    if (!this.closed) this.#log.info({ code }, 'agent disconnected');
+    if (!this.closed) this.#log.info({ code, droppedFrames: this.#dropped }, 'agent disconnected');
     this.#markClosed();
+  }
+
+  /**
+   * Runs one handler of this connection's events. A throw or a rejection is logged with what was
+   * running and closes this connection with internal_error (1011); it never reaches the process.
+   */
+  #contain(what: string, fn: () => void | Promise<void>): void {
+    try {
+      const r = fn();
+      if (r) r.catch((err: unknown) => this.#failed(what, err));
+    } catch (err) {
+      this.#failed(what, err);
+    }
+  }
+
+  #failed(what: string, err: unknown): void {
+    try {
+      this.#log.error({ err, what }, 'agent connection handler failed; closing the connection');
+      if (this.closed) return;
+      this.sendError('internal_error', 'the cloud could not handle the message');
+      this.close(1011, 'internal error');
+    } catch {
+      // Last resort (even logging failed): drop the socket; never rethrow into the event loop.
+      this.#ws.terminate();
+    }
   }
 
   #malformed(why: string): void {
@@ -210,19 +290,32 @@ export class AgentConnection {
         this.directory = msg.directory;
         if (this.#heartbeatBusy) return;
         this.#heartbeatBusy = true;
-        this.#hooks
-          .onHeartbeat(this)
-          .catch((err) => this.#log.error({ err }, 'heartbeat handling failed'))
+        // A failed presence write (the database busy) is logged; the agent stays connected.
+        Promise.resolve()
+          .then(() => this.#hooks.onHeartbeat(this))
+          .catch((err: unknown) => this.#log.error({ err }, 'heartbeat handling failed'))
           .finally(() => {
             this.#heartbeatBusy = false;
           });
         return;
       case 'sync.page':
+        if (this.syncQueued >= MAX_QUEUED_SYNC_PAGES) {
+          this.#log.warn({ queued: this.syncQueued }, 'agent sends sync pages without waiting for sync.ack');
+          this.sendError('protocol_error', 'too many sync pages in flight; wait for each sync.ack');
+          this.close(1008, 'sync pages not paced');
+          return;
+        }
+        this.syncQueued++;
+        // A page that fails is answered and logged; the run then restarts (the next page is out of
+        // order), so the connection stays.
         this.syncChain = this.syncChain
           .then(() => (this.closed ? undefined : this.#hooks.onSyncPage(this, msg)))
-          .catch((err) => {
+          .catch((err: unknown) => {
             this.#log.error({ err, runId: msg.runId }, 'sync page failed');
             this.sendError('internal_error', 'the sync page could not be applied');
+          })
+          .finally(() => {
+            this.syncQueued--;
           });
         return;
     }
@@ -252,28 +345,27 @@ export class AgentConnection {
     this.version = msg.version;
     this.capabilities = msg.capabilities;
     this.directory = msg.directory;
-    this.#hooks
-      .onHello(this)
-      .then(() => {
-        if (this.closed) return;
-        this.send({
-          type: 'welcome',
-          agentId: this.agentId,
-          tenantId: this.tenantId,
-          heartbeatMs: this.#heartbeatMs,
-          serverClock: this.#now(),
-        });
-        this.ready = true;
-        this.#hooks.onReady(this);
-        this.#log.info(
-          { hostname: msg.hostname, version: msg.version, clockSkewMs: this.clockSkewMs },
-          'agent connected',
-        );
-      })
-      .catch((err) => {
-        this.#log.error({ err }, 'agent hello failed');
-        this.sendError('internal_error', 'the cloud could not accept the connection');
-        this.close(1011, 'internal error');
+    this.#contain('hello', () => this.#welcome(msg));
+  }
+
+  async #welcome(msg: Extract<AgentMessage, { type: 'hello' }>): Promise<void> {
+    await this.#hooks.onHello(this);
+    // An agent that hung up while its presence was written never becomes ready.
+    const sent =
+      !this.closed &&
+      this.send({
+        type: 'welcome',
+        agentId: this.agentId,
+        tenantId: this.tenantId,
+        heartbeatMs: this.#heartbeatMs,
+        serverClock: this.#now(),
       });
+    if (!sent) return;
+    this.ready = true;
+    this.#hooks.onReady(this);
+    this.#log.info(
+      { hostname: msg.hostname, version: msg.version, clockSkewMs: this.clockSkewMs },
+      'agent connected',
+    );
   }
 }

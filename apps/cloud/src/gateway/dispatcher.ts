@@ -209,7 +209,8 @@ export class AgentDispatcher implements Dispatcher {
         const sealed = this.#envelopeFor(p, c);
         p.conn = c;
         c.pending.set(req.requestId, p);
-        c.sendRaw(
+        // false: the socket is closing (the agent hung up); fail over now, not at its close event.
+        const sent = c.sendRaw(
           JSON.stringify({
             type: 'validate',
             id: req.requestId,
@@ -221,6 +222,7 @@ export class AgentDispatcher implements Dispatcher {
             sentAt: this.#now(),
           }),
         );
+        if (!sent) throw new Error('the agent connection is closing');
         return;
       } catch (err) {
         c.pending.delete(req.requestId);

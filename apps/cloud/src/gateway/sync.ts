@@ -2,6 +2,7 @@
  * Directory sync ingestion: an agent streams a full run as pages; each page is applied at once
  * (one transaction), anchors are collected, and the final page applies deletions behind the
  * accidental-deletion guard. Each page is acknowledged so the agent can pace itself.
+ * The agent may hang up at any await: conn.send is then a no-op, so nothing here throws for it.
  */
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
@@ -79,7 +80,7 @@ export class SyncIngest {
     if (s.skipped > 0)
       this.#log.warn({ runId: run.runId, skippedUpns: s.skippedUpns.slice(0, 20) }, 'sync skipped users');
     if (!page.final) {
-      if (!conn.closed) conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq });
+      conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq });
       return;
     }
     this.#runs.delete(conn);
@@ -105,7 +106,12 @@ export class SyncIngest {
     this.#log.info({ agentId: conn.agentId, runId: run.runId, ...summary }, 'sync run applied');
     if (fin.deletionGuarded)
       this.#log.warn({ tenantId: conn.tenantId, runId: run.runId }, 'sync deletions refused by the guard');
-    this.#onFinished?.(conn.tenantId, summary);
-    if (!conn.closed) conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq, summary });
+    try {
+      this.#onFinished?.(conn.tenantId, summary);
+    } catch (err) {
+      // A listener's bug is not the agent's: the run was applied, so it is still acknowledged.
+      this.#log.error({ err, runId: run.runId }, 'sync listener failed');
+    }
+    conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq, summary });
   }
 }
