@@ -5,8 +5,8 @@
  * secret key against the database's check value before anything is migrated, written or served.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createCa, createServerCert, GatehouseError } from '@gatehouse/protocol';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -17,7 +17,11 @@ import { keyOpensCheck, probeState, writeKeyCheck } from './directory/key-check.
 import { getTenantSecrets, listTenants } from './directory/tenants.ts';
 import { createSecretBox, type SecretBox } from './secrets.ts';
 
-const ensureDir = (dir: string) => mkdirSync(dir, { recursive: true, mode: 0o700 });
+/** Owner-only, also when it already existed with a looser mode (the SQLite files: db/sqlite.ts). */
+const ensureDir = (dir: string) => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+};
 
 const invalid = (path: string, message: string) => new GatehouseError('config_invalid', [{ path, message }]);
 
@@ -54,6 +58,7 @@ const readKey = (config: CloudConfig, keyFile: string): Key | undefined => {
 
 /** A new key in DATA_DIR/secret.key; 'wx' fails if another process made one meanwhile: then theirs. */
 const makeKey = (keyFile: string): Key => {
+  ensureDir(dirname(keyFile));
   try {
     writeFileSync(keyFile, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
   } catch {}
@@ -128,7 +133,8 @@ export const openState = async (
       'dataDir',
       `no Gatehouse database at ${file} (data directory ${config.dataDir}, key ${config.secretKey === undefined ? keyFile : 'secretKey'}): set GATEHOUSE_DATA_DIR or GATEHOUSE_DATABASE to the cloud's, or run \`gatehouse init\` to set up a new one`,
     );
-  if (create) ensureDir(config.dataDir);
+  // PostgreSQL needs the data directory only for a new key (and later the service TLS).
+  if (create && file !== undefined) ensureDir(config.dataDir);
   const initial = readKey(config, keyFile);
   let decided: { key: Key; writeCheck: boolean } | undefined;
   const { db } = await openDb(config.database, {
@@ -136,6 +142,7 @@ export const openState = async (
     beforeMigrate: async (raw) => {
       decided = await checkKey(raw, { config, keyFile, key: initial, create });
     },
+    secrets: () => decided?.key.secrets,
   });
   const { key, writeCheck } = decided!;
   if (writeCheck) {
