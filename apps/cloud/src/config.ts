@@ -58,6 +58,10 @@ export const CloudConfigSchema = z
     heartbeatMs: z.coerce.number().int().min(200).max(300_000).default(10_000),
     /** An agent silent this long is Inactive and gets no requests. */
     inactiveAfterMs: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+    /** A sign-in for a tenant whose last agent was connected this recently waits (within its
+     * deadline) for one to reconnect, instead of failing with no_agent: an agent restart or a
+     * cloud node's death costs latency, not failed sign-ins. 0: never wait. */
+    agentReconnectWaitMs: z.coerce.number().int().min(0).max(60_000).default(5_000),
     /** Inactive agents are pruned after this many days (Entra: 10). */
     pruneAfterDays: z.coerce.number().min(0.0001).max(365).default(10),
     /** Lifetime of agent certificates; they renew at two thirds of it. */

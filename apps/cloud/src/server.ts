@@ -97,6 +97,7 @@ export const startCloud = async (
         log,
         now: ctx.now,
         inactiveAfterMs: config.inactiveAfterMs,
+        reconnectWaitMs: config.agentReconnectWaitMs,
         local: gateway.local,
       });
       router = r;

@@ -1,28 +1,34 @@
 /**
  * The dispatcher over real agent connections: the sealed password opens only with the agent's
  * key and only for this request, failures become outcomes quickly, and a request whose agent
- * dies mid-flight completes on another agent within its deadline.
+ * dies mid-flight completes on another agent within its deadline. A request for a tenant whose
+ * agent left moments ago waits for it to come back; with none seen recently, no_agent at once.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
 import type { ValidationRequest } from '../src/context.ts';
+import { createTenant } from '../src/directory/tenants.ts';
 import {
+  ADMIN_PASSWORD,
   type AgentCredentials,
   connectAgent,
   type Env,
   registerAgent,
-  type ScriptedAgent,
+  ScriptedAgent,
   startEnv,
   waitFor,
 } from './gateway-harness.ts';
 
 const CANARY = 'Canary-Pa55word-7f3a9c';
 
+const RECONNECT_WAIT_MS = 1500;
+const MAX_HELD = 3;
+
 let env: Env;
 before(async () => {
-  env = await startEnv({}, { maxInFlight: 2 });
+  env = await startEnv({ agentReconnectWaitMs: RECONNECT_WAIT_MS }, { maxInFlight: 2, maxHeld: MAX_HELD });
 });
 after(() => env.close());
 
@@ -115,11 +121,103 @@ test('round trip: the password is sealed to the agent key and bound to the reque
   await closeAll(agent);
 });
 
-test('no connected agent: no_agent at once', async () => {
-  const t0 = performance.now();
-  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 10_000 }));
+/** Another tenant of the same cloud, so a test starts with no agent ever seen. */
+let tenants = 0;
+const freshTenant = async () =>
+  (
+    await createTenant(env.ctx, {
+      name: `Fresh ${++tenants}`,
+      domain: `fresh${tenants}.example`,
+      admin: { upn: `admin@fresh${tenants}.example`, password: ADMIN_PASSWORD },
+    })
+  ).tenantId;
+
+test('no agent seen recently: no_agent at once', async () => {
+  // A tenant that never had an agent.
+  const never = await freshTenant();
+  let t0 = performance.now();
+  let answer = await env.ctx.dispatcher.validate(request({ tenantId: never, deadline: Date.now() + 10_000 }));
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(performance.now() - t0 < 100, 'no waiting');
+  // A tenant whose agent left longer ago than the reconnect window (the round trip's agent).
+  await new Promise((r) => setTimeout(r, RECONNECT_WAIT_MS + 100));
+  t0 = performance.now();
+  answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 10_000 }));
+  assert.equal(answer.outcome, 'no_agent');
+  assert.ok(performance.now() - t0 < 100, 'no waiting once the window has passed');
+});
+
+test('an agent that reconnects: the request held for it succeeds', async () => {
+  const tenantId = await freshTenant();
+  const creds = await registerAgent(env, 'restarts', tenantId);
+  const first = await connectAgent(env, creds);
+  await closeAll(first);
+  const held = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
+  let settled = false;
+  void held.then(() => {
+    settled = true;
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(settled, false, 'waiting, not no_agent');
+  assert.equal(env.gateway.local.held, 1);
+  // The same agent comes back (a restart): the request goes to it the moment it is ready.
+  const again = new ScriptedAgent(env, creds);
+  autoAnswer(again, creds);
+  const t0 = performance.now();
+  await again.hello();
+  const answer = await held;
+  assert.equal(answer.outcome, 'success');
+  assert.equal(answer.agentId, creds.agentId);
+  assert.ok(performance.now() - t0 < 500, `released at once, not polled (${performance.now() - t0} ms)`);
+  assert.equal(env.gateway.local.held, 0);
+  await closeAll(again);
+});
+
+test('an agent that dies mid-request and comes back: the request completes on its return', async () => {
+  const tenantId = await freshTenant();
+  const creds = await registerAgent(env, 'crashes', tenantId);
+  const first = await connectAgent(env, creds);
+  first.onMessage = (m) => {
+    if (m.type === 'validate') first.ws.terminate();
+  };
+  const pending = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
+  await first.closed;
+  await waitFor(() => env.gateway.local.held === 1, 2000, 'the in-flight request held');
+  const again = await connectAgent(env, creds);
+  autoAnswer(again, creds);
+  // It was re-sealed for the new connection (the first one never answered).
+  assert.equal((await pending).outcome, 'success');
+  await closeAll(again);
+});
+
+test('nobody comes back: no_agent when the reconnect window ends, not at the deadline', async () => {
+  const tenantId = await freshTenant();
+  const creds = await registerAgent(env, 'gone', tenantId);
+  await closeAll(await connectAgent(env, creds));
+  const t0 = performance.now();
+  const answer = await env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  const waited = performance.now() - t0;
+  assert.equal(answer.outcome, 'no_agent');
+  assert.ok(waited > RECONNECT_WAIT_MS - 400 && waited < RECONNECT_WAIT_MS + 1000, `waited ${waited} ms`);
+  assert.equal(env.gateway.local.held, 0);
+});
+
+test('held requests are bounded: past the bound, no_agent at once', async () => {
+  const tenantId = await freshTenant();
+  const creds = await registerAgent(env, 'bound', tenantId);
+  await closeAll(await connectAgent(env, creds));
+  const deadline = Date.now() + 5000;
+  const held = Array.from({ length: MAX_HELD }, () =>
+    env.ctx.dispatcher.validate(request({ tenantId, deadline })),
+  );
+  assert.equal(env.gateway.local.held, MAX_HELD);
+  const t0 = performance.now();
+  assert.equal((await env.ctx.dispatcher.validate(request({ tenantId, deadline }))).outcome, 'no_agent');
+  assert.ok(performance.now() - t0 < 100, 'the one past the bound does not wait');
+  const again = await connectAgent(env, creds);
+  autoAnswer(again, creds);
+  for (const a of await Promise.all(held)) assert.equal(a.outcome, 'success');
+  await closeAll(again);
 });
 
 test('deadline: agent_timeout, and the late answer is dropped', async () => {

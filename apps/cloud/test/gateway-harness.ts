@@ -52,7 +52,7 @@ const unsetDispatcher: Dispatcher = {
 
 export const startEnv = async (
   overrides: Record<string, unknown> = {},
-  opts: { maxInFlight?: number } = {},
+  opts: { maxInFlight?: number; maxHeld?: number } = {},
 ): Promise<Env> => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-gateway-'));
   const config = loadCloudConfig(

@@ -4,8 +4,11 @@
  * node answers) while it holds an agent of that tenant. A node with no local agent seals the
  * password to every active agent of the tenant (keys from the database, as Entra does) and sends
  * only the envelopes: no cloud node, and nothing on NATS, ever sees the password in clear.
- * "No responders" means no node holds an agent: no_agent at once. A node that dies mid-request
- * costs at most half the remaining time; the request is then sent once more.
+ * "No responders" means no node holds an agent: no_agent at once, unless one was seen moments ago
+ * (its node died, or it restarts): then the request waits, within its deadline and
+ * `reconnectWaitMs`, asking again with short backoff and at once when an agent joins this node.
+ * A node that dies mid-request costs at most half the remaining time; the request is then sent
+ * once more.
  */
 import { readFileSync } from 'node:fs';
 import { aad, hpkeSeal } from '@gatehouse/protocol';
@@ -14,12 +17,14 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
 import type { Db } from '../db/index.ts';
-import type { AgentDispatcher } from './dispatcher.ts';
+import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 
 export const subjectFor = (tenantId: string) => `gatehouse.validate.${tenantId}`;
 const QUEUE = 'gatehouse-validators';
 /** Agent keys are read at most this often per tenant (keys change only at registration/renewal). */
 const KEY_CACHE_MS = 2_000;
+/** Pauses between asks while a request waits for a reconnecting agent (the last one repeats). */
+const POLL_MS = [50, 100, 200, 250];
 
 const B64 = z
   .string()
@@ -64,6 +69,8 @@ export interface ClusterOptions {
   log: Logger;
   now: () => number;
   inactiveAfterMs: number;
+  /** How long after a tenant's agent was last seen anywhere a request waits for one; 0: never. */
+  reconnectWaitMs?: number;
   local: AgentDispatcher;
 }
 
@@ -101,9 +108,15 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   });
   log.info({ natsUrl: o.natsUrl }, 'joined the NATS cluster');
   const subs = new Map<string, Subscription>();
-  const keyCache = new Map<string, { at: number; keys: { id: string; key: string }[] }>();
+  const keyCache = new Map<string, { at: number; keys: { id: string; key: string; seenAt: number }[] }>();
+  /** When another node last answered for each tenant: its agents were alive then. */
+  const answeredAt = new Map<string, number>();
+  /** Requests waiting for an agent, per tenant: woken when one joins this node. */
+  const waiters = new Map<string, Set<() => void>>();
+  const reconnectWaitMs = o.reconnectWaitMs ?? 0;
   let serving = true;
   let relayedInFlight = 0;
+  let held = 0;
 
   const serve = async (data: Uint8Array, tenantId: string): Promise<ValidationAnswer> => {
     let raw: unknown;
@@ -114,7 +127,8 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     }
     const r = Relayed.safeParse(raw);
     if (!r.success || r.data.tenantId !== tenantId) return { outcome: 'invalid_response' };
-    return o.local.validate({ ...r.data, password: '' });
+    // No waiting here: the sender waits, since another node may hold an agent meanwhile.
+    return o.local.validate({ ...r.data, password: '' }, { hold: false });
   };
 
   const subscribe = (tenantId: string) => {
@@ -140,12 +154,12 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     if (hit && now - hit.at < KEY_CACHE_MS) return hit.keys;
     const rows = await o.db
       .selectFrom('agents')
-      .select(['id', 'hpke_public_key'])
+      .select(['id', 'hpke_public_key', 'last_seen_at'])
       .where('tenant_id', '=', tenantId)
       .where('deleted_at', 'is', null)
       .where('last_seen_at', '>', now - o.inactiveAfterMs)
       .execute();
-    const keys = rows.map((r) => ({ id: r.id, key: r.hpke_public_key }));
+    const keys = rows.map((r) => ({ id: r.id, key: r.hpke_public_key, seenAt: Number(r.last_seen_at) }));
     if (keyCache.size > 10_000) keyCache.clear();
     keyCache.set(tenantId, { at: now, keys });
     return keys;
@@ -197,6 +211,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
         const { node, ...answer } = a.data;
         // A node whose agents went away in between: another node may still hold some.
         if (answer.outcome === 'no_agent' && attempt === 0) continue;
+        if (answer.outcome !== 'no_agent') noteAnswered(req.tenantId);
         log.debug({ requestId: req.requestId, node, outcome: answer.outcome }, 'relayed');
         return answer as ValidationAnswer;
       } catch (err) {
@@ -209,6 +224,71 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     return { outcome: 'agent_timeout' };
   };
 
+  const noteAnswered = (tenantId: string) => {
+    if (answeredAt.size >= 10_000) answeredAt.clear();
+    answeredAt.set(tenantId, o.now());
+  };
+
+  /** This node's agents first, then whichever node holds one. */
+  const route = async (req: ValidationRequest): Promise<ValidationAnswer> => {
+    if (o.local.hasUsable(req.tenantId)) {
+      const answer = await o.local.validate(req, { hold: false });
+      // The last local agent went away mid-request: another node may hold some.
+      if (answer.outcome !== 'no_agent') return answer;
+    }
+    if (o.now() >= req.deadline) return { outcome: 'agent_timeout' };
+    return relay(req);
+  };
+
+  /** The latest sign of life of any agent of the tenant: here, through another node, or stored. */
+  const lastSeenAt = async (tenantId: string) => {
+    const stored = (await activeKeys(tenantId)).reduce((m, k) => Math.max(m, k.seenAt), 0);
+    return Math.max(o.local.lastSeenAt(tenantId) ?? 0, answeredAt.get(tenantId) ?? 0, stored);
+  };
+
+  /** Resolves after `ms`, or as soon as an agent of the tenant joins this node. */
+  const pause = (tenantId: string, ms: number) =>
+    new Promise<void>((resolve) => {
+      let set = waiters.get(tenantId);
+      if (!set) {
+        set = new Set();
+        waiters.set(tenantId, set);
+      }
+      const s = set;
+      const wake = () => {
+        clearTimeout(timer);
+        s.delete(wake);
+        if (s.size === 0 && waiters.get(tenantId) === s) waiters.delete(tenantId);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      s.add(wake);
+    });
+
+  /** no_agent, but an agent was seen moments ago: ask again until one is back or the wait ends. */
+  const awaitAgent = async (req: ValidationRequest, first: ValidationAnswer): Promise<ValidationAnswer> => {
+    const until = Math.min(req.deadline, (await lastSeenAt(req.tenantId)) + reconnectWaitMs);
+    if (until <= o.now() || held >= DEFAULT_MAX_HELD) return first;
+    held++;
+    const since = o.now();
+    try {
+      let answer = first;
+      for (let i = 0; answer.outcome === 'no_agent'; i++) {
+        const left = until - o.now();
+        if (left <= 0) break;
+        await pause(req.tenantId, Math.min(left, POLL_MS[Math.min(i, POLL_MS.length - 1)]!));
+        answer = await route(req);
+      }
+      log.info(
+        { requestId: req.requestId, waitedMs: o.now() - since, outcome: answer.outcome },
+        'held for a reconnecting agent',
+      );
+      return answer;
+    } finally {
+      held--;
+    }
+  };
+
   const stopServing = () => {
     serving = false;
     for (const sub of subs.values()) sub.unsubscribe();
@@ -218,13 +298,9 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   return {
     async validate(req) {
       try {
-        if (o.local.hasUsable(req.tenantId)) {
-          const answer = await o.local.validate(req);
-          // The last local agent went away mid-request: another node may hold some.
-          if (answer.outcome !== 'no_agent') return answer;
-        }
-        if (o.now() >= req.deadline) return { outcome: 'agent_timeout' };
-        return await relay(req);
+        const answer = await route(req);
+        if (answer.outcome !== 'no_agent' || reconnectWaitMs === 0) return answer;
+        return await awaitAgent(req, answer);
       } catch (err) {
         log.error({ err, requestId: req.requestId }, 'routing failed');
         return { outcome: 'agent_error' };
@@ -235,7 +311,11 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
       return local > 0 ? local : (await activeKeys(tenantId)).length;
     },
     presence(tenantId, present) {
-      if (present) return subscribe(tenantId);
+      if (present) {
+        subscribe(tenantId);
+        for (const wake of [...(waiters.get(tenantId) ?? [])]) wake();
+        return;
+      }
       const sub = subs.get(tenantId);
       subs.delete(tenantId);
       sub?.unsubscribe();

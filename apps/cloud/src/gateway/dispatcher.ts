@@ -4,7 +4,9 @@
  * deadline. Unlike Entra, a request whose agent drops mid-flight is re-sealed and re-sent to
  * another agent within the same deadline. A request relayed from another cloud node arrives
  * pre-sealed to every agent of the tenant; it then goes to an agent it has an envelope for.
- * Never throws: every failure is an outcome.
+ * A request for a tenant whose last agent left moments ago waits (within its deadline and
+ * `reconnectWaitMs`) for an agent to come back: a restart or a node failover costs latency, not a
+ * failed sign-in. Never throws: every failure is an outcome.
  */
 import { aad, hpkeSeal, type ValidateResult } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
@@ -13,6 +15,8 @@ import type { AgentConnection, Pending } from './connection.ts';
 
 /** Requests one agent may hold at once before the dispatcher looks elsewhere. */
 export const DEFAULT_MAX_IN_FLIGHT = 256;
+/** Requests waiting for a reconnecting agent, over all tenants; past it, no_agent at once. */
+export const DEFAULT_MAX_HELD = 1_000;
 
 /** Outcomes that say "this agent could not open the envelope": another agent may well succeed. */
 const TRY_ELSEWHERE = new Set<string>(['agent_decrypt_failed', 'agent_no_key']);
@@ -29,8 +33,17 @@ export interface DispatcherOptions {
   now: () => number;
   inactiveAfterMs: number;
   maxInFlight?: number;
+  /** How long after a tenant's last agent was seen a request waits for one to (re)connect; 0: never. */
+  reconnectWaitMs?: number;
+  maxHeld?: number;
   /** A tenant's first connection arrived (true) or its last one left (false). */
   onTenantPresence?: (tenantId: string, present: boolean) => void;
+}
+
+export interface ValidateOptions {
+  /** Wait for a reconnecting agent (default). The scale-out router does its own waiting, since
+   * another node may hold an agent meanwhile. */
+  hold?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -44,6 +57,14 @@ export class AgentDispatcher implements Dispatcher {
   readonly #onPresence: (tenantId: string, present: boolean) => void;
   /** Agents that said they are shutting down: they get nothing new on this connection. */
   readonly #draining = new WeakSet<AgentConnection>();
+  readonly #reconnectWaitMs: number;
+  readonly #maxHeld: number;
+  /** When each tenant whose agents all left was last seen with a usable one. */
+  readonly #seenAt = new Map<string, number>();
+  /** Requests waiting for their tenant's agent to come back, with the timer that ends the wait. */
+  readonly #held = new Map<string, Map<Pending, ReturnType<typeof setTimeout>>>();
+  readonly #mayHold = new WeakSet<Pending>();
+  #heldCount = 0;
   #inFlight = 0;
 
   constructor(opts: DispatcherOptions) {
@@ -51,12 +72,19 @@ export class AgentDispatcher implements Dispatcher {
     this.#now = opts.now;
     this.#inactiveAfterMs = opts.inactiveAfterMs;
     this.#maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+    this.#reconnectWaitMs = opts.reconnectWaitMs ?? 0;
+    this.#maxHeld = opts.maxHeld ?? DEFAULT_MAX_HELD;
     this.#onPresence = opts.onTenantPresence ?? (() => {});
   }
 
   /** Requests waiting for an answer (graceful shutdown waits for zero). */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Requests waiting for a reconnecting agent. */
+  get held(): number {
+    return this.#heldCount;
   }
 
   /** Whether this node can serve the tenant itself (some local agent is usable now). */
@@ -74,6 +102,8 @@ export class AgentDispatcher implements Dispatcher {
       this.#onPresence(conn.tenantId, true);
     }
     if (!t.conns.includes(conn)) t.conns.push(conn);
+    this.#seenAt.delete(conn.tenantId);
+    this.#release(conn.tenantId);
   }
 
   /** A closed connection leaves the pool; its in-flight requests go to another agent. */
@@ -83,6 +113,7 @@ export class AgentDispatcher implements Dispatcher {
       t.conns = t.conns.filter((c) => c !== conn);
       if (t.conns.length === 0) {
         this.#tenants.delete(conn.tenantId);
+        this.#lastSeen(conn);
         this.#onPresence(conn.tenantId, false);
       }
     }
@@ -110,12 +141,15 @@ export class AgentDispatcher implements Dispatcher {
     return ids.size;
   }
 
-  validate(req: ValidationRequest): Promise<ValidationAnswer> {
+  validate(req: ValidationRequest, opts: ValidateOptions = {}): Promise<ValidationAnswer> {
     try {
       const now = this.#now();
       if (now >= req.deadline) return Promise.resolve({ outcome: 'agent_timeout' });
+      // A pre-sealed request was relayed by another node: that node does the waiting.
+      const hold = opts.hold !== false && !req.envelopes && this.#reconnectWaitMs > 0;
       const first = this.#pick(req, null);
-      if (typeof first === 'string') return Promise.resolve({ outcome: first });
+      if (typeof first === 'string' && !(hold && first === 'no_agent' && this.#holdUntil(req) > now))
+        return Promise.resolve({ outcome: first });
       this.#inFlight++;
       return new Promise<ValidationAnswer>((resolve) => {
         const p: Pending = {
@@ -127,8 +161,15 @@ export class AgentDispatcher implements Dispatcher {
           done: false,
           resolve,
         };
+        if (hold) this.#mayHold.add(p);
         p.timer = setTimeout(
-          () => this.#finish(p, { outcome: 'agent_timeout', agentId: p.conn?.agentId }),
+          () =>
+            this.#finish(
+              p,
+              this.#isHeld(p)
+                ? { outcome: 'no_agent' }
+                : { outcome: 'agent_timeout', agentId: p.conn?.agentId },
+            ),
           req.deadline - now,
         );
         this.#sendTo(p, first);
@@ -200,6 +241,7 @@ export class AgentDispatcher implements Dispatcher {
     let c = target;
     while (!p.done) {
       if (typeof c === 'string') {
+        if (c === 'no_agent' && this.#hold(p)) return;
         this.#finish(p, { outcome: c });
         return;
       }
@@ -248,19 +290,102 @@ export class AgentDispatcher implements Dispatcher {
     };
   }
 
+  /** When the tenant last had a live, ready agent here: now while one is connected. */
+  lastSeenAt(tenantId: string): number | undefined {
+    const cutoff = this.#now() - this.#inactiveAfterMs;
+    if (this.connectionsOf(tenantId).some((c) => c.lastHeardAt >= cutoff)) return this.#now();
+    return this.#seenAt.get(tenantId);
+  }
+
+  /** Until when a request may wait for its tenant's agent to come back (0: it may not). */
+  #holdUntil(req: ValidationRequest): number {
+    const seen = this.lastSeenAt(req.tenantId);
+    return seen === undefined ? 0 : Math.min(req.deadline, seen + this.#reconnectWaitMs);
+  }
+
+  /** The tenant's last agent left. One that was alive until now (closed, not silent) is likely to
+   * reconnect: a restart, or its cloud node died. */
+  #lastSeen(conn: AgentConnection): void {
+    const now = this.#now();
+    if (this.#reconnectWaitMs === 0 || !conn.ready || conn.lastHeardAt < now - this.#inactiveAfterMs) return;
+    if (this.#seenAt.size >= 10_000) {
+      for (const [t, at] of this.#seenAt) if (at <= now - this.#reconnectWaitMs) this.#seenAt.delete(t);
+    }
+    this.#seenAt.set(conn.tenantId, now);
+  }
+
+  /** Parks a request until an agent of its tenant is ready, or its wait ends (then no_agent). */
+  #hold(p: Pending): boolean {
+    if (!this.#mayHold.has(p) || this.#heldCount >= this.#maxHeld) return false;
+    const wait = this.#holdUntil(p.req) - this.#now();
+    if (wait <= 0) return false;
+    const { tenantId } = p.req;
+    let waiting = this.#held.get(tenantId);
+    if (!waiting) {
+      waiting = new Map();
+      this.#held.set(tenantId, waiting);
+    }
+    const end = () =>
+      // Agents back but every one full until the end: what it would have got had it come now.
+      this.#finish(p, { outcome: this.#tenants.has(tenantId) ? 'agent_overloaded' : 'no_agent' });
+    waiting.set(p, setTimeout(end, wait));
+    this.#heldCount++;
+    this.#log.debug(
+      { tenantId, requestId: p.req.requestId, waitMs: wait },
+      'waiting for an agent to reconnect',
+    );
+    return true;
+  }
+
+  #isHeld(p: Pending): boolean {
+    return this.#held.get(p.req.tenantId)?.has(p) ?? false;
+  }
+
+  #unhold(p: Pending): void {
+    const waiting = this.#held.get(p.req.tenantId);
+    const timer = waiting?.get(p);
+    if (!waiting || timer === undefined) return;
+    clearTimeout(timer);
+    waiting.delete(p);
+    this.#heldCount--;
+    if (waiting.size === 0) this.#held.delete(p.req.tenantId);
+  }
+
+  /** An agent of the tenant is ready, or one has a free slot again: waiting requests go, oldest
+   * first, as far as the agents have room (the rest go as answers free slots). */
+  #release(tenantId: string): void {
+    const waiting = this.#held.get(tenantId);
+    if (!waiting) return;
+    let sent = 0;
+    for (const p of [...waiting.keys()]) {
+      const next = this.#pick(p.req, p.tried);
+      if (next === 'agent_overloaded') break;
+      this.#unhold(p);
+      this.#sendTo(p, next);
+      sent++;
+    }
+    if (sent > 0) this.#log.info({ tenantId, sent }, 'agent back; held requests sent');
+  }
+
   #finish(p: Pending, answer: ValidationAnswer): void {
     if (p.done) return;
     p.done = true;
     this.#inFlight--;
     clearTimeout(p.timer);
+    this.#unhold(p);
     if (p.conn?.pending.get(p.req.requestId) === p) p.conn.pending.delete(p.req.requestId);
     // The cleartext copy is ours; wipe it rather than leave it for the garbage collector.
     p.password?.fill(0);
     p.resolve(answer);
+    // A slot may have come free for a request waiting behind a full agent.
+    const { tenantId } = p.req;
+    if (this.#held.has(tenantId)) queueMicrotask(() => this.#release(tenantId));
   }
 
   /** Fails every request still waiting (shutdown). */
   closeAll(): void {
+    for (const waiting of [...this.#held.values()])
+      for (const p of [...waiting.keys()]) this.#finish(p, { outcome: 'no_agent' });
     for (const t of this.#tenants.values()) {
       for (const c of t.conns) {
         for (const p of c.pending.values()) this.#finish(p, { outcome: 'no_agent', agentId: c.agentId });

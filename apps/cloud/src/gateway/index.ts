@@ -40,6 +40,8 @@ export interface Gateway {
 
 export interface GatewayOptions {
   maxInFlight?: number;
+  /** Requests waiting for a reconnecting agent at once (default DEFAULT_MAX_HELD). */
+  maxHeld?: number;
   /** This node gained its first (true) or lost its last (false) agent of a tenant. */
   onTenantPresence?: (tenantId: string, present: boolean) => void;
 }
@@ -51,7 +53,9 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     log,
     now: ctx.now,
     inactiveAfterMs: config.inactiveAfterMs,
+    reconnectWaitMs: config.agentReconnectWaitMs,
     maxInFlight: opts.maxInFlight,
+    maxHeld: opts.maxHeld,
     onTenantPresence: opts.onTenantPresence,
   });
   const live = new Set<AgentConnection>();
