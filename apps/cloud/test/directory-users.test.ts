@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { isGatehouseError, type SyncedUser } from '@gatehouse/protocol';
+import { clientSecretMatches, hashClientSecret } from '../src/db/at-rest.ts';
 import { createClient, getClient, listClients } from '../src/directory/clients.ts';
 import { createTenant } from '../src/directory/tenants.ts';
 import {
@@ -186,13 +187,26 @@ test('clients: confidential and public metadata for oidc-provider', async () => 
   assert.equal(got?.tenantId, t);
   assert.deepEqual(got?.metadata, {
     client_id: conf.clientId,
-    client_secret: conf.clientSecret,
+    client_secret: hashClientSecret(conf.clientSecret),
     client_name: 'Portal',
     redirect_uris: ['https://portal.adatum.com/cb'],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
   });
+  const row = await s.ctx.db
+    .selectFrom('clients')
+    .select('metadata')
+    .where('client_id', '=', conf.clientId)
+    .executeTakeFirstOrThrow();
+  assert.equal(row.metadata.includes(conf.clientSecret), false, 'only a hash of the secret is stored');
+  assert.equal(clientSecretMatches(conf.clientSecret, got?.metadata.client_secret), true);
+  assert.equal(clientSecretMatches(`${conf.clientSecret}x`, got?.metadata.client_secret), false);
+  assert.equal(
+    clientSecretMatches(got?.metadata.client_secret, got?.metadata.client_secret),
+    false,
+    'the hash is not the secret',
+  );
   const pub = await createClient(s.ctx.db, t, {
     name: 'Mail app',
     redirectUris: ['http://127.0.0.1/cb'],

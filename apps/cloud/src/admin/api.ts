@@ -12,6 +12,7 @@ import { audit } from '../directory/audit.ts';
 import { getTenant } from '../directory/tenants.ts';
 import { getUser, type User } from '../directory/users.ts';
 import { parse } from '../directory/util.ts';
+import { accessTokenTenant } from '../oidc/adapter.ts';
 import type { Oidc } from '../oidc/index.ts';
 import { ADMIN_CLIENT_ID } from './client.ts';
 
@@ -90,14 +91,8 @@ export const authenticate = async (
   if (!token) throw new GatehouseError('unauthorized', { reason: 'bearer token required' });
   const at = await t.provider.AccessToken.find(token).catch(() => undefined);
   if (!at || at.clientId !== ADMIN_CLIENT_ID || !at.accountId) {
-    const elsewhere = await ctx.db
-      .selectFrom('oidc_payloads')
-      .select('tenant_id')
-      .where('model', '=', 'AccessToken')
-      .where('id', '=', token)
-      .where('expires_at', '>', ctx.now())
-      .executeTakeFirst();
-    if (elsewhere && elsewhere.tenant_id !== tenantId)
+    const elsewhere = await accessTokenTenant(ctx.db, ctx.secrets, token, ctx.now());
+    if (elsewhere && elsewhere !== tenantId)
       throw new GatehouseError('forbidden', { reason: 'the token belongs to another tenant' });
     throw new GatehouseError('unauthorized', { reason: 'the token is not valid' });
   }

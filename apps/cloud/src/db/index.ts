@@ -1,4 +1,5 @@
 import { Kysely, PostgresDialect } from 'kysely';
+import type { SecretBox } from '../secrets.ts';
 import { type Engine, migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
@@ -16,6 +17,8 @@ export const openDb = async (
     onPoolError?: (err: Error) => void;
     /** Runs before migrations, on the unmigrated database; a throw closes it and nothing is migrated. */
     beforeMigrate?: (db: Kysely<unknown>) => Promise<void>;
+    /** The secret key, once known (after beforeMigrate): some migrations convert sealed rows. */
+    secrets?: () => SecretBox | undefined;
   } = {},
 ): Promise<{ db: Db; engine: Engine }> => {
   let db: Db;
@@ -37,7 +40,7 @@ export const openDb = async (
   }
   try {
     await opts.beforeMigrate?.(db as Kysely<unknown>);
-    await migrateToLatest(db as Kysely<unknown>, engine);
+    await migrateToLatest(db as Kysely<unknown>, engine, { secrets: opts.secrets?.() });
   } catch (err) {
     await db.destroy();
     throw err;

@@ -1,6 +1,9 @@
 /** One set of migrations for SQLite and PostgreSQL (Kysely's schema builder speaks both). */
 import { type ColumnDefinitionBuilder, type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import type { SecretBox } from '../secrets.ts';
+import { hashClientSecret, oidcKeys, sealOidcPayload } from './at-rest.ts';
+import type { Database } from './schema.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -206,17 +209,74 @@ const keyCheck: Migration = {
   },
 };
 
-const provider = (engine: Engine): MigrationProvider => ({
+/**
+ * Rows written before secrets were kept as hashes (db/at-rest.ts): client secrets become their
+ * hash, OIDC rows move under the keyed hash of their id with the payload sealed. Nothing is lost,
+ * so clients keep their secrets and users their sessions and refresh tokens across the upgrade.
+ * The OIDC rows need the secret key; the entry points check it before migrating.
+ */
+const secretsAtRest = (secrets: SecretBox | undefined): Migration => ({
+  async up(raw: Kysely<unknown>) {
+    const db = raw as unknown as Kysely<Database>;
+    // SQLite's migrations run outside a transaction; PostgreSQL's inside one already.
+    if (db.isTransaction) await convertSecrets(db, secrets);
+    else await db.transaction().execute((trx) => convertSecrets(trx, secrets));
+  },
+});
+
+const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefined) => {
+  for (const r of await db.selectFrom('clients').select(['client_id', 'metadata']).execute()) {
+    const { client_secret, ...rest } = JSON.parse(r.metadata) as { client_secret?: unknown };
+    if (typeof client_secret !== 'string') continue;
+    const metadata = JSON.stringify({ ...rest, client_secret_hash: hashClientSecret(client_secret) });
+    await db.updateTable('clients').set({ metadata }).where('client_id', '=', r.client_id).execute();
+  }
+  await db.deleteFrom('oidc_payloads').where('expires_at', '<', Date.now()).execute();
+  const rows = await db.selectFrom('oidc_payloads').selectAll().execute();
+  if (rows.length === 0) return;
+  if (!secrets) throw new Error('converting the stored OIDC rows needs the secret key');
+  const keys = oidcKeys(secrets);
+  const key = (v: string | null, f: (s: string) => string) => (v === null ? null : f(v));
+  for (const r of rows) {
+    const hashedId = keys.id(r.id);
+    const where = { tenantId: r.tenant_id, model: r.model, hashedId };
+    await db.deleteFrom('oidc_payloads').where('model', '=', r.model).where('id', '=', r.id).execute();
+    await db
+      .insertInto('oidc_payloads')
+      .values({
+        ...r,
+        id: hashedId,
+        payload: sealOidcPayload(secrets, where, JSON.parse(r.payload)),
+        grant_id: key(r.grant_id, keys.grantId),
+        user_code: key(r.user_code, keys.userCode),
+        uid: key(r.uid, keys.uid),
+      })
+      .execute();
+  }
+};
+
+
+const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
     '0002_lockout': lockout,
     '0003_on_prem_name': onPremNameIndex,
     '0004_key_check': keyCheck,
+    '0005_secrets_at_rest': secretsAtRest(opts.secrets),
   }),
 });
 
-export const migrateToLatest = async (db: Kysely<unknown>, engine: Engine): Promise<void> => {
-  const { error, results } = await new Migrator({ db, provider: provider(engine) }).migrateToLatest();
+export interface MigrateOptions {
+  /** The database's secret key: converting rows written by older versions may need it. */
+  secrets?: SecretBox;
+}
+
+export const migrateToLatest = async (
+  db: Kysely<unknown>,
+  engine: Engine,
+  opts: MigrateOptions = {},
+): Promise<void> => {
+  const { error, results } = await new Migrator({ db, provider: provider(engine, opts) }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed)
     throw new Error(`database migration failed: ${failed?.migrationName ?? ''}`, { cause: error });

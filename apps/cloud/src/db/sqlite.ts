@@ -2,6 +2,7 @@
  * Kysely's SQLite dialect expects better-sqlite3's statement API; node:sqlite spreads positional
  * parameters instead of taking an array. This adapter bridges the two (no native addon needed).
  */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { type SqliteDatabase, SqliteDialect, type SqliteStatement } from 'kysely';
@@ -18,7 +19,20 @@ const wrap = (stmt: StatementSync): SqliteStatement => ({
   iterate: (params) => stmt.iterate(...(params as Param[])) as IterableIterator<unknown>,
 });
 
+/**
+ * The database holds sealed keys, hashes and the sign-in log: owner-only, whatever the umask.
+ * SQLite creates a new database 0644 less the umask and gives its -wal and -shm files the
+ * database's own mode, so the file is made 0600 before SQLite opens it; files left by an older
+ * version are corrected too.
+ */
+const ownerOnly = (file: string) => {
+  if (file === '' || file === ':memory:' || file.startsWith('file:')) return;
+  closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
+};
+
 export const openSqlite = (file: string): { dialect: SqliteDialect; raw: DatabaseSync } => {
+  ownerOnly(file);
   const raw = new DatabaseSync(file);
   // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
   // which is what a sign-in log needs (an OS crash may lose the last transactions).

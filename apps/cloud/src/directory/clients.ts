@@ -1,6 +1,10 @@
-/** OIDC relying parties, stored as oidc-provider client metadata (one Provider per tenant reads them). */
+/**
+ * OIDC relying parties, stored as oidc-provider client metadata (one Provider per tenant reads them).
+ * A confidential client's secret is shown once, at creation; only its hash is stored.
+ */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { hashClientSecret } from '../db/at-rest.ts';
 import type { Db } from '../db/index.ts';
 import { parse, TenantId } from './util.ts';
 
@@ -26,8 +30,23 @@ export const CreateClientInput = z
   });
 export type CreateClientInput = z.input<typeof CreateClientInput>;
 
+/** What is stored: never the secret itself. */
+export interface StoredClientMetadata {
+  client_id: string;
+  /** `sha256:...` of the secret (db/at-rest.ts). */
+  client_secret_hash?: string;
+  client_name: string;
+  redirect_uris: string[];
+  grant_types: GrantType[];
+  response_types: string[];
+  token_endpoint_auth_method: 'none' | 'client_secret_basic';
+}
+
+/** What oidc-provider reads. */
 export interface ClientMetadata {
   client_id: string;
+  /** The stored hash: oidc-provider requires a secret for client_secret_basic, and the
+   * provider's compareClientSecret hashes what the client presents before comparing. */
   client_secret?: string;
   client_name: string;
   redirect_uris: string[];
@@ -46,9 +65,9 @@ export const createClient = async (
   const c = parse(CreateClientInput, input);
   const clientId = randomUUID();
   const clientSecret = c.public ? undefined : randomBytes(32).toString('base64url');
-  const metadata: ClientMetadata = {
+  const metadata: StoredClientMetadata = {
     client_id: clientId,
-    ...(clientSecret ? { client_secret: clientSecret } : {}),
+    ...(clientSecret ? { client_secret_hash: hashClientSecret(clientSecret) } : {}),
     client_name: c.name,
     redirect_uris: c.redirectUris,
     grant_types: c.grantTypes,
@@ -68,14 +87,21 @@ export const getClient = async (
   clientId: string,
 ): Promise<{ tenantId: string; metadata: ClientMetadata } | null> => {
   const r = await db.selectFrom('clients').selectAll().where('client_id', '=', clientId).executeTakeFirst();
-  return r ? { tenantId: r.tenant_id, metadata: JSON.parse(r.metadata) as ClientMetadata } : null;
+  if (!r) return null;
+  const { client_secret_hash, ...rest } = JSON.parse(r.metadata) as StoredClientMetadata;
+  return {
+    tenantId: r.tenant_id,
+    metadata: client_secret_hash ? { ...rest, client_secret: client_secret_hash } : rest,
+  };
 };
 
 /** Clients of a tenant, without their secrets. */
 export const listClients = async (
   db: Db,
   tenantId: string,
-): Promise<{ clientId: string; createdAt: number; metadata: Omit<ClientMetadata, 'client_secret'> }[]> => {
+): Promise<
+  { clientId: string; createdAt: number; metadata: Omit<StoredClientMetadata, 'client_secret_hash'> }[]
+> => {
   const rows = await db
     .selectFrom('clients')
     .selectAll()
@@ -83,7 +109,7 @@ export const listClients = async (
     .orderBy('created_at')
     .execute();
   return rows.map((r) => {
-    const { client_secret: _, ...metadata } = JSON.parse(r.metadata) as ClientMetadata;
+    const { client_secret_hash: _, ...metadata } = JSON.parse(r.metadata) as StoredClientMetadata;
     return { clientId: r.client_id, createdAt: r.created_at, metadata };
   });
 };

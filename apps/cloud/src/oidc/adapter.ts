@@ -1,10 +1,14 @@
 /**
  * oidc-provider storage over the `oidc_payloads` table, one adapter class per tenant. Every query
  * carries the tenant id, so a token or session minted by one tenant's provider is never found by
- * another's. Clients are not stored here: they come from the tenant's `clients` rows.
+ * another's. Rows are stored under a keyed hash of their id with the payload sealed, so the table
+ * holds no token, code or session cookie a reader could present. Clients are not stored here: they
+ * come from the tenant's `clients` rows.
  */
 import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { oidcKeys, openOidcPayload, sealOidcPayload } from '../db/at-rest.ts';
 import type { Db } from '../db/index.ts';
+import type { SecretBox } from '../secrets.ts';
 
 /** Reads a registered client: its tenant and its oidc-provider metadata. */
 export type ClientLookup = (
@@ -14,16 +18,12 @@ export type ClientLookup = (
 
 export interface AdapterDeps {
   db: Db;
+  /** Keys the row ids and seals the payloads (see db/at-rest.ts). */
+  secrets: SecretBox;
   tenantId: string;
   now: () => number;
   getClient: ClientLookup;
 }
-
-const parse = (row: { payload: string; consumed_at: number | null }): AdapterPayload => {
-  const payload = JSON.parse(row.payload) as AdapterPayload;
-  // oidc-provider reads `consumed` (epoch seconds) to detect reuse of codes and refresh tokens.
-  return row.consumed_at === null ? payload : { ...payload, consumed: Math.floor(row.consumed_at / 1000) };
-};
 
 /** How long a client's row is reused: the token endpoint looks it up on every request. */
 const CLIENT_CACHE_MS = 1000;
@@ -73,49 +73,62 @@ class ClientAdapter implements Adapter {
 class PayloadAdapter implements Adapter {
   readonly #model: string;
   readonly #deps: AdapterDeps;
+  readonly #keys: ReturnType<typeof oidcKeys>;
   constructor(model: string, deps: AdapterDeps) {
     this.#model = model;
     this.#deps = deps;
+    this.#keys = oidcKeys(deps.secrets);
   }
 
   #select() {
     const { db, tenantId, now } = this.#deps;
     return db
       .selectFrom('oidc_payloads')
-      .select(['payload', 'consumed_at'])
+      .select(['id', 'payload', 'consumed_at'])
       .where('model', '=', this.#model)
       .where('tenant_id', '=', tenantId)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now())]));
   }
 
+  #parse(row: { id: string; payload: string; consumed_at: number | null } | undefined) {
+    if (!row) return undefined;
+    const { secrets, tenantId } = this.#deps;
+    const where = { tenantId, model: this.#model, hashedId: row.id };
+    const payload = openOidcPayload(secrets, where, row.payload);
+    // oidc-provider reads `consumed` (epoch seconds) to detect reuse of codes and refresh tokens.
+    if (row.consumed_at !== null) payload.consumed = Math.floor(row.consumed_at / 1000);
+    return payload as AdapterPayload;
+  }
+
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    const { db, secrets, tenantId, now } = this.#deps;
+    const hashedId = this.#keys.id(id);
+    const str = (v: unknown, key: (s: string) => string) => (typeof v === 'string' ? key(v) : null);
     const row = {
-      payload: JSON.stringify(payload),
-      grant_id: typeof payload.grantId === 'string' ? payload.grantId : null,
-      user_code: typeof payload.userCode === 'string' ? payload.userCode : null,
-      uid: typeof payload.uid === 'string' ? payload.uid : null,
-      expires_at: expiresIn ? this.#deps.now() + expiresIn * 1000 : null,
+      payload: sealOidcPayload(secrets, { tenantId, model: this.#model, hashedId }, payload),
+      grant_id: str(payload.grantId, this.#keys.grantId),
+      user_code: str(payload.userCode, this.#keys.userCode),
+      uid: str(payload.uid, this.#keys.uid),
+      expires_at: expiresIn ? now() + expiresIn * 1000 : null,
     };
-    await this.#deps.db
+    await db
       .insertInto('oidc_payloads')
-      .values({ model: this.#model, id, tenant_id: this.#deps.tenantId, consumed_at: null, ...row })
+      .values({ model: this.#model, id: hashedId, tenant_id: tenantId, consumed_at: null, ...row })
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(row))
       .execute();
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const row = await this.#select().where('id', '=', id).executeTakeFirst();
-    return row ? parse(row) : undefined;
+    return this.#parse(await this.#select().where('id', '=', this.#keys.id(id)).executeTakeFirst());
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    const row = await this.#select().where('user_code', '=', userCode).executeTakeFirst();
-    return row ? parse(row) : undefined;
+    const key = this.#keys.userCode(userCode);
+    return this.#parse(await this.#select().where('user_code', '=', key).executeTakeFirst());
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    const row = await this.#select().where('uid', '=', uid).executeTakeFirst();
-    return row ? parse(row) : undefined;
+    return this.#parse(await this.#select().where('uid', '=', this.#keys.uid(uid)).executeTakeFirst());
   }
 
   async consume(id: string): Promise<void> {
@@ -123,7 +136,7 @@ class PayloadAdapter implements Adapter {
       .updateTable('oidc_payloads')
       .set({ consumed_at: this.#deps.now() })
       .where('model', '=', this.#model)
-      .where('id', '=', id)
+      .where('id', '=', this.#keys.id(id))
       .where('tenant_id', '=', this.#deps.tenantId)
       .execute();
   }
@@ -132,7 +145,7 @@ class PayloadAdapter implements Adapter {
     await this.#deps.db
       .deleteFrom('oidc_payloads')
       .where('model', '=', this.#model)
-      .where('id', '=', id)
+      .where('id', '=', this.#keys.id(id))
       .where('tenant_id', '=', this.#deps.tenantId)
       .execute();
   }
@@ -141,7 +154,7 @@ class PayloadAdapter implements Adapter {
     // Every model bound to the grant goes (access and refresh tokens, codes), not only this one.
     await this.#deps.db
       .deleteFrom('oidc_payloads')
-      .where('grant_id', '=', grantId)
+      .where('grant_id', '=', this.#keys.grantId(grantId))
       .where('tenant_id', '=', this.#deps.tenantId)
       .execute();
   }
@@ -158,4 +171,21 @@ export const createAdapterFactory = (deps: AdapterDeps) => {
 export const sweepExpired = async (db: Db, now: number): Promise<number> => {
   const r = await db.deleteFrom('oidc_payloads').where('expires_at', '<', now).executeTakeFirst();
   return Number(r.numDeletedRows);
+};
+
+/** The tenant whose provider issued a live access token, or undefined (any tenant, unlike find). */
+export const accessTokenTenant = async (
+  db: Db,
+  secrets: SecretBox,
+  token: string,
+  now: number,
+): Promise<string | undefined> => {
+  const row = await db
+    .selectFrom('oidc_payloads')
+    .select('tenant_id')
+    .where('model', '=', 'AccessToken')
+    .where('id', '=', oidcKeys(secrets).id(token))
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  return row?.tenant_id;
 };

@@ -8,6 +8,7 @@ import { isGatehouseError } from '@gatehouse/protocol';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
+import { clientSecretMatches } from '../db/at-rest.ts';
 import { getClient } from '../directory/clients.ts';
 import { getTenantSecrets } from '../directory/tenants.ts';
 import type { Authenticator } from '../signin/types.ts';
@@ -40,6 +41,11 @@ export interface Oidc {
   close(): void;
 }
 
+type ClientWithSecret = {
+  clientSecret?: string;
+  compareClientSecret(this: ClientWithSecret, actual: string): boolean;
+};
+
 const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 const configuration = (
@@ -53,7 +59,13 @@ const configuration = (
   // Scoped to the tenant's path so two tenants' sessions in one browser never overwrite each other.
   const cookie = { httpOnly: true, sameSite: 'lax' as const, path: prefix };
   return {
-    adapter: createAdapterFactory({ db: ctx.db, tenantId, now: ctx.now, getClient: lookupClient }),
+    adapter: createAdapterFactory({
+      db: ctx.db,
+      secrets: ctx.secrets,
+      tenantId,
+      now: ctx.now,
+      getClient: lookupClient,
+    }),
     jwks: secrets.jwks,
     // The admin center signs in to every tenant with the same public client id (see admin/client.ts).
     clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
@@ -77,6 +89,9 @@ const configuration = (
       userinfoSigningAlgValues: ['ES256'],
       requestObjectSigningAlgValues: ['ES256', 'RS256', 'EdDSA'],
     },
+    // Only methods that present the secret itself: the cloud keeps a hash of it, which cannot key
+    // client_secret_jwt's HMAC (and must not, or the hash would become the credential).
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     pkce: { required: () => true },
     // Seconds. Refresh tokens rotate, so an active client keeps renewing within the grant's life.
     ttl: {
@@ -125,6 +140,11 @@ export const createOidc = (
     );
     // Set only behind a trusted TLS-terminating proxy; otherwise X-Forwarded-* could spoof the IP.
     provider.proxy = ctx.config.trustProxy;
+    // Client metadata carries the secret's hash (directory/clients.ts). The Client prototype's
+    // compareClientSecret is oidc-provider's own hook for hashed secrets (its issue #631).
+    (provider.Client.prototype as ClientWithSecret).compareClientSecret = function (actual) {
+      return clientSecretMatches(actual, this.clientSecret);
+    };
     registerPasswordGrant(provider, { tenantId, authenticator: deps.authenticator });
     const log = ctx.log.child({ tenantId, part: 'oidc' });
     provider.on('server_error', (_koa, err) => log.error({ err }, 'oidc server error'));
