@@ -29,9 +29,57 @@ export interface Tenant {
   lockoutDurationS: number;
   /** The directory's own lockout policy, as an agent last reported it (null until one does). */
   directoryLockout: { threshold: number; durationS: number } | null;
+  /** What smart lockout applies: the settings above, tightened to stay inside the directory's lockout. */
+  effectiveLockout: EffectiveLockout;
   /** The tenant CA certificate (PEM); public. */
   caCertPem: string;
 }
+
+export interface EffectiveLockout {
+  threshold: number;
+  durationS: number;
+  /** Wrong passwords that may reach the directory, every location together, before it would lock
+   * the account (its threshold less one); null when the directory reported no lockout. */
+  directoryBudget: number | null;
+  /** How long the directory may remember a wrong password: its lockout duration, which in AD is at
+   * least its reset window ("until unlocked" and anything above a day count as a day). */
+  directoryWindowS: number;
+}
+
+const MAX_LOCKOUT_DURATION_S = 86_400;
+
+/** The loosest settings that still trip before the directory's lockout, or null when it has none. */
+export const lockoutBounds = (
+  directory: { threshold: number; durationS: number } | null,
+): { maxThreshold: number; minDurationS: number } | null => {
+  if (!directory || directory.threshold <= 0) return null;
+  return {
+    // A directory that locks at the first failure cannot be protected; 1 is the best there is.
+    maxThreshold: Math.max(1, directory.threshold - 1),
+    minDurationS:
+      directory.durationS > 0
+        ? Math.min(MAX_LOCKOUT_DURATION_S, Math.ceil(directory.durationS))
+        : MAX_LOCKOUT_DURATION_S,
+  };
+};
+
+/**
+ * The directory's policy is a floor, not a suggestion: a setting looser than it (the default 10,
+ * or a directory that tightened its policy since) is tightened here, without an administrator.
+ */
+export const effectiveLockout = (
+  setting: { threshold: number; durationS: number },
+  directory: { threshold: number; durationS: number } | null,
+): EffectiveLockout => {
+  const b = lockoutBounds(directory);
+  if (!b) return { ...setting, directoryBudget: null, directoryWindowS: 0 };
+  return {
+    threshold: Math.min(setting.threshold, b.maxThreshold),
+    durationS: Math.max(setting.durationS, b.minDurationS),
+    directoryBudget: b.maxThreshold,
+    directoryWindowS: b.minDurationS,
+  };
+};
 
 export interface TenantSecrets {
   caKeyPem: string;
@@ -42,21 +90,28 @@ export interface TenantSecrets {
   cookieKeys: string[];
 }
 
-export const toTenant = (r: Selectable<TenantTable>): Tenant => ({
-  id: r.id,
-  name: r.name,
-  createdAt: r.created_at,
-  ptaEnabled: r.pta_enabled === 1,
-  legacyAuth: r.legacy_auth === 1,
-  loginAttribute: r.login_attribute === 'mail' ? 'mail' : 'upn',
-  lockoutThreshold: r.lockout_threshold,
-  lockoutDurationS: r.lockout_duration_s,
-  directoryLockout:
+export const toTenant = (r: Selectable<TenantTable>): Tenant => {
+  const directoryLockout =
     r.directory_lockout_threshold === null
       ? null
-      : { threshold: r.directory_lockout_threshold, durationS: r.directory_lockout_duration_s ?? 0 },
-  caCertPem: r.ca_cert,
-});
+      : { threshold: r.directory_lockout_threshold, durationS: r.directory_lockout_duration_s ?? 0 };
+  return {
+    id: r.id,
+    name: r.name,
+    createdAt: r.created_at,
+    ptaEnabled: r.pta_enabled === 1,
+    legacyAuth: r.legacy_auth === 1,
+    loginAttribute: r.login_attribute === 'mail' ? 'mail' : 'upn',
+    lockoutThreshold: r.lockout_threshold,
+    lockoutDurationS: r.lockout_duration_s,
+    directoryLockout,
+    effectiveLockout: effectiveLockout(
+      { threshold: r.lockout_threshold, durationS: r.lockout_duration_s },
+      directoryLockout,
+    ),
+    caCertPem: r.ca_cert,
+  };
+};
 
 export const CreateTenantInput = z.object({
   name: z.string().trim().min(1).max(200),
@@ -151,6 +206,7 @@ export type TenantSettings = z.input<typeof TenantSettings>;
 /**
  * Changes tenant switches. Turning pass-through authentication on with no active agent would lock
  * every synced user out, so it is refused (`no_active_agent`); the caller counts active agents.
+ * A lockout setting looser than the directory's own lockout is refused (`lockout_weaker_than_directory`).
  */
 export const updateSettings = async (
   db: Db,
@@ -160,9 +216,22 @@ export const updateSettings = async (
 ): Promise<Tenant> => {
   const tid = parse(TenantId, id);
   const s = parse(TenantSettings, settings);
-  await getTenant(db, tid);
+  const current = await getTenant(db, tid);
   if (s.ptaEnabled === true && state.activeAgents === 0) {
     throw new GatehouseError('no_active_agent', { tenant: tid });
+  }
+  // A looser setting would be overridden anyway; refusing it tells the administrator so.
+  const bounds = lockoutBounds(current.directoryLockout);
+  if (
+    bounds &&
+    ((s.lockoutThreshold !== undefined && s.lockoutThreshold > bounds.maxThreshold) ||
+      (s.lockoutDurationS !== undefined && s.lockoutDurationS < bounds.minDurationS))
+  ) {
+    throw new GatehouseError('lockout_weaker_than_directory', {
+      tenant: tid,
+      directory: current.directoryLockout,
+      ...bounds,
+    });
   }
   const set: Partial<Selectable<TenantTable>> = {};
   if (s.ptaEnabled !== undefined) set.pta_enabled = s.ptaEnabled ? 1 : 0;

@@ -1,11 +1,18 @@
 /**
  * The cloud's lockout must trip before the directory's, or an attacker spraying passwords locks the
- * real account on premises (Entra's guidance: cloud threshold below AD's, cloud duration above it).
+ * real account on premises. Tenant settings looser than the directory are refused when set and
+ * tightened when the directory reports a stricter policy later (directory/tenants.ts
+ * `effectiveLockout`); these warnings tell the administrator what is actually applied.
  */
 import type { DirectoryLockoutPolicy } from '@gatehouse/protocol';
+import { effectiveLockout, lockoutBounds } from '../directory/tenants.ts';
 
 export interface LockoutWarning {
-  code: 'threshold_not_lower' | 'duration_not_longer' | 'directory_policy_unknown';
+  code:
+    | 'threshold_follows_directory'
+    | 'duration_follows_directory'
+    | 'directory_locks_at_first_failure'
+    | 'directory_policy_unknown';
   message: string;
 }
 
@@ -17,22 +24,30 @@ export const lockoutWarnings = (
     return [
       {
         code: 'directory_policy_unknown',
-        message:
-          'No agent has reported the directory lockout policy yet; the cloud settings cannot be compared.',
+        message: `No agent has reported the directory lockout policy yet: smart lockout uses the settings as they are (${cloud.threshold} failures, ${cloud.durationS} s), which must be below the directory's threshold.`,
       },
     ];
   }
+  const bounds = lockoutBounds(directory);
+  if (!bounds) return [];
+  const applied = effectiveLockout(cloud, directory);
   const warnings: LockoutWarning[] = [];
-  if (directory.threshold > 0 && cloud.threshold >= directory.threshold) {
+  if (directory.threshold === 1) {
     warnings.push({
-      code: 'threshold_not_lower',
-      message: `The cloud lockout threshold (${cloud.threshold}) is not lower than the directory's (${directory.threshold}): attackers can lock accounts on premises. Use at most ${Math.max(1, Math.floor(directory.threshold / 2))}.`,
+      code: 'directory_locks_at_first_failure',
+      message:
+        "The directory locks an account at its first wrong password: no cloud setting can keep attackers from locking accounts on premises. Raise the directory's lockout threshold.",
+    });
+  } else if (cloud.threshold > bounds.maxThreshold) {
+    warnings.push({
+      code: 'threshold_follows_directory',
+      message: `The cloud lockout threshold (${cloud.threshold}) is not lower than the directory's (${directory.threshold}): smart lockout uses ${applied.threshold}.`,
     });
   }
-  if (directory.threshold > 0 && directory.durationS > 0 && cloud.durationS <= directory.durationS) {
+  if (cloud.durationS < bounds.minDurationS) {
     warnings.push({
-      code: 'duration_not_longer',
-      message: `The cloud lockout duration (${cloud.durationS} s) is not longer than the directory's (${directory.durationS} s).`,
+      code: 'duration_follows_directory',
+      message: `The cloud lockout duration (${cloud.durationS} s) is shorter than the directory's (${directory.durationS ? `${directory.durationS} s` : 'until unlocked'}): smart lockout uses ${applied.durationS} s.`,
     });
   }
   return warnings;

@@ -20,68 +20,53 @@ import type { SignInOutcome } from '@gatehouse/protocol';
 import { type Kysely, PostgresAdapter, sql } from 'kysely';
 import type { Database } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
+import {
+  type Admission,
+  type CounterRow,
+  directoryBlock,
+  IN_FLIGHT_SLACK_MS,
+  inFlightNow,
+  type LocationClass,
+  type LockoutSettings,
+  lapsed,
+  lockDurationMs,
+  networkOf,
+  type Origin,
+  REPEAT_WINDOW_MS,
+  type Reservation,
+  type SettleResult,
+  UNKNOWN_PREFIX,
+} from './rules.ts';
+import { pruneLockout } from './sweep.ts';
 
-export type LocationClass = 'familiar' | 'unfamiliar';
+export type {
+  Admission,
+  LocationClass,
+  LockoutSettings,
+  Origin,
+  Reservation,
+  SettleResult,
+} from './rules.ts';
+export { lockDurationMs, networkOf } from './rules.ts';
 
-export interface LockoutSettings {
-  threshold: number;
-  durationS: number;
-}
-
-/** Where a sign-in comes from: the client IP and, for browsers, the device cookie. */
-export interface Origin {
-  ip?: string;
-  deviceId?: string;
-}
-
-export interface Reservation {
-  tenantId: string;
-  userId: string;
-  location: LocationClass;
-  passwordMac: string;
-  /** Location keys of this sign-in the user has not succeeded from lately (recorded on success). */
-  newKeys: string[];
-  /** Some counter of the user had failures when admitted (a success must reset them). */
-  hadFailures: boolean;
-}
-
-export type Admission =
-  | { kind: 'admit'; reservation: Reservation }
-  | { kind: 'locked'; location: LocationClass; until: number }
-  /** The same wrong password was tried moments ago: answer invalid_credentials, count nothing. */
-  | { kind: 'repeat'; location: LocationClass };
-
-export interface SettleResult {
-  /** This failure crossed the threshold (or re-locked an already locked user). */
-  locked: boolean;
-  until?: number;
-}
-
-/** How long a wrong password's keyed hash is remembered. */
-const REPEAT_WINDOW_MS = 15 * 60_000;
-/** Escalation cap: at most this many doublings of the base duration, and never above a day. */
-const MAX_DOUBLINGS = 6;
-const MAX_LOCK_MS = 86_400_000;
-/** An in-flight count outlives its attempts' deadlines by this much, so a crashed node's count lapses. */
-const IN_FLIGHT_SLACK_MS = 5_000;
 /** A familiar location's last success is refreshed at most this often (a write per sign-in otherwise). */
 const FAMILIAR_REFRESH_MS = 86_400_000;
+/** How often one process sweeps lapsed rows of unknown names and expired wrong-password hashes. */
+const PRUNE_EVERY_MS = 60_000;
+/** Counter rows of unknown names kept per tenant; beyond it the least recently touched go first. */
+const MAX_UNKNOWN_NAMES = 100_000;
 
 type Busy = { kind: 'busy'; location: LocationClass };
 
 /** How often an attempt waiting for a free slot looks again. */
 const BUSY_WAIT_MS = 10;
 
-/** The network part of an address: /24 for IPv4, /64 for IPv6 (one household, office or mobile cell). */
-export const networkOf = (ip: string): string => {
-  const v4 = ip.replace(/^::ffff:/, '');
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) return `${v4.split('.').slice(0, 3).join('.')}.0/24`;
-  const groups = ip.split(':');
-  return `${groups.slice(0, 4).join(':')}::/64`;
-};
-
-export const lockDurationMs = (settings: LockoutSettings, lockCount: number): number =>
-  Math.min(settings.durationS * 1000 * 2 ** Math.min(lockCount, MAX_DOUBLINGS), MAX_LOCK_MS);
+export interface SmartLockoutOptions {
+  /** Counter rows of unknown names kept per tenant (default 100,000). */
+  maxUnknownNames?: number;
+  /** Told when a background sweep fails (it is retried at the next one). */
+  onError?: (err: unknown) => void;
+}
 
 export interface SmartLockout {
   admit(
@@ -94,6 +79,11 @@ export interface SmartLockout {
   ): Promise<Admission>;
   settle(reservation: Reservation, outcome: SignInOutcome, settings: LockoutSettings): Promise<SettleResult>;
   unlock(tenantId: string, userId: string): Promise<void>;
+  /** The subject that stands for a name no user has: a keyed hash of it, never the name. */
+  unknownSubject(tenantId: string, login: string): string;
+  /** Deletes lapsed rows of unknown names, the oldest beyond the per-tenant cap, and expired
+   * wrong-password hashes. Runs by itself once a minute; exposed for tests and the bench. */
+  prune(): Promise<void>;
   status(
     tenantId: string,
     userId: string,
@@ -115,8 +105,10 @@ export const createSmartLockout = (
   db: Kysely<Database>,
   secrets: SecretBox,
   now: () => number,
+  options: SmartLockoutOptions = {},
 ): SmartLockout => {
   const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  const maxUnknown = options.maxUnknownNames ?? MAX_UNKNOWN_NAMES;
   const keysOf = (tenantId: string, userId: string, origin: Origin): string[] => {
     const keys: string[] = [];
     if (origin.ip)
@@ -125,8 +117,6 @@ export const createSmartLockout = (
       keys.push(secrets.mac(`${tenantId}/${userId}/dev/${origin.deviceId}`, 'familiar-location'));
     return keys;
   };
-  const inFlightNow = (row: { in_flight: number; in_flight_until: number }, t: number) =>
-    row.in_flight_until > t ? row.in_flight : 0;
   /** Counts an attempt out again (never below zero). */
   const countOut = sql<number>`case when in_flight > 0 then in_flight - 1 else 0 end`;
 
@@ -163,14 +153,28 @@ export const createSmartLockout = (
       }
       let q = tx
         .selectFrom('lockout_counters')
-        .select(['location', 'failures', 'locked_until', 'lock_count', 'in_flight', 'in_flight_until'])
+        .select([
+          'location',
+          'failures',
+          'locked_until',
+          'lock_count',
+          'in_flight',
+          'in_flight_until',
+          'updated_at',
+        ])
         .where('tenant_id', '=', tenantId)
         .where('user_id', '=', userId);
       if (postgres) q = q.forUpdate();
-      const rows = await q.execute();
-      const counter = rows.find((r) => r.location === location);
+      const rows: CounterRow[] = await q.execute();
+      const found = rows.find((r) => r.location === location);
+      // A lapsed counter is read, and rewritten below, as an empty one.
+      const stale = found !== undefined && lapsed(found, t);
+      const counter = stale ? undefined : found;
       if (counter && counter.locked_until > t)
         return { kind: 'locked', location, until: counter.locked_until };
+      const directory = directoryBlock(rows, settings, t);
+      if (directory?.kind === 'locked') return { kind: 'locked', location, until: directory.until };
+      if (directory?.kind === 'busy') return { kind: 'busy', location };
       const failures = counter?.failures ?? 0;
       // Wrong passwords are only remembered along with a failure, so with none there is nothing to look up.
       if (failures > 0) {
@@ -201,9 +205,12 @@ export const createSmartLockout = (
           updated_at: t,
         })
         .onConflict((oc) =>
-          oc
-            .columns(['tenant_id', 'user_id', 'location'])
-            .doUpdateSet({ in_flight: inFlight + 1, in_flight_until: until, updated_at: t }),
+          oc.columns(['tenant_id', 'user_id', 'location']).doUpdateSet({
+            in_flight: inFlight + 1,
+            in_flight_until: until,
+            updated_at: t,
+            ...(stale ? { failures: 0, lock_count: 0, locked_until: 0 } : {}),
+          }),
         )
         .execute();
       const fresh = new Set(
@@ -217,7 +224,7 @@ export const createSmartLockout = (
           location,
           passwordMac,
           newKeys: keys.filter((k) => !fresh.has(k)),
-          hadFailures: rows.some((r) => r.failures > 0),
+          hadFailures: rows.some((r) => r.failures > 0 || r.lock_count > 0),
         },
       };
     });
@@ -235,8 +242,28 @@ export const createSmartLockout = (
     }
   };
 
+  const prune = () => pruneLockout(db, now(), maxUnknown);
+  let lastSweep = now();
+  let sweeping = false;
+  // Off the sign-in's path: the attempt that triggers it does not wait for it.
+  const sweepSoon = () => {
+    if (sweeping || now() - lastSweep < PRUNE_EVERY_MS) return;
+    sweeping = true;
+    lastSweep = now();
+    prune()
+      .catch((err: unknown) => options.onError?.(err))
+      .finally(() => {
+        sweeping = false;
+      });
+  };
+
   return {
+    unknownSubject: (tenantId, login) =>
+      UNKNOWN_PREFIX + secrets.mac(`${tenantId}/${login}`, 'lockout-unknown-name'),
+    prune,
+
     async admit(tenantId, userId, password, origin, settings, deadline) {
+      sweepSoon();
       const keys = keysOf(tenantId, userId, origin);
       const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
       // Bounded by real time as well as the request's deadline, whatever clock `now` is.

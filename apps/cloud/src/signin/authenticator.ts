@@ -197,16 +197,20 @@ export const createAuthenticator = (
         userId: user?.id ?? null,
         password: i.password,
         origin: { ip: i.clientIp, deviceId: i.deviceId },
-        settings: { threshold: tenant.lockoutThreshold, durationS: tenant.lockoutDurationS },
+        settings: tenant.effectiveLockout,
         deadline,
       };
       const decision = await lockout.check(attempt);
-      if (decision.kind === 'locked') return finish('locked_out');
       // Answers that need no real check take as long as real wrong-password answers (timing-mask.ts).
       const fakeCheck = async () => {
         if (!(await mask.hold(tenant.id, performance.now() - started)))
           await verifyPassword(i.password, DUMMY_HASH);
       };
+      // A fast locked_out would tell a locked account from a wrong password, and so which names exist.
+      if (decision.kind === 'locked') {
+        await fakeCheck();
+        return finish('locked_out');
+      }
       if (decision.kind === 'repeat') {
         await fakeCheck();
         return finish('invalid_credentials');

@@ -4,7 +4,7 @@
  * policy that reserves capacity in `check` can always release it.
  */
 import type { SignInOutcome } from '@gatehouse/protocol';
-import type { SmartLockout } from '../lockout/smart-lockout.ts';
+import type { LockoutSettings, SmartLockout } from '../lockout/smart-lockout.ts';
 
 export interface LockoutAttempt {
   tenantId: string;
@@ -15,7 +15,8 @@ export interface LockoutAttempt {
   /** Only for keyed hashes of wrong passwords (repeat detection); never stored as is. */
   password: string;
   origin: { ip?: string; deviceId?: string };
-  settings: { threshold: number; durationS: number };
+  /** The tenant's effective lockout (directory/tenants.ts `effectiveLockout`). */
+  settings: LockoutSettings;
   /** The request's deadline (ms since epoch): an attempt counted in flight lapses soon after it. */
   deadline: number;
 }
@@ -41,8 +42,9 @@ export const noLockout: LockoutPolicy = {
 };
 
 /**
- * Smart lockout (lockout/smart-lockout.ts) behind the seam. It counts per known user; unknown names
- * are admitted (their attempts cost no directory bind anyway).
+ * Smart lockout (lockout/smart-lockout.ts) behind the seam. A name no user has is counted and
+ * locked exactly like a user, under a keyed hash of the name: otherwise the name that never locks
+ * is the one that does not exist.
  */
 export const smartLockoutPolicy = (
   smart: SmartLockout,
@@ -50,15 +52,16 @@ export const smartLockoutPolicy = (
   onLocked: (attempt: LockoutAttempt, until: number) => void = () => {},
 ): LockoutPolicy => ({
   async check(a) {
-    if (!a.userId) return { kind: 'admit' };
-    const r = await smart.admit(a.tenantId, a.userId, a.password, a.origin, a.settings, a.deadline);
+    const subject = a.userId ?? smart.unknownSubject(a.tenantId, a.login);
+    const r = await smart.admit(a.tenantId, subject, a.password, a.origin, a.settings, a.deadline);
     if (r.kind === 'admit') return { kind: 'admit', ticket: r.reservation };
     return r.kind === 'locked' ? { kind: 'locked', until: r.until } : { kind: 'repeat' };
   },
   async recordFailure(a, ticket, outcome) {
     if (!ticket) return;
     const r = await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], outcome, a.settings);
-    if (r.locked && r.until) onLocked(a, r.until);
+    // The audit log is about accounts; a name nobody has is not one.
+    if (r.locked && r.until && a.userId) onLocked(a, r.until);
   },
   async recordSuccess(a, ticket) {
     if (ticket) await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], 'success', a.settings);
