@@ -16,7 +16,7 @@ import { type RouteDef, route } from './api.ts';
 
 export interface AdminDeps {
   ctx: CloudContext;
-  gateway?: Pick<Gateway, 'revokeAgent' | 'requestSync' | 'connections'>;
+  gateway?: Pick<Gateway, 'revokeDeleted' | 'requestSync' | 'connections'>;
   authenticator?: Authenticator & { invalidate?(tenantId?: string): void };
 }
 
@@ -32,6 +32,13 @@ export const TenantSettingsOut = z.object({
   lockoutThreshold: z.number().int(),
   lockoutDurationS: z.number().int(),
   directoryLockout: z.object({ threshold: z.number(), durationS: z.number() }).nullable(),
+  /** What smart lockout applies: the settings, tightened to stay inside the directory's lockout. */
+  effectiveLockout: z.object({
+    threshold: z.number().int(),
+    durationS: z.number().int(),
+    directoryBudget: z.number().int().nullable(),
+    directoryWindowS: z.number().int(),
+  }),
   lockoutWarnings: z.array(Warning),
 });
 
@@ -44,6 +51,7 @@ const settingsOf = (t: Tenant) => ({
   lockoutThreshold: t.lockoutThreshold,
   lockoutDurationS: t.lockoutDurationS,
   directoryLockout: t.directoryLockout,
+  effectiveLockout: t.effectiveLockout,
   lockoutWarnings: lockoutWarnings(
     { threshold: t.lockoutThreshold, durationS: t.lockoutDurationS },
     t.directoryLockout,
@@ -173,7 +181,8 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
     route({
       method: 'PATCH',
       path: '/settings',
-      summary: 'Change sign-in settings (turning PTA on is refused while no agent is active)',
+      summary:
+        "Change sign-in settings (turning PTA on is refused while no agent is active; a lockout looser than the directory's, with lockout_weaker_than_directory)",
       permission: 'hybrid',
       body: PatchSettings,
       response: TenantSettingsOut,
@@ -218,13 +227,16 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
     route({
       method: 'DELETE',
       path: '/agents/:agentId',
-      summary: 'Delete an agent: its certificate is refused at once and its connection closed',
+      summary:
+        'Delete an agent: its certificate is refused and its connections are closed, on every node, before this answers',
       permission: 'hybrid',
       params: AgentId,
       response: z.object({ deleted: z.string(), connectionsClosed: z.number() }),
       handler: async ({ caller, params }) => {
         await deleteAgent(ctx.db, caller.tenantId, params.agentId, ctx.now());
-        const closed = deps.gateway?.revokeAgent(params.agentId) ?? 0;
+        // Every node holding the agent has closed it when this resolves.
+        const r = await deps.gateway?.revokeDeleted({ tenantId: caller.tenantId, agentId: params.agentId });
+        const closed = r?.closed ?? 0;
         await caller.audit('agent.delete', params.agentId, { connectionsClosed: closed });
         return { deleted: params.agentId, connectionsClosed: closed };
       },

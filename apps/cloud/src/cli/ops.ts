@@ -9,6 +9,7 @@ import { audit } from '../directory/audit.ts';
 import { createClient, GRANT_TYPES, listClients } from '../directory/clients.ts';
 import { createRegistrationToken } from '../directory/registration-tokens.ts';
 import { getTenant, updateSettings } from '../directory/tenants.ts';
+import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { listSignIns } from '../signin/log.ts';
 import {
@@ -159,9 +160,10 @@ export const opsCommands: Record<string, Command> = {
         env.now(),
       );
       const { caCertPem: _, ...shown } = t;
-      // Only a lockout change is checked against the directory; other settings do not warn.
+      // A lockout change, and turning pass-through on (from then on wrong passwords reach the
+      // directory), say what smart lockout applies against the directory's policy.
       const warnings =
-        changed.lockoutThreshold !== undefined || changed.lockoutDurationS !== undefined
+        changed.lockoutThreshold !== undefined || changed.lockoutDurationS !== undefined || a.pta === true
           ? lockoutWarnings(
               { threshold: t.lockoutThreshold, durationS: t.lockoutDurationS },
               t.directoryLockout,
@@ -170,7 +172,7 @@ export const opsCommands: Record<string, Command> = {
       return {
         json: { ...shown, warnings },
         text: [
-          `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s`,
+          `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s (applied ${t.effectiveLockout.threshold}/${t.effectiveLockout.durationS}s)`,
           ...warnings.map((w) => `warning: ${w.message}`),
         ].join('\n'),
       };
@@ -205,16 +207,39 @@ export const opsCommands: Record<string, Command> = {
     options: { tenant: str, id: str },
     schema: z.object({ tenant, id: z.string({ error: 'is required' }).min(1) }),
     async run(env, a) {
-      await deleteAgent(env.db, a.tenant, a.id, env.now());
-      await audit(
-        env.db,
-        { tenantId: a.tenant, actor: OPERATOR, action: 'agent.delete', target: a.id },
-        env.now(),
-      );
-      return {
-        json: { deleted: a.id },
-        text: `agent ${a.id} deleted; its certificate is refused from now on`,
-      };
+      const revoker = await openRevoker(env.config);
+      try {
+        await deleteAgent(env.db, a.tenant, a.id, env.now());
+        const r = await revoker.revoke({ tenantId: a.tenant, agentId: a.id }).catch((err: unknown) => {
+          throw new GatehouseError('internal_error', {
+            deleted: a.id,
+            connection: `not confirmed closed (${String(err)}); the cloud drops it at its next heartbeat, within ${env.config.heartbeatMs} ms`,
+          });
+        });
+        await audit(
+          env.db,
+          {
+            tenantId: a.tenant,
+            actor: OPERATOR,
+            action: 'agent.delete',
+            target: a.id,
+            detail: { connectionsClosed: r.closed, nodes: r.nodes },
+          },
+          env.now(),
+        );
+        const where = env.config.natsUrl ? 'on any cloud node' : `on ${env.config.dataDir}`;
+        const live = !r.reached
+          ? `no cloud is running ${where}, so it has no live connection`
+          : r.closed > 0
+            ? `its ${r.closed} live connection(s) were closed before this returned, and no sign-in goes to it any more`
+            : `it had no live connection ${where}`;
+        return {
+          json: { deleted: a.id, connectionsClosed: r.closed, nodes: r.nodes, cloudReached: r.reached },
+          text: `agent ${a.id} deleted: its certificate is refused; ${live}`,
+        };
+      } finally {
+        await revoker.close();
+      }
     },
   }),
 

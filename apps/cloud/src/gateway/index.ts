@@ -6,13 +6,20 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { CloudContext, Dispatcher } from '../context.ts';
-import { pruneAgents, touchAgent } from '../directory/agents.ts';
+import { getAgent, pruneAgents, touchAgent } from '../directory/agents.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import { AgentDispatcher } from './dispatcher.ts';
 import type { AuthenticatedPeer } from './peer.ts';
 import { TenantCaCache } from './peer.ts';
 import { registerRegistrationRoutes } from './registration.ts';
+import {
+  type CloseDeleted,
+  controlSocketPath,
+  type RevocationReport,
+  type RevokeRequest,
+  serveControlSocket,
+} from './revocation.ts';
 import { createGatewayServer } from './server.ts';
 import { SyncIngest, type SyncSummary } from './sync.ts';
 
@@ -30,12 +37,29 @@ export interface Gateway {
   close(): Promise<void>;
   /** Live connections (ready or still saying hello). */
   connections(): ConnectionInfo[];
-  /** Closes the agent's live connections at once (after the admin deleted it). Returns how many. */
+  /** Closes the agent's live connections on this node at once. Returns how many. */
   revokeAgent(agentId: string): number;
+  /** This node's side of a revoke: closes the agent's connections here if its row is deleted. */
+  closeDeleted: CloseDeleted;
+  /**
+   * After a delete: closes the agent's connections wherever they are (every node, in the scale-out
+   * shape) and resolves once each holder has closed them.
+   */
+  revokeDeleted(req: RevokeRequest): Promise<RevocationReport>;
+  /** Scale-out: revokes travel over NATS (set by the router before the gateway listens). */
+  useClusterRevocation(r: ClusterRevocation): void;
   /** Asks one connected agent of the tenant for a full sync; returns its id, or null when none is connected. */
   requestSync(tenantId: string): string | null;
   /** Called after each applied sync run (admin center, tests). */
   onSyncFinished(listener: (tenantId: string, summary: SyncSummary) => void): void;
+}
+
+/** The scale-out router's part in revocation (gateway/cluster.ts). */
+export interface ClusterRevocation {
+  /** A connection of the agent opened here; resolves once a revoke of it would reach this node. */
+  watch(agentId: string): Promise<void>;
+  unwatch(agentId: string): void;
+  revoke(req: RevokeRequest): Promise<RevocationReport>;
 }
 
 export interface GatewayOptions {
@@ -69,6 +93,10 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     },
   });
   const cas = new TenantCaCache(ctx.db);
+  let cluster: ClusterRevocation | undefined;
+  let control: { close(): Promise<void> } | undefined;
+  /** Scale-out: each connection's revoke subscription, awaited before its hello reads the row. */
+  const watching = new WeakMap<AgentConnection, Promise<void>>();
 
   const revoke = (conn: AgentConnection, why: string) => {
     if (conn.closed) return;
@@ -96,7 +124,11 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
 
   const hooks: ConnectionHooks = {
     onHello: async (conn) => {
-      await touchAgent(ctx.db, conn.agentId, ctx.now(), conn.externalIp ?? undefined);
+      // Subscribed to the agent's revokes before its row is read: a delete committed meanwhile is
+      // either seen here or reaches this connection.
+      await watching.get(conn);
+      if (!(await touchAgent(ctx.db, conn.agentId, ctx.now(), conn.externalIp ?? undefined)))
+        return revoke(conn, 'the agent was deleted');
       await recordDirectoryPolicy(conn);
     },
     onReady: (conn) => dispatcher.add(conn),
@@ -120,6 +152,16 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
       { log, now: ctx.now, hooks, heartbeatMs: config.heartbeatMs },
     );
     live.add(conn);
+    if (cluster) {
+      const c = cluster;
+      watching.set(
+        conn,
+        c
+          .watch(conn.agentId)
+          .catch((err: unknown) => log.warn({ err, agentId: conn.agentId }, 'revoke watch failed')),
+      );
+      ws.once('close', () => c.unwatch(conn.agentId));
+    }
   };
 
   const { server, wss } = createGatewayServer({ ctx, cas, onConnection });
@@ -153,6 +195,25 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     }
   };
 
+  const revokeLocal = (agentId: string) => {
+    let n = 0;
+    for (const c of live) {
+      if (c.agentId === agentId && !c.closed) {
+        revoke(c, 'the agent was deleted');
+        n++;
+      }
+    }
+    return n;
+  };
+  const closeDeleted: CloseDeleted = async ({ tenantId, agentId }) => {
+    const a = await getAgent(ctx.db, agentId);
+    // Only the row decides: a revoke of a live agent (or another tenant's) closes nothing.
+    if (a && (a.deletedAt === null || a.tenantId !== tenantId)) return 0;
+    const n = revokeLocal(agentId);
+    if (n > 0) log.info({ agentId, tenantId, closed: n }, 'deleted agent disconnected');
+    return n;
+  };
+
   const gateway: Gateway = {
     dispatcher,
     local: dispatcher,
@@ -170,12 +231,19 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
           pruner.unref();
           const port = (server.address() as AddressInfo).port;
           log.info({ port }, 'agent gateway listening');
-          resolve({ port });
+          // Embedded shape: the operator CLI asks here to close the agents it deletes.
+          const ready = cluster
+            ? Promise.resolve()
+            : serveControlSocket(controlSocketPath(config.dataDir), { log, closeDeleted }).then((c) => {
+                control = c;
+              });
+          void ready.then(() => resolve({ port }));
         });
       }),
     close: async () => {
       clearInterval(sweeper);
       clearInterval(pruner);
+      await control?.close();
       for (const c of [...live]) c.terminate();
       dispatcher.closeAll();
       wss.close();
@@ -186,15 +254,12 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
       });
     },
     connections: () => [...live].map((c) => c.info()),
-    revokeAgent: (agentId) => {
-      let n = 0;
-      for (const c of live) {
-        if (c.agentId === agentId && !c.closed) {
-          revoke(c, 'the agent was deleted');
-          n++;
-        }
-      }
-      return n;
+    revokeAgent: revokeLocal,
+    closeDeleted,
+    revokeDeleted: async (req) =>
+      cluster ? cluster.revoke(req) : { reached: true, closed: await closeDeleted(req), nodes: 1 },
+    useClusterRevocation: (r) => {
+      cluster = r;
     },
     requestSync: (tenantId) => {
       const cutoff = ctx.now() - config.inactiveAfterMs;
