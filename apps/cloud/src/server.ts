@@ -99,8 +99,10 @@ export const startCloud = async (
         inactiveAfterMs: config.inactiveAfterMs,
         reconnectWaitMs: config.agentReconnectWaitMs,
         local: gateway.local,
+        closeDeleted: gateway.closeDeleted,
       });
       router = r;
+      gateway.useClusterRevocation(r.revocation);
       ctx.dispatcher = r;
       cleanup.push(() => r.close(config.drainMs));
     }

@@ -10,7 +10,6 @@
  * A node that dies mid-request costs at most half the remaining time; the request is then sent
  * once more.
  */
-import { readFileSync } from 'node:fs';
 import { aad, hpkeSeal } from '@gatehouse/protocol';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
@@ -18,6 +17,11 @@ import { z } from 'zod';
 import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
 import type { Db } from '../db/index.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
+import type { ClusterRevocation } from './index.ts';
+import { type NatsSecurity, natsConnectOptions } from './nats.ts';
+import { type CloseDeleted, createNatsRevocation, revokeOverNats } from './revocation.ts';
+
+export type { NatsSecurity } from './nats.ts';
 
 export const subjectFor = (tenantId: string) => `gatehouse.validate.${tenantId}`;
 const QUEUE = 'gatehouse-validators';
@@ -52,14 +56,6 @@ const RelayedAnswer = z.object({
   node: z.string().max(64).optional(),
 });
 
-export interface NatsSecurity {
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  user?: string;
-  passwordFile?: string;
-}
-
 export interface ClusterOptions {
   natsUrl: string;
   /** TLS with a pinned CA (never unverified), optional client certificate, optional user. */
@@ -72,6 +68,8 @@ export interface ClusterOptions {
   /** How long after a tenant's agent was last seen anywhere a request waits for one; 0: never. */
   reconnectWaitMs?: number;
   local: AgentDispatcher;
+  /** Closes this node's connections of a deleted agent (the gateway's closeDeleted). */
+  closeDeleted: CloseDeleted;
 }
 
 export interface ClusterRouter extends Dispatcher {
@@ -81,6 +79,8 @@ export interface ClusterRouter extends Dispatcher {
   stopServing(): void;
   /** Waits for relayed requests in flight (up to `graceMs`), then leaves NATS. */
   close(graceMs: number): Promise<void>;
+  /** Deleted agents' connections are closed on whichever node holds them. */
+  readonly revocation: ClusterRevocation;
 }
 
 const enc = new TextEncoder();
@@ -88,23 +88,10 @@ const dec = new TextDecoder();
 
 export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRouter> => {
   const log = o.log.child({ part: 'cluster', node: o.nodeId });
-  const sec = o.security ?? {};
   const nc: NatsConnection = await connect({
-    servers: o.natsUrl,
-    name: o.nodeId,
+    ...natsConnectOptions(o.natsUrl, o.nodeId, o.security),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
-    ...(sec.caFile
-      ? {
-          tls: {
-            caFile: sec.caFile,
-            ...(sec.certFile ? { certFile: sec.certFile, keyFile: sec.keyFile } : {}),
-          },
-        }
-      : {}),
-    ...(sec.user && sec.passwordFile
-      ? { user: sec.user, pass: readFileSync(sec.passwordFile, 'utf8').replace(/\r?\n$/, '') }
-      : {}),
   });
   log.info({ natsUrl: o.natsUrl }, 'joined the NATS cluster');
   const subs = new Map<string, Subscription>();
@@ -115,6 +102,13 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   const waiters = new Map<string, Set<() => void>>();
   const reconnectWaitMs = o.reconnectWaitMs ?? 0;
   let serving = true;
+  const revocation = createNatsRevocation(nc, {
+    nodeId: o.nodeId,
+    log,
+    closeDeleted: o.closeDeleted,
+    // Nothing new is sealed to a deleted agent's key once its deletion is announced.
+    onDeleted: (tenantId) => keyCache.delete(tenantId),
+  });
   let relayedInFlight = 0;
   let held = 0;
 
@@ -322,8 +316,17 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
       log.debug({ tenantId }, 'no longer serving tenant');
     },
     stopServing,
+    revocation: {
+      watch: (agentId) => revocation.watch(agentId),
+      unwatch: (agentId) => revocation.unwatch(agentId),
+      revoke: (req) => {
+        keyCache.delete(req.tenantId);
+        return revokeOverNats(nc, req);
+      },
+    },
     async close(graceMs) {
       stopServing();
+      revocation.close();
       const end = Date.now() + graceMs;
       while (relayedInFlight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
       await nc.drain().catch(() => nc.close());
