@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
+import { registerAgent, touchAgent } from '../src/directory/agents.ts';
 import { listAudit } from '../src/directory/audit.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+import { createTenant, effectiveLockout } from '../src/directory/tenants.ts';
 import { lockoutWarnings } from '../src/lockout/policy-check.ts';
 import { createSmartLockout } from '../src/lockout/smart-lockout.ts';
 
@@ -58,27 +59,82 @@ before(async () => {
     .set({ directory_lockout_threshold: 5, directory_lockout_duration_s: 1800 })
     .where('id', '=', tenantId)
     .execute();
+  // An agent heard from just now, so pass-through authentication may be turned on.
+  const agent = await registerAgent(db, {
+    tenantId,
+    hostname: 'dc1',
+    version: '1.0.0',
+    certSerial: '01',
+    certNotAfter: Date.now() + 86_400_000,
+    hpkePublicKey: 'A'.repeat(43),
+  });
+  await touchAgent(db, agent.id, Date.now());
   await db.destroy();
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('lockoutWarnings: the cloud must trip first and hold longer', () => {
-  assert.deepEqual(lockoutWarnings({ threshold: 3, durationS: 3600 }, { threshold: 5, durationS: 1800 }), []);
-  assert.deepEqual(
-    lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 5, durationS: 1800 }).map((w) => w.code),
-    ['threshold_not_lower', 'duration_not_longer'],
-  );
-  assert.deepEqual(lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 0, durationS: 0 }), []);
-  assert.equal(lockoutWarnings({ threshold: 10, durationS: 60 }, null)[0]!.code, 'directory_policy_unknown');
+test('the applied lockout follows the directory unless the setting is stricter', () => {
+  const ad = { threshold: 5, durationS: 1800 };
+  const applied = (threshold: number, durationS: number, d: typeof ad | null = ad) => {
+    const e = effectiveLockout({ threshold, durationS }, d);
+    return [e.threshold, e.durationS, e.directoryBudget];
+  };
+  assert.deepEqual(applied(10, 60), [4, 1800, 4], 'the defaults stay below AD');
+  assert.deepEqual(applied(3, 3600), [3, 3600, 4], 'a stricter setting is kept');
+  assert.deepEqual(applied(3, 3600, { threshold: 3, durationS: 7200 }), [2, 7200, 2], 'AD got stricter');
+  assert.deepEqual(applied(10, 60, { threshold: 5, durationS: 0 }), [4, 86_400, 4], 'until unlocked: a day');
+  assert.deepEqual(applied(10, 60, { threshold: 0, durationS: 0 }), [10, 60, null], 'AD never locks');
+  assert.deepEqual(applied(10, 60, null), [10, 60, null], 'not reported yet');
 });
 
-test('settings set warns when the cloud threshold is not below the directory one', async () => {
-  const r = await gh(['settings', 'set', '--tenant', tenantId, '--lockout-threshold', '8', '--json']);
-  assert.equal(r.code, 0, r.stderr);
+test('lockoutWarnings say what is applied instead of a looser setting', () => {
+  assert.deepEqual(lockoutWarnings({ threshold: 3, durationS: 3600 }, { threshold: 5, durationS: 1800 }), []);
+  const w = lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 5, durationS: 1800 });
   assert.deepEqual(
-    JSON.parse(r.stdout).warnings.map((w: { code: string }) => w.code),
-    ['threshold_not_lower', 'duration_not_longer'],
+    w.map((x) => x.code),
+    ['threshold_follows_directory', 'duration_follows_directory'],
   );
+  assert.match(w[0]!.message, /uses 4\b/);
+  assert.match(w[1]!.message, /uses 1800 s/);
+  assert.deepEqual(lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 0, durationS: 0 }), []);
+  assert.equal(lockoutWarnings({ threshold: 10, durationS: 60 }, null)[0]!.code, 'directory_policy_unknown');
+  assert.equal(
+    lockoutWarnings({ threshold: 1, durationS: 86_400 }, { threshold: 1, durationS: 60 })[0]!.code,
+    'directory_locks_at_first_failure',
+  );
+});
+
+test('settings set refuses a lockout looser than the directory, and changes nothing', async () => {
+  for (const flags of [
+    ['--lockout-threshold', '5'],
+    ['--lockout-threshold', '8'],
+    ['--lockout-duration', '1799'],
+    ['--lockout-threshold', '3', '--lockout-duration', '60'],
+  ]) {
+    const r = await gh(['settings', 'set', '--tenant', tenantId, ...flags, '--json']);
+    assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stdout}`);
+    assert.match(r.stderr, /lockout_weaker_than_directory/);
+    assert.match(r.stderr, /"maxThreshold":4/);
+  }
+  const check = JSON.parse((await gh(['lockout', 'check', '--tenant', tenantId, '--json'])).stdout);
+  assert.deepEqual(check.cloud, { threshold: 10, durationS: 60 }, 'nothing was written');
+  assert.equal(check.applied.threshold, 4);
+  assert.equal(check.applied.durationS, 1800);
+});
+
+test('settings set --pta on says what smart lockout applies against the directory', async () => {
+  const r = await gh(['settings', 'set', '--tenant', tenantId, '--pta', 'on']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /lockout 10\/60s \(applied 4\/1800s\)/);
+  assert.match(
+    r.stdout,
+    /warning: The cloud lockout threshold \(10\) is not lower than the directory's \(5\): smart lockout uses 4/,
+  );
+  const off = await gh(['settings', 'set', '--tenant', tenantId, '--pta', 'off']);
+  assert.doesNotMatch(off.stdout, /warning/);
+});
+
+test('a stricter setting is accepted without warnings, and checked against the directory', async () => {
   const ok = await gh([
     'settings',
     'set',
@@ -93,6 +149,10 @@ test('settings set warns when the cloud threshold is not below the directory one
   assert.doesNotMatch(ok.stdout, /warning/);
   const check = await gh(['lockout', 'check', '--tenant', tenantId]);
   assert.match(check.stdout, /directory: threshold 5, duration 1800 s/);
+  assert.match(
+    check.stdout,
+    /applied: threshold 3, duration 3600 s; at most 4 wrong passwords reach the directory/,
+  );
 });
 
 test('user lockout shows the lock; user unlock clears it and is audited', async () => {

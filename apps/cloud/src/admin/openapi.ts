@@ -25,7 +25,7 @@ const ERRORS = {
   '401': 'unauthorized: no valid bearer token of this tenant',
   '403': 'forbidden: the role does not allow it, or the token belongs to another tenant',
   '404': 'not_found',
-  '409': 'conflict, no_active_agent',
+  '409': 'conflict, no_active_agent, lockout_weaker_than_directory',
 };
 
 export const openApiDocument = (routes: readonly RouteDef[], publicUrl: string, tenantId: string) => {

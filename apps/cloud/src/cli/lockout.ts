@@ -66,10 +66,15 @@ export const lockoutCommands: Record<string, Command> = {
         t.directoryLockout,
       );
       const cloud = { threshold: t.lockoutThreshold, durationS: t.lockoutDurationS };
+      const applied = t.effectiveLockout;
       return {
-        json: { cloud, directory: t.directoryLockout, warnings },
+        json: { cloud, applied, directory: t.directoryLockout, warnings },
         text: [
-          `cloud: threshold ${cloud.threshold}, duration ${cloud.durationS} s`,
+          `cloud setting: threshold ${cloud.threshold}, duration ${cloud.durationS} s`,
+          `applied: threshold ${applied.threshold}, duration ${applied.durationS} s` +
+            (applied.directoryBudget === null
+              ? ''
+              : `; at most ${applied.directoryBudget} wrong passwords reach the directory within ${applied.directoryWindowS} s, every location together`),
           t.directoryLockout
             ? `directory: threshold ${t.directoryLockout.threshold}, duration ${t.directoryLockout.durationS} s`
             : 'directory: not reported yet',

@@ -730,18 +730,21 @@ pages.signins = async (root) => {
 
 pages.lockout = async (root) => {
   const s = await api('/settings');
+  // The form starts from what is applied: the settings, tightened to the directory's policy, so
+  // saving it unchanged is never refused as looser than the directory.
+  const e = s.effectiveLockout;
   const threshold = h('input', {
     type: 'number',
     min: '1',
-    max: '100',
-    value: String(s.lockoutThreshold),
+    max: String(e.directoryBudget ?? 100),
+    value: String(e.threshold),
     required: true,
   });
   const duration = h('input', {
     type: 'number',
-    min: '1',
+    min: String(e.directoryBudget === null ? 1 : e.directoryWindowS),
     max: '86400',
-    value: String(s.lockoutDurationS),
+    value: String(e.durationS),
     required: true,
   });
   const warnings = h('div', { 'aria-live': 'polite' });
@@ -756,14 +759,17 @@ pages.lockout = async (root) => {
     h(
       'p',
       {},
-      "Smart lockout stops password spraying in the cloud, before anything reaches your directory. It must trip before the directory's own lockout: a lower threshold and a longer duration.",
+      "Smart lockout stops password spraying in the cloud, before anything reaches your directory. It must trip before the directory's own lockout: a lower threshold and at least as long a duration. A looser setting is refused, and when the directory tightens its policy smart lockout follows it.",
     ),
     h(
       'p',
       {},
       'Directory policy (reported by the agents): ',
-      d ? `${d.threshold} failures, ${d.durationS} s` : 'not reported yet',
+      d
+        ? `${d.threshold} failures, ${d.durationS ? `${d.durationS} s` : 'until unlocked'}`
+        : 'not reported yet',
     ),
+    h('p', {}, `Applied: ${e.threshold} failures, ${e.durationS} s.`),
     h(
       'form',
       {
