@@ -15,6 +15,7 @@ import { listAudit } from '../src/directory/audit.ts';
 import { createRegistrationToken } from '../src/directory/registration-tokens.ts';
 import { getTenant } from '../src/directory/tenants.ts';
 import { createCloudUser } from '../src/directory/users.ts';
+import { pageCsp } from '../src/http/page.ts';
 import {
   ADMIN_PASSWORD,
   type Env,
@@ -115,7 +116,9 @@ const openPage = async (query = '') => {
   const setCookie = String(page.headers['set-cookie']);
   const cookie = setCookie.split(';')[0]!;
   const csrf = /name="csrf" value="([^"]+)"/.exec(page.text)![1]!;
-  return { page, cookie, csrf };
+  // Present when the page showed who asks, as a browser would send it back.
+  const reviewed = /name="reviewed" value="([^"]+)"/.exec(page.text)?.[1];
+  return { page, cookie, csrf, reviewed };
 };
 
 const submit = (cookie: string | undefined, fields: Record<string, string>) =>
@@ -140,10 +143,19 @@ test('device flow: pending, slow_down, approved by the Global Administrator, reg
   const tooFast = await postJson(env, '/agent/v1/register', { ...keys.body, deviceCode: d.device_code });
   assert.equal(errorOf(tooFast), 'slow_down');
 
-  const { page, cookie, csrf } = await openPage(`?user_code=${d.user_code.toLowerCase().replace('-', '')}`);
+  const { page, cookie, csrf, reviewed } = await openPage(
+    `?user_code=${d.user_code.toLowerCase().replace('-', '')}`,
+  );
   assert.match(page.text, /dc2\.contoso\.example/, 'the page names the machine asking');
   assert.match(page.text, /<label for="password">/);
-  const fields = { csrf, user_code: d.user_code, username: env.adminUpn, action: 'approve' };
+  assert.equal(reviewed, d.user_code);
+  const fields = {
+    csrf,
+    user_code: d.user_code,
+    username: env.adminUpn,
+    action: 'approve',
+    reviewed: d.user_code,
+  };
   const wrong = await submit(cookie, { ...fields, password: 'not-the-password' });
   assert.equal(wrong.status, 401);
   assert.ok(!wrong.text.includes('not-the-password'), 'a password is never written back');
@@ -169,6 +181,47 @@ test('device flow: pending, slow_down, approved by the Global Administrator, reg
   const audit = await listAudit(env.ctx.db, env.tenantId);
   assert.ok(audit.some((a) => a.action === 'agent.device_approved' && a.actor === env.adminUpn));
   assert.ok(audit.some((a) => a.action === 'agent.registered' && a.actor === env.adminUpn));
+});
+
+test('the approval page shows the requesting address, the time, and that the host name is only claimed', async () => {
+  const before = Date.now();
+  const d = await authorize('dc9.contoso.example');
+  const { page } = await openPage(`?user_code=${d.user_code}`);
+  assert.equal(page.headers['content-security-policy'], pageCsp());
+  const section = /<section class="request"[\s\S]*?<\/section>/.exec(page.text)?.[0] ?? '';
+  assert.match(
+    section,
+    /Host name<\/dt><dd><strong>dc9\.contoso\.example<\/strong> \(the requester's own claim\)/,
+  );
+  assert.match(section, /Requested from<\/dt><dd>127\.0\.0\.1<\/dd>/, 'the address the cloud saw');
+  const at = /Requested at<\/dt><dd>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC<\/dd>/.exec(section)?.[1];
+  assert.ok(at, section);
+  const t = Date.parse(`${at.replace(' ', 'T')}Z`);
+  assert.ok(t >= Math.floor(before / 1000) * 1000 && t <= Date.now(), `${at} is when it was asked`);
+  assert.match(section, /Gatehouse has not checked the\s+host name/);
+
+  // An expired code shows nothing about the request.
+  await env.ctx.db
+    .updateTable('device_codes')
+    .set({ expires_at: Date.now() - 1 })
+    .where('user_code', '=', d.user_code)
+    .execute();
+  assert.doesNotMatch((await openPage(`?user_code=${d.user_code}`)).page.text, /dc9\.contoso/);
+});
+
+test('an approver who typed the code is shown who asks before the approval counts', async () => {
+  const d = await authorize('typed-host');
+  const { cookie, csrf, reviewed } = await openPage();
+  assert.equal(reviewed, undefined, 'no code in the link: nothing reviewed yet');
+  const fields = { csrf, user_code: d.user_code, username: env.adminUpn, password: ADMIN_PASSWORD };
+  const first = await submit(cookie, { ...fields, action: 'approve' });
+  assert.equal(first.status, 200);
+  assert.match(first.text, /Check who is asking/);
+  assert.match(first.text, /typed-host/);
+  assert.doesNotMatch(first.text, /Agent approved/);
+  assert.equal(errorOf(await poll(d.device_code)), 'authorization_pending', 'not approved yet');
+  const second = await submit(cookie, { ...fields, action: 'approve', reviewed: d.user_code });
+  assert.match(second.text, /Agent approved/);
 });
 
 test('device flow: denied, expired, and approvers only', async () => {

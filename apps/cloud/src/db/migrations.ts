@@ -256,6 +256,14 @@ const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefin
 };
 
 
+/** Who asked for a device code, shown to the approver: the address is the one fact not self-declared. */
+const deviceRequester: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('device_codes').addColumn('requester_ip', 'text').execute();
+    await db.schema.alterTable('device_codes').addColumn('requested_at', 'bigint').execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -263,6 +271,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0003_on_prem_name': onPremNameIndex,
     '0004_key_check': keyCheck,
     '0005_secrets_at_rest': secretsAtRest(opts.secrets),
+    '0006_device_requester': deviceRequester,
   }),
 });
 

@@ -98,6 +98,9 @@ export interface DeviceCodeTable {
   status: string;
   approved_by: string | null;
   last_poll_at: number | null;
+  /** Null on rows from before migration 0006. */
+  requester_ip: string | null;
+  requested_at: number | null;
 }
 
 export interface SignInTable {

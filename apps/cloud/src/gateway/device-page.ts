@@ -5,6 +5,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
+import type { PendingDeviceCode } from '../directory/device-codes.ts';
 import { esc, htmlPage } from '../http/page.ts';
 
 /** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
@@ -39,6 +40,12 @@ const STYLE = `
 button{flex:1}
 button.deny{background:#4b5563}
 .ok{margin:1rem 0;padding:.75rem;border-left:4px solid #15803d;background:#f0fdf4;color:#14532d}
+.request{margin:1rem 0;padding:.75rem;border-left:4px solid #b45309;background:#fffbeb;color:#451a03}
+.request h2{font-size:1rem;margin:0 0 .5rem}
+.request dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem .75rem;margin:0 0 .5rem}
+.request dt{font-weight:600}
+.request dd{margin:0;overflow-wrap:anywhere}
+.request p{margin:.5rem 0 0}
 `;
 
 const page = (title: string, body: string): string => htmlPage(title, body, STYLE);
@@ -47,11 +54,31 @@ export interface DeviceFormView {
   action: string;
   csrf: string;
   userCode?: string;
-  /** Shown when the code in the link is pending, so the admin knows which machine asks. */
-  hostname?: string;
+  /** Shown when the code is pending, so the approver sees who asks and what of it is unverified. */
+  request?: PendingDeviceCode;
   username?: string;
   error?: string;
 }
+
+/** UTC, to the second: the approver compares it with when they started the agent. */
+const utc = (ms: number): string => `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+
+/**
+ * Who asks, and what of it can be trusted: the address and time are the cloud's own observation;
+ * the host name is whatever the requester typed, which is what a phishing request would fake.
+ */
+const requestDetails = (
+  r: PendingDeviceCode,
+): string => `<section class="request" aria-labelledby="request-h">
+<h2 id="request-h">Who is asking</h2>
+<dl>
+<dt>Host name</dt><dd><strong>${esc(r.hostname)}</strong> (the requester's own claim)</dd>
+<dt>Requested from</dt><dd>${esc(r.requesterIp ?? 'unknown')}</dd>
+<dt>Requested at</dt><dd>${r.requestedAt === null ? 'unknown' : esc(utc(r.requestedAt))}</dd>
+</dl>
+<p><strong>Warning:</strong> anyone can ask for a code and name any host. Gatehouse has not checked the
+host name. Approve only if you started this agent's registration yourself, from this address, at this time.</p>
+</section>`;
 
 export const deviceForm = (v: DeviceFormView): string =>
   page(
@@ -60,10 +87,11 @@ export const deviceForm = (v: DeviceFormView): string =>
 <p class="muted">An agent installed on premises asks to join this organisation. Only a cloud-only
 Global Administrator or Hybrid Identity Administrator can approve it. Approve only a code you
 started yourself.</p>
-${v.hostname ? `<p>Agent host: <strong>${esc(v.hostname)}</strong></p>` : ''}
+${v.request ? requestDetails(v.request) : ''}
 ${v.error ? `<div class="error" role="alert" id="error"><p>${esc(v.error)}</p></div>` : '<div role="alert" id="error"></div>'}
 <form method="post" action="${esc(v.action)}">
 <input type="hidden" name="csrf" value="${esc(v.csrf)}">
+${v.request && v.userCode ? `<input type="hidden" name="reviewed" value="${esc(v.userCode)}">` : ''}
 <label for="user_code">Code shown by the agent</label>
 <input id="user_code" name="user_code" required autocomplete="off" autocapitalize="characters" spellcheck="false"
  inputmode="text" maxlength="16" placeholder="XXXX-XXXX" aria-describedby="code-help" value="${esc(v.userCode ?? '')}">

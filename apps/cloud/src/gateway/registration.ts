@@ -19,11 +19,13 @@ import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { assertAgentCapacity, registerAgent } from '../directory/agents.ts';
 import { audit } from '../directory/audit.ts';
+import { findPendingDeviceCode, insertDeviceCode } from '../directory/device-codes.ts';
 import { consumeRegistrationToken, peekRegistrationToken } from '../directory/registration-tokens.ts';
 import { getTenant, getTenantSecrets } from '../directory/tenants.ts';
 import { isUniqueViolation } from '../directory/util.ts';
-import { readCookie } from '../http/page.ts';
+import { pageHeaders, readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
+import { type DeviceLimiter, registerDeviceLimits, sendRetryAfter } from './device-limits.ts';
 import {
   CSRF_COOKIE,
   csrfToken,
@@ -65,6 +67,8 @@ const DeviceForm = z.object({
   username: z.string().min(1).max(256),
   password: z.string().min(1).max(1024),
   action: z.enum(['approve', 'deny']),
+  /** The code whose request details the form showed (absent when the approver typed the code). */
+  reviewed: z.string().max(32).optional(),
 });
 const TenantParam = z.object({ tenantId: z.string().min(1).max(128) });
 
@@ -83,6 +87,7 @@ export const registerRegistrationRoutes = (
   const sendError = (reply: FastifyReply, err: unknown) => {
     const e = isGatehouseError(err) ? err : new GatehouseError('internal_error', undefined, { cause: err });
     if (e.code === 'internal_error') log.error({ err }, 'agent registration failed');
+    sendRetryAfter(reply, e);
     return reply.code(e.entry.status).header('cache-control', 'no-store').send(e.toJSON());
   };
 
@@ -198,33 +203,35 @@ export const registerRegistrationRoutes = (
     };
   };
 
-  const authorize = async (req: FastifyRequest) => {
+  const authorize = async (req: FastifyRequest, limits: DeviceLimiter) => {
+    // Counted before anything else, so even malformed requests cost their sender.
+    await limits.byAddress(req);
     const body = parseBody(DeviceAuthorizeRequest, req.body);
     await getTenant(db, body.tenantId);
     const now = ctx.now();
+    await limits.byTenant(req, db, body.tenantId, now);
     const deviceCode = randomBytes(32).toString('base64url');
     for (let attempt = 0; ; attempt++) {
       const userCode = newUserCode();
       try {
-        await db
-          .insertInto('device_codes')
-          .values({
-            device_code_hash: sha256(deviceCode),
-            user_code: userCode,
-            tenant_id: body.tenantId,
+        await insertDeviceCode(
+          db,
+          {
+            deviceCodeHash: sha256(deviceCode),
+            userCode,
+            tenantId: body.tenantId,
             hostname: body.hostname,
-            expires_at: now + DEVICE_CODE_TTL_S * 1000,
-            status: 'pending',
-            approved_by: null,
-            last_poll_at: null,
-          })
-          .execute();
+            requesterIp: req.ip,
+            expiresAt: now + DEVICE_CODE_TTL_S * 1000,
+          },
+          now,
+        );
       } catch (err) {
         if (isUniqueViolation(err) && attempt < 5) continue;
         throw err;
       }
       const uri = `${ctx.config.publicUrl}/${encodeURIComponent(body.tenantId)}/agents/device`;
-      log.info({ tenantId: body.tenantId, hostname: body.hostname }, 'device code issued');
+      log.info({ tenantId: body.tenantId, hostname: body.hostname, ip: req.ip }, 'device code issued');
       return {
         device_code: deviceCode,
         user_code: userCode,
@@ -256,32 +263,17 @@ export const registerRegistrationRoutes = (
       nonce = newNonce();
       reply.header('set-cookie', `${CSRF_COOKIE}=${nonce}; Path=/; Secure; HttpOnly; SameSite=Strict`);
     }
-    let hostname: string | undefined;
     const code = extra.userCode ? normalizeUserCode(extra.userCode) : null;
-    if (code) {
-      const row = await db
-        .selectFrom('device_codes')
-        .select(['hostname', 'status', 'expires_at'])
-        .where('user_code', '=', code)
-        .where('tenant_id', '=', tenantId)
-        .executeTakeFirst();
-      if (row && row.status === 'pending' && row.expires_at > ctx.now()) hostname = row.hostname;
-    }
+    const request = code ? await findPendingDeviceCode(db, tenantId, code, ctx.now()) : undefined;
     return reply
       .code(extra.status ?? 200)
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('x-frame-options', 'DENY')
-      .header(
-        'content-security-policy',
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-      )
+      .headers(pageHeaders())
       .send(
         deviceForm({
           action: `/${encodeURIComponent(tenantId)}/agents/device`,
           csrf: csrfToken(key, nonce),
           userCode: code ?? extra.userCode,
-          hostname,
+          request,
           username: extra.username,
           error: extra.error,
         }),
@@ -291,8 +283,7 @@ export const registerRegistrationRoutes = (
   const tenantExists = async (tenantId: string) =>
     (await db.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst()) !== undefined;
 
-  const notFound = (reply: FastifyReply) =>
-    reply.code(404).header('content-type', 'text/html; charset=utf-8').send(deviceNotFound());
+  const notFound = (reply: FastifyReply) => reply.code(404).headers(pageHeaders()).send(deviceNotFound());
 
   const decide = async (req: FastifyRequest, reply: FastifyReply, tenantId: string) => {
     const form = DeviceForm.safeParse(req.body);
@@ -339,6 +330,10 @@ export const registerRegistrationRoutes = (
     if (row?.status !== 'pending' || row.expires_at <= now)
       return again('The code is not valid or has expired.', 400);
     const approved = f.action === 'approve';
+    // An approver who typed the code has not seen who asks: show it, and let them approve again.
+    if (approved && f.reviewed !== code) {
+      return again('Check who is asking below, then enter your password and approve again.', 200);
+    }
     const r = await db
       .updateTable('device_codes')
       .set({ status: approved ? 'approved' : 'denied', approved_by: user.upn })
@@ -358,14 +353,12 @@ export const registerRegistrationRoutes = (
       now,
     );
     log.info({ tenantId, hostname: row.hostname, approved }, 'device code decided');
-    return reply
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .send(deviceDone(approved, row.hostname));
+    return reply.headers(pageHeaders()).send(deviceDone(approved, row.hostname));
   };
 
   app.register(async (scope) => {
     if (!scope.hasContentTypeParser('application/x-www-form-urlencoded')) await scope.register(formbody);
+    const limits = await registerDeviceLimits(scope);
     scope.post('/agent/v1/register', (req, reply) =>
       register(req).then(
         (b) => reply.header('cache-control', 'no-store').send(b),
@@ -373,7 +366,7 @@ export const registerRegistrationRoutes = (
       ),
     );
     scope.post('/agent/v1/device/authorize', (req, reply) =>
-      authorize(req).then(
+      authorize(req, limits).then(
         (b) => reply.header('cache-control', 'no-store').send(b),
         (e) => sendError(reply, e),
       ),

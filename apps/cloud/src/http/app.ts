@@ -11,6 +11,7 @@ import { ZodError } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { type Oidc, registerOidc } from '../oidc/index.ts';
 import type { Authenticator } from '../signin/types.ts';
+import { registerSecurityHeaders } from './security-headers.ts';
 
 /** What the app needs of the gateway: its HTTP routes (registration, device codes, renewal). */
 export interface GatewayRoutes {
@@ -56,6 +57,8 @@ export const buildApp = (
     // Bodies are never logged by fastify; keep it that way (no body in any log call).
   }) as unknown as FastifyInstance;
 
+  // First, so its hook runs for every route, the 404 handler and answers written after a hijack.
+  registerSecurityHeaders(app, ctx.config.publicUrl);
   app.register(formbody);
 
   app.setErrorHandler((err, req, reply) => {

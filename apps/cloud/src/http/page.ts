@@ -36,6 +36,50 @@ ${body}
 </body>
 </html>`;
 
+/**
+ * A CSP source for where a form's submission may end up: the origin of an http(s) URL, or the
+ * scheme of a native app's redirect (`com.example.app:`). Anything unparsable gives nothing.
+ */
+export const formTarget = (uri: unknown): string | undefined => {
+  if (typeof uri !== 'string') return undefined;
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol === 'https:' || u.protocol === 'http:') return u.origin;
+  // A URL's parser only yields [a-z0-9+.-] here, so the scheme cannot break out of the header.
+  return /^[a-z][a-z0-9+.-]*:$/.test(u.protocol) ? u.protocol : undefined;
+};
+
+/**
+ * The CSP of every server-rendered page: nothing loads from anywhere, inline style only, no framing.
+ * `form-action` is 'self' plus `formTargets`: browsers also check it on the redirects that follow a
+ * form post, so a sign-in form must allow where its redirects end (the client's redirect URI, a
+ * federated domain's identity provider), or the last hop is blocked.
+ */
+export const pageCsp = (formTargets: readonly (string | undefined)[] = []): string => {
+  const targets = [...new Set(formTargets.filter((t): t is string => !!t))];
+  return [
+    "default-src 'none'",
+    "style-src 'unsafe-inline'",
+    `form-action 'self'${targets.map((t) => ` ${t}`).join('')}`,
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+  ].join('; ');
+};
+
+/** Headers for an HTML page: no caching, no framing, no scripts, forms only to `formTargets`. */
+export const pageHeaders = (formTargets: readonly (string | undefined)[] = []): Record<string, string> => ({
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+  'content-security-policy': pageCsp(formTargets),
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+});
+
 export const readCookie = (header: string | undefined, name: string): string | undefined => {
   for (const part of (header ?? '').split(';')) {
     const i = part.indexOf('=');

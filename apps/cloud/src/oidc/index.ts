@@ -6,6 +6,7 @@
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { CloudContext } from '../context.ts';
+import { listDomains } from '../directory/domains.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { registerInteractions } from './interactions.ts';
 import { createOidc, type Oidc } from './provider.ts';
@@ -41,6 +42,12 @@ export const registerOidc = (
     });
   });
 
-  registerInteractions(app, oidc, deps);
+  registerInteractions(app, oidc, {
+    ...deps,
+    federationUrls: async (tenantId) =>
+      (await listDomains(ctx.db, tenantId)).flatMap((d) =>
+        d.kind === 'federated' && d.verified && d.federationUrl ? [d.federationUrl] : [],
+      ),
+  });
   return oidc;
 };

@@ -9,11 +9,11 @@ import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
-import { readCookie } from '../http/page.ts';
+import { formTarget, pageHeaders, readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES } from './claims.ts';
 import type { Oidc, TenantOidc } from './provider.ts';
-import { errorPage, PAGE_HEADERS, type PageError, passwordPage, usernamePage } from './views.ts';
+import { errorPage, type PageError, passwordPage, usernamePage } from './views.ts';
 
 type Interaction = Awaited<ReturnType<TenantOidc['provider']['interactionDetails']>>;
 type Req = FastifyRequest<{ Params: { tenantId: string; uid: string }; Body?: unknown }>;
@@ -25,8 +25,9 @@ const PasswordBody = z.object({
   password: z.string().min(1).max(1024),
 });
 
-const html = (reply: FastifyReply, status: number, body: string) =>
-  reply.code(status).headers(PAGE_HEADERS).send(body);
+/** `formTargets`: where the redirects after this page's form may end (the page's form-action). */
+const html = (reply: FastifyReply, status: number, body: string, formTargets: (string | undefined)[] = []) =>
+  reply.code(status).headers(pageHeaders(formTargets)).send(body);
 
 const DEVICE_COOKIE = 'gh_device';
 const DEVICE_ID = /^[A-Za-z0-9_-]{24}$/;
@@ -56,9 +57,15 @@ const pageError = (code: ErrorCode, requestId?: string): PageError => {
 export const registerInteractions = (
   app: FastifyInstance,
   oidc: Oidc,
-  deps: { authenticator: Authenticator },
+  deps: {
+    authenticator: Authenticator;
+    /** The tenant's federated identity providers: the user name form may redirect to them. */
+    federationUrls?: (tenantId: string) => Promise<string[]>;
+  },
 ) => {
   const base = '/:tenantId/v2.0/interaction/:uid';
+  // A sign-in ends at the client's redirect URI (oidc-provider checked it is registered).
+  const redirectTarget = (it: Interaction) => formTarget(it.params.redirect_uri);
 
   /** Loads the tenant and the interaction named by the URL and bound to this browser's cookie. */
   const load = async (req: Req, reply: FastifyReply): Promise<{ t: TenantOidc; it: Interaction } | null> => {
@@ -109,6 +116,7 @@ export const registerInteractions = (
           opts.username ?? (typeof it.params.login_hint === 'string' ? it.params.login_hint : undefined),
         error: opts.error,
       }),
+      [redirectTarget(it), ...((await deps.federationUrls?.(t.tenantId)) ?? []).map(formTarget)],
     );
 
   const renderPassword = async (
@@ -130,6 +138,7 @@ export const registerInteractions = (
         username,
         error,
       }),
+      [redirectTarget(it)],
     );
 
   /** Grants what the client asked for (the tenant consented by registering it) and resumes. */

@@ -14,6 +14,7 @@ import { getTenantSecrets } from '../directory/tenants.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
+import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
 import { errorPage } from './views.ts';
 
@@ -145,6 +146,7 @@ export const createOidc = (
     (provider.Client.prototype as ClientWithSecret).compareClientSecret = function (actual) {
       return clientSecretMatches(actual, this.clientSecret);
     };
+    provider.use(providerPageHeaders);
     registerPasswordGrant(provider, { tenantId, authenticator: deps.authenticator });
     const log = ctx.log.child({ tenantId, part: 'oidc' });
     provider.on('server_error', (_koa, err) => log.error({ err }, 'oidc server error'));

@@ -77,14 +77,3 @@ export const errorPage = (p: { title: string; message: string; code?: string }):
 ${errorRegion({ message: p.message, code: p.code })}
 <p class="muted">Go back to the application and start the sign-in again.</p>`,
   );
-
-/** Headers for every sign-in page: no caching, no framing, no scripts. */
-export const PAGE_HEADERS: Record<string, string> = {
-  'content-type': 'text/html; charset=utf-8',
-  'cache-control': 'no-store',
-  'x-frame-options': 'DENY',
-  'content-security-policy':
-    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-  'referrer-policy': 'no-referrer',
-  'x-content-type-options': 'nosniff',
-};
