@@ -21,7 +21,7 @@ const suite = (name: string, open: () => Promise<{ db: Db; close: () => Promise<
     }
     const { db, close } = opened;
     let clock = 1_000_000;
-    const lockout = createSmartLockout(db, secrets, () => clock);
+    const lockout = createSmartLockout(db, secrets, () => clock, { maxUnknownNames: 5 });
     after(close);
     const deadline = () => clock + 10_000;
 
@@ -104,6 +104,87 @@ const suite = (name: string, open: () => Promise<{ db: Db; close: () => Promise<
       assert.equal(blocked.kind, 'locked');
       clock = d + 5_001;
       assert.equal((await attempt('u7', 'right', {}, true)).kind, 'success');
+    });
+
+    test('both locations together never send the directory more wrong passwords than it takes', async () => {
+      // AD locks at 5 and forgets after 30 min: at most 4 wrong binds, every location together.
+      const ad = { ...settings, directoryBudget: 4, directoryWindowS: 1800 };
+      const go = async (password: string, origin: { ip: string }, right = false) => {
+        const a = await lockout.admit('t1', 'u8', password, origin, ad, deadline());
+        if (a.kind !== 'admit') return a.kind;
+        await lockout.settle(a.reservation, right ? 'success' : 'invalid_credentials', ad);
+        return right ? 'success' : 'failed';
+      };
+      const home = { ip: '192.0.2.10' };
+      const away = { ip: '203.0.113.8' };
+      assert.equal(await go('right', home, true), 'success');
+      const sprayed = [];
+      for (let i = 0; i < 6; i++) sprayed.push(await go(`s${i}`, away));
+      assert.deepEqual(sprayed, ['failed', 'failed', 'failed', 'locked', 'locked', 'locked']);
+      assert.equal(await go('typo', home), 'failed', 'the 4th wrong password, from home');
+      assert.equal(await go('right', home, true), 'locked', 'a 5th could lock AD: refused, even from home');
+      clock += 1_800_001;
+      assert.equal(await go('right', home, true), 'success', 'once AD has forgotten them');
+    });
+
+    test('a counter untouched for a day lapses, for every name alike', async () => {
+      for (let i = 0; i < 2; i++) assert.equal((await attempt('u9', `old${i}`, {})).kind, 'failed');
+      clock += 86_400_001;
+      for (let i = 0; i < 2; i++) assert.equal((await attempt('u9', `new${i}`, {})).kind, 'failed');
+      assert.equal((await lockout.status('t1', 'u9'))[0]!.failures, 2, 'the old failures were forgotten');
+    });
+
+    test('names nobody has: stored as keyed hashes, swept when lapsed, capped per tenant', async () => {
+      const subject = lockout.unknownSubject('t2', 'ghost@example.com');
+      assert.equal(subject, lockout.unknownSubject('t2', 'ghost@example.com'));
+      assert.notEqual(subject, lockout.unknownSubject('t3', 'ghost@example.com'));
+      assert.ok(subject.startsWith('~') && !subject.includes('ghost'));
+      const fail = async (tenant: string, login: string) => {
+        const a = await lockout.admit(
+          tenant,
+          lockout.unknownSubject(tenant, login),
+          'pw',
+          {},
+          settings,
+          deadline(),
+        );
+        assert.equal(a.kind, 'admit');
+        if (a.kind === 'admit') await lockout.settle(a.reservation, 'invalid_credentials', settings);
+        clock += 1000;
+      };
+      const rows = async (tenant: string) =>
+        (
+          await db
+            .selectFrom('lockout_counters')
+            .select('user_id')
+            .where('tenant_id', '=', tenant)
+            .orderBy('updated_at')
+            .execute()
+        ).map((r) => r.user_id);
+      const hashes = async (tenant: string) =>
+        (
+          await db
+            .selectFrom('lockout_bad_passwords')
+            .select('user_id')
+            .where('tenant_id', '=', tenant)
+            .execute()
+        ).length;
+      for (let i = 0; i < 8; i++) await fail('t2', `random${i}@example.com`);
+      await attempt('known-user', 'bad', {}); // a user's counter is never swept
+      assert.equal((await rows('t2')).length, 8);
+      await lockout.prune();
+      const kept = await rows('t2');
+      assert.deepEqual(
+        kept,
+        [3, 4, 5, 6, 7].map((i) => lockout.unknownSubject('t2', `random${i}@example.com`)),
+        'the 5 most recent stay',
+      );
+      assert.equal(await hashes('t2'), 5, "evicted names' wrong-password hashes go with them");
+      clock += 86_400_001;
+      await lockout.prune();
+      assert.deepEqual(await rows('t2'), [], 'lapsed and expired: nothing left');
+      assert.equal(await hashes('t2'), 0);
+      assert.ok((await lockout.status('t1', 'known-user')).length > 0);
     });
 
     test('infrastructure outcomes never count; unlock clears everything', async () => {

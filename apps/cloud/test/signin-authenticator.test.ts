@@ -268,6 +268,61 @@ test('the lockout seam is consulted before dispatch and told every outcome', asy
   await settings({ lockoutThreshold: 10 });
 });
 
+test('an unknown name is counted and locked exactly like a user, and a locked answer takes as long as a wrong password', async () => {
+  await settings({ lockoutThreshold: 3, legacyAuth: true });
+  const a4 = createAuthenticator(s.ctx, {
+    lockout: smartLockoutPolicy(createSmartLockout(s.ctx.db, s.ctx.secrets, s.ctx.now)),
+    signInLog: { write() {}, flush: async () => {}, close: async () => {} },
+  });
+  // The directory takes about 40 ms to refuse a wrong password.
+  answer = () => ({ outcome: 'invalid_credentials' });
+  const slow = scriptedDispatcher(async () => {
+    await new Promise((r) => setTimeout(r, 40));
+    return { outcome: 'invalid_credentials' };
+  });
+  s.ctx.dispatcher = slow;
+  const timed = async (username: string, password: string, method: 'browser' | 'password_grant') => {
+    const t = performance.now();
+    const r = await a4.authenticate({ tenantId, username, password, method, clientIp: '203.0.113.9' });
+    return { code: fail(r), ms: performance.now() - t };
+  };
+  const spray = async (username: string, method: 'browser' | 'password_grant') => {
+    const out: Array<{ code: string; ms: number }> = [];
+    for (let i = 0; i < 8; i++) out.push(await timed(username, `Spray-${i}!`, method));
+    // The same wrong password again is answered without a bind, like any repeat.
+    out.push(await timed(username, 'Spray-7!', method));
+    return out;
+  };
+  try {
+    for (const method of ['browser', 'password_grant'] as const) {
+      const known = await spray(method === 'browser' ? 'bob@contoso.com' : 'admin@contoso.com', method);
+      const unknown = await spray(`nobody-${method}@contoso.com`, method);
+      const codes = (xs: typeof known) => xs.map((x) => x.code);
+      assert.deepEqual(codes(known), [
+        ...Array(3).fill('invalid_credentials'),
+        ...Array(6).fill('locked_out'),
+      ]);
+      assert.deepEqual(codes(unknown), codes(known), `${method}: same answers for a name nobody has`);
+      // Locked answers are held to a recorded wrong-password time (about 40 ms here), never 1-3 ms.
+      const lockedMs = [...known, ...unknown].filter((x) => x.code === 'locked_out').map((x) => x.ms);
+      assert.ok(Math.min(...lockedMs) > 20, `locked answers took ${lockedMs.map((m) => m.toFixed(1))} ms`);
+    }
+    assert.equal(slow.requests.length, 3, 'only the synced user cost binds, 3 of them');
+    // The unknown name's counter is stored under a keyed hash, never the name.
+    const subjects = await s.ctx.db
+      .selectFrom('lockout_counters')
+      .select('user_id')
+      .where('tenant_id', '=', tenantId)
+      .execute();
+    assert.ok(subjects.every((r) => !r.user_id.includes('nobody')));
+    assert.ok(subjects.some((r) => r.user_id.startsWith('~')));
+  } finally {
+    s.ctx.dispatcher = dispatcher;
+    await a4.close();
+    await settings({ lockoutThreshold: 10, legacyAuth: false });
+  }
+});
+
 test('every attempt is logged, in batches, and the password never reaches the database', async () => {
   answer = () => ({ outcome: 'invalid_credentials', agentId: 'agent-7' });
   await Promise.all(
