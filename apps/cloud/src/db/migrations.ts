@@ -224,7 +224,8 @@ const secretsAtRest = (secrets: SecretBox | undefined): Migration => ({
   },
 });
 
-const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefined) => {
+/** Exported for the upgrade test, which plants rows in the older format. */
+export const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefined) => {
   for (const r of await db.selectFrom('clients').select(['client_id', 'metadata']).execute()) {
     const { client_secret, ...rest } = JSON.parse(r.metadata) as { client_secret?: unknown };
     if (typeof client_secret !== 'string') continue;
@@ -232,7 +233,9 @@ const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefin
     await db.updateTable('clients').set({ metadata }).where('client_id', '=', r.client_id).execute();
   }
   await db.deleteFrom('oidc_payloads').where('expires_at', '<', Date.now()).execute();
-  const rows = await db.selectFrom('oidc_payloads').selectAll().execute();
+  // A sealed payload was written by this version already: converting it twice would lose it.
+  const all = await db.selectFrom('oidc_payloads').selectAll().execute();
+  const rows = all.filter((r) => r.payload.startsWith('{'));
   if (rows.length === 0) return;
   if (!secrets) throw new Error('converting the stored OIDC rows needs the secret key');
   const keys = oidcKeys(secrets);
@@ -254,7 +257,6 @@ const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefin
       .execute();
   }
 };
-
 
 /** Who asked for a device code, shown to the approver: the address is the one fact not self-declared. */
 const deviceRequester: Migration = {
