@@ -1,7 +1,13 @@
 /**
- * Does the agent's answer time tell a wrong password from an unknown user?
+ * Does the answer time tell a wrong password from an unknown user, or from a locked account?
  *
- *   npx node bench/enumeration-timing.ts [ROUNDS=300]      (needs root for Samba, and slapd)
+ *   npx node bench/enumeration-timing.ts [ROUNDS=300] [--cloud-only]   (needs root for Samba, and slapd)
+ *
+ * Through the cloud (first part): a real cloud, agent and Samba AD DC, every lockout setting at
+ * its default, password grants in random order for: a name nobody has (a fresh one each time),
+ * an existing user with a wrong password, a user locked in the cloud, the same unknown name once
+ * locked, and a user disabled in AD (wrong password). Prints median and p90 of each, and the
+ * largest gap between medians.
  *
  * Against a real Samba AD DC and a real OpenLDAP with ppolicy, through Directory.validate(),
  * interleaving "existing user, wrong password" and "no such user" binds in random order. A right
@@ -14,10 +20,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAgentConfig } from '../apps/agent/src/config.ts';
 import { Directory, type UserRef } from '../apps/agent/src/directory/index.ts';
-import { adUsers, BASE_DN, startSambaDc, USER_PASSWORD } from '../test/harness/samba.ts';
+import { adUsers, BASE_DN, NETBIOS, REALM, startSambaDc, USER_PASSWORD } from '../test/harness/samba.ts';
 import { startSlapd } from '../test/harness/slapd.ts';
+import { adDirectory, startStack } from '../test/harness/stack.ts';
 
-const ROUNDS = Number(process.argv[2] ?? 300);
+const ROUNDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 300);
+const CLOUD_ONLY = process.argv.includes('--cloud-only');
 const tmp = mkdtempSync(join(tmpdir(), 'gh-bench-enum-'));
 
 const q = (xs: number[], p: number) => {
@@ -79,7 +87,98 @@ const report = (name: string, capMs: number, s: Awaited<ReturnType<typeof measur
   }
 };
 
+type Kind = 'unknown' | 'wrong' | 'locked' | 'unknown_locked' | 'disabled';
+
+/** The cloud's answers, by kind, through the password grant (what an attacker measures). */
+const measureCloud = async (dc: Awaited<ReturnType<typeof startSambaDc>>) => {
+  const stack = await startStack({
+    domain: REALM,
+    directory: adDirectory({ ...dc, baseDn: BASE_DN, netbios: NETBIOS }),
+    expectUsers: [adUsers.bench, adUsers.spray, adUsers.disabled].map((u) => dc.upn(u)),
+  });
+  try {
+    const ip = { ip: '203.0.113.20' };
+    const grant = (user: string, pw: string) => stack.passwordGrant(user, pw, ip);
+    const lockedName = `nobody-locked@${REALM}`;
+    // Lock a real user and an unknown name in the cloud (defaults against AD's 5: 4 failures).
+    for (let i = 0; i < 6; i++) {
+      await grant(dc.upn(adUsers.spray), `Lock-${i}!`);
+      await grant(lockedName, `Lock-${i}!`);
+    }
+    const expect: Record<Kind, string> = {
+      unknown: 'invalid_credentials',
+      wrong: 'invalid_credentials',
+      locked: 'locked_out',
+      unknown_locked: 'locked_out',
+      disabled: 'invalid_credentials',
+    };
+    const samples = Object.fromEntries(Object.keys(expect).map((k) => [k, [] as number[]])) as Record<
+      Kind,
+      number[]
+    >;
+    let wrongs = 0;
+    let disabled = 0;
+    for (let i = 0; i < ROUNDS; i++) {
+      const kinds = (Object.keys(expect) as Kind[]).sort(() => Math.random() - 0.5);
+      for (const kind of kinds) {
+        const user = {
+          unknown: `nobody-${i}-${Math.random().toString(36).slice(2)}@${REALM}`,
+          wrong: dc.upn(adUsers.bench),
+          locked: dc.upn(adUsers.spray),
+          unknown_locked: lockedName,
+          disabled: dc.upn(adUsers.disabled),
+        }[kind];
+        const t0 = performance.now();
+        const r = await grant(user, `Wrong-${i}-${kind}!`);
+        const ms = performance.now() - t0;
+        if (r.code !== expect[kind]) throw new Error(`cloud ${kind}: ${r.code}`);
+        samples[kind].push(ms);
+        // Stay below the cloud's threshold (4) with a right password now and then (not measured).
+        if (kind === 'wrong' && ++wrongs % 3 === 0) {
+          const ok = await grant(user, USER_PASSWORD);
+          if (ok.code !== 'success') throw new Error(`cloud reset gave ${ok.code}`);
+        }
+        // The disabled user never succeeds: clear its cloud counter out of band instead.
+        if (kind === 'disabled' && ++disabled % 3 === 0) {
+          const { createSmartLockout } = await import('../apps/cloud/src/lockout/smart-lockout.ts');
+          const u = await stack.cloud.ctx.db
+            .selectFrom('users')
+            .select('id')
+            .where('upn', '=', user.toLowerCase())
+            .executeTakeFirstOrThrow();
+          await createSmartLockout(stack.cloud.ctx.db, stack.cloud.ctx.secrets, Date.now).unlock(
+            stack.tenantId,
+            u.id,
+          );
+        }
+      }
+    }
+    console.log(`cloud, password grant, ${ROUNDS} rounds per kind, default lockout settings, times in ms`);
+    const medians: number[] = [];
+    for (const kind of Object.keys(expect) as Kind[]) {
+      const xs = samples[kind];
+      medians.push(q(xs, 0.5));
+      console.log(
+        `  ${kind.padEnd(15)} ${expect[kind].padEnd(20)} p50 ${f(q(xs, 0.5))} p90 ${f(q(xs, 0.9))}`,
+      );
+    }
+    console.log(`  largest gap between medians ${f(Math.max(...medians) - Math.min(...medians))} ms`);
+  } finally {
+    await stack.stop();
+  }
+};
+
 const dc = await startSambaDc();
+if (CLOUD_ONLY) {
+  try {
+    await measureCloud(dc);
+  } finally {
+    await dc.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+await measureCloud(dc);
 const slapd = await startSlapd({
   users: [{ uid: 'bench', password: USER_PASSWORD, mail: 'bench@example.test' }],
 });

@@ -1,12 +1,16 @@
 /**
- * Smart lockout against a real Active Directory (Samba AD DC, lockout threshold 5): the cloud
- * (threshold 3) must stop password spraying before the domain controller locks the real account.
- * AD's own badPwdCount tells exactly how many wrong binds reached the directory.
+ * Smart lockout against a real Active Directory (Samba AD DC, lockout threshold 5, 30 minutes):
+ * with every cloud setting at its default (threshold 10, 60 s) the cloud must still stop password
+ * spraying before the domain controller locks the real account, because it follows the policy the
+ * agent reports (4 failures, 1800 s). AD's own badPwdCount tells exactly how many wrong binds
+ * reached the directory.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { catalog } from '@gatehouse/protocol';
 import { listAudit } from '../apps/cloud/src/directory/audit.ts';
+import { getTenant, updateSettings } from '../apps/cloud/src/directory/tenants.ts';
+import { waitFor } from './harness/children.ts';
 import {
   AD_LOCKOUT_THRESHOLD,
   adUsers,
@@ -19,7 +23,8 @@ import {
 } from './harness/samba.ts';
 import { adDirectory, type Stack, startStack } from './harness/stack.ts';
 
-const CLOUD_THRESHOLD = 3;
+/** What the cloud applies with its default settings against AD's threshold of 5. */
+const CLOUD_THRESHOLD = AD_LOCKOUT_THRESHOLD - 1;
 const ATTACKER = '203.0.113.66';
 const HOME = '192.0.2.10';
 let dc: SambaDc;
@@ -30,9 +35,43 @@ before(async () => {
   stack = await startStack({
     domain: REALM,
     directory: adDirectory({ ...dc, baseDn: BASE_DN, netbios: NETBIOS }),
-    expectUsers: [adUsers.ok, adUsers.spray, adUsers.spare, adUsers.wrongPassword].map((u) => dc.upn(u)),
-    lockout: { threshold: CLOUD_THRESHOLD, durationS: 120 },
+    expectUsers: [adUsers.ok, adUsers.spray, adUsers.spare, adUsers.wrongPassword, adUsers.logonHours].map(
+      (u) => dc.upn(u),
+    ),
   });
+  await waitFor('the agent to report AD lockout policy', async () => {
+    const t = await getTenant(stack.cloud.ctx.db, stack.tenantId);
+    return t.directoryLockout?.threshold === AD_LOCKOUT_THRESHOLD;
+  });
+  stack.cloud.authenticator.invalidate(stack.tenantId);
+});
+
+/** A stricter setting than the directory's (accepted), or back to the defaults (written as they are). */
+const setThreshold = async (threshold: number | 'default') => {
+  if (threshold === 'default')
+    await stack.cloud.ctx.db
+      .updateTable('tenants')
+      .set({ lockout_threshold: 10, lockout_duration_s: 60 })
+      .where('id', '=', stack.tenantId)
+      .execute();
+  else
+    await updateSettings(
+      stack.cloud.ctx.db,
+      stack.tenantId,
+      { lockoutThreshold: threshold },
+      { activeAgents: 1 },
+    );
+  stack.cloud.authenticator.invalidate(stack.tenantId);
+};
+
+test('the defaults are below AD: a looser setting is refused, the applied one follows AD', async () => {
+  const t = await getTenant(stack.cloud.ctx.db, stack.tenantId);
+  assert.deepEqual([t.lockoutThreshold, t.lockoutDurationS], [10, 60], 'every cloud setting at its default');
+  assert.deepEqual([t.effectiveLockout.threshold, t.effectiveLockout.durationS], [CLOUD_THRESHOLD, 1800]);
+  await assert.rejects(
+    updateSettings(stack.cloud.ctx.db, stack.tenantId, { lockoutThreshold: 5 }, { activeAgents: 1 }),
+    (err: { code?: string }) => err.code === 'lockout_weaker_than_directory',
+  );
 });
 
 after(async () => {
@@ -69,13 +108,15 @@ test(`a spray of 50 wrong passwords locks the user in the cloud; AD sees ${CLOUD
   );
 });
 
-test('the real user, from a familiar location, still signs in while an attacker elsewhere is locked out', async () => {
+test("with a threshold below half of AD's, the real user from a familiar location still signs in while an attacker elsewhere is locked out", async () => {
   const user = dc.upn(adUsers.spare);
+  await setThreshold(2);
   assert.equal((await stack.passwordGrant(user, USER_PASSWORD, { ip: HOME })).code, 'success');
   for (let i = 0; i < 10; i++) await stack.passwordGrant(user, `Guess-${i}!`, { ip: ATTACKER });
   assert.equal((await stack.passwordGrant(user, USER_PASSWORD, { ip: ATTACKER })).code, 'locked_out');
   assert.equal((await stack.passwordGrant(user, USER_PASSWORD, { ip: '192.0.2.77' })).code, 'success');
   assert.equal(await badPwdCount(adUsers.spare), 0, 'the success reset the directory counter');
+  await setThreshold('default');
 });
 
 test('the same wrong password sent 20 times does not lock the account', async () => {
@@ -88,6 +129,36 @@ test('the same wrong password sent 20 times does not lock the account', async ()
   }
   assert.equal(await badPwdCount(adUsers.wrongPassword), 1, 'only the first one reached the directory');
   assert.equal((await stack.passwordGrant(user, USER_PASSWORD, { ip: ATTACKER })).code, 'success');
+});
+
+test("a spray from two places, one of them the user's own network, never brings AD to its threshold", async () => {
+  const user = dc.upn(adUsers.wrongPassword);
+  // The previous test ended with a success from ATTACKER: that network is now familiar.
+  const codes: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    codes.push((await stack.passwordGrant(user, `Elsewhere-${i}!`, { ip: '198.51.100.5' })).code);
+    codes.push((await stack.passwordGrant(user, `Nearby-${i}!`, { ip: ATTACKER })).code);
+  }
+  assert.equal(codes.filter((c) => c === 'invalid_credentials').length, CLOUD_THRESHOLD, codes.join(','));
+  assert.equal(await badPwdCount(adUsers.wrongPassword), CLOUD_THRESHOLD);
+  assert.equal(await dc.attribute(adUsers.wrongPassword, 'lockoutTime').then((v) => Number(v ?? 0)), 0);
+});
+
+test('a name nobody has answers exactly like a real user, from the password grant and the page', async () => {
+  const codesOf = async (user: string) => {
+    const codes: string[] = [];
+    for (let i = 0; i < 8; i++)
+      codes.push((await stack.passwordGrant(user, `Probe-${i}!`, { ip: '198.51.100.99' })).code);
+    codes.push((await stack.signInPage(user, 'Probe-page!')).code);
+    return codes;
+  };
+  const known = await codesOf(dc.upn(adUsers.logonHours));
+  const unknown = await codesOf(`nobody-here@${REALM}`);
+  assert.deepEqual(known, [
+    ...Array(CLOUD_THRESHOLD).fill('invalid_credentials'),
+    ...Array(9 - CLOUD_THRESHOLD).fill('locked_out'),
+  ]);
+  assert.deepEqual(unknown, known);
 });
 
 test(`50 concurrent wrong passwords lock at exactly ${CLOUD_THRESHOLD}, with exactly ${CLOUD_THRESHOLD} directory binds`, async () => {
