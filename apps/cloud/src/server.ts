@@ -106,7 +106,10 @@ export const startCloud = async (
       ctx.dispatcher = r;
       cleanup.push(() => r.close(config.drainMs));
     }
-    const lockout = smartLockoutPolicy(createSmartLockout(db, secrets, ctx.now), (a, until) => {
+    const smart = createSmartLockout(db, secrets, ctx.now, {
+      onError: (err) => log.warn({ err }, 'smart lockout sweep failed; retried in a minute'),
+    });
+    const lockout = smartLockoutPolicy(smart, (a, until) => {
       audit(db, {
         tenantId: a.tenantId,
         actor: 'smart-lockout',
