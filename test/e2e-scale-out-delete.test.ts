@@ -1,0 +1,204 @@
+/**
+ * Deleting an agent, scale-out shape: two cloud nodes on PostgreSQL and NATS, both agents on node
+ * B, sign-ins through both nodes (node A has no agent, so it seals to every agent's key and relays).
+ * `gatehouse agents delete`, run as its own process with the nodes' settings, returns only after
+ * node B closed the connection; no sign-in started afterwards, on either node, is served by the
+ * deleted agent, and none fails. Heartbeats stay at 10 s, so the old recheck would not do it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { ROOT, runNode, waitFor } from './harness/children.ts';
+import {
+  type AgentProc,
+  type CloudNode,
+  type ClusterSettings,
+  cli,
+  clusterEnv,
+  natsAvailable,
+  newSecretKey,
+  registerAgentProc,
+  runAgentProc,
+  startNode,
+} from './harness/cluster.ts';
+import { pinnedFetch } from './harness/pinned-fetch.ts';
+import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
+import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
+
+const DOMAIN = 'example.test';
+const PASSWORD = `Del-${Math.random().toString(36).slice(2, 10)}-Pw9`;
+const USERS = ['u1', 'u2', 'u3', 'u4'];
+
+const pgDb = await createTempDatabase();
+const natsUp = await natsAvailable();
+const skip = !pgDb || !natsUp ? 'PostgreSQL or NATS is not running here' : false;
+
+const dir = mkdtempSync(join(tmpdir(), 'gh-del-'));
+const secretKey = newSecretKey();
+let settings: ClusterSettings;
+let slapd: SlapdInstance;
+let db: TempDatabase;
+let nodeA: CloudNode;
+let nodeB: CloudNode;
+const agents: AgentProc[] = [];
+let tenantId: string;
+let clientId: string;
+let f: ReturnType<typeof pinnedFetch>;
+
+const sql = async <T>(q: string, params: unknown[] = []): Promise<T[]> => {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    return (await c.query(q, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
+};
+const env = () => ({ ...clusterEnv(settings, secretKey), GATEHOUSE_PUBLIC_URL: nodeA.url });
+
+before(async () => {
+  if (skip) return;
+  db = pgDb!;
+  settings = { dir, databaseUrl: db.url, extra: { GATEHOUSE_LOG_LEVEL: 'debug' } };
+  slapd = await startSlapd({
+    users: USERS.map((uid) => ({ uid, cn: uid, mail: `${uid}@${DOMAIN}`, password: PASSWORD })),
+  });
+  writeFileSync(join(dir, 'bind-password'), slapd.servicePassword, { mode: 0o600 });
+  nodeA = await startNode(settings, secretKey, 'node-a');
+  nodeB = await startNode(settings, secretKey, 'node-b');
+  f = pinnedFetch(readFileSync(join(dir, 'cloud', 'tls', 'ca.pem'), 'utf8'));
+  const adminFile = join(dir, 'admin-password');
+  writeFileSync(adminFile, `Admin-${PASSWORD}`, { mode: 0o600 });
+  const t = await cli(
+    env(),
+    ...['tenant', 'create', '--name', 'Del', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
+    ...['--admin-password-file', adminFile],
+  );
+  tenantId = String(t.tenantId);
+  await cli(env(), 'domain', 'verify', '--tenant', tenantId, '--name', DOMAIN, '--force');
+  const client = await cli(
+    env(),
+    ...[
+      'client',
+      'create',
+      '--tenant',
+      tenantId,
+      '--name',
+      'Legacy',
+      '--redirect-uri',
+      'https://app.test/cb',
+    ],
+    ...['--public', '--grant-type', 'password'],
+  );
+  clientId = String(client.clientId);
+  await cli(env(), 'settings', 'set', '--tenant', tenantId, '--legacy-auth', 'on');
+  for (let i = 1; i <= 2; i++) {
+    const token = String((await cli(env(), 'token', 'create', '--tenant', tenantId)).token);
+    const stateDir = join(dir, `agent-${i}`);
+    // Registered through node B, and only told about node B: both agents live there.
+    await registerAgentProc(`agent-${i}`, stateDir, nodeB, token, {
+      directory: {
+        kind: 'openldap',
+        urls: [slapd.url],
+        bindDn: slapd.serviceDn,
+        bindPasswordFile: join(dir, 'bind-password'),
+        baseDns: [slapd.peopleDn],
+      },
+      sync: { intervalMinutes: 60 },
+    });
+    agents.push(runAgentProc(`agent-${i}`, stateDir));
+  }
+  await waitFor(
+    'two agents on node B',
+    () => nodeB.child.output().split('"agent connected"').length - 1 >= 2,
+  );
+  await cli(env(), 'settings', 'set', '--tenant', tenantId, '--pta', 'on');
+  await waitFor(
+    'the first sync',
+    async () => (await sql('select upn from users')).length >= USERS.length + 1,
+  );
+});
+
+after(async () => {
+  for (const a of agents) await a.child.stop();
+  await nodeA?.child.stop();
+  await nodeB?.child.stop();
+  await slapd?.stop();
+  await db?.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const grant = async (node: CloudNode, user: string): Promise<string> => {
+  const res = await f(`${node.url}/${tenantId}/v2.0/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'password',
+      client_id: clientId,
+      username: `${user}@${DOMAIN}`,
+      password: PASSWORD,
+      scope: 'openid',
+    }).toString(),
+  });
+  const body = (await res.json()) as Record<string, unknown>;
+  return res.ok ? 'success' : String(body.error_code);
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('agents delete (CLI) closes the agent on the node holding it before it returns', { skip }, async () => {
+  const ids = (
+    await sql<{ id: string }>('select id from agents where deleted_at is null order by created_at')
+  ).map((r) => r.id);
+  const [victim, survivor] = ids;
+  assert.ok(victim && survivor);
+  const codes: string[] = [];
+  let running = true;
+  const loops = USERS.map(async (u, i) => {
+    while (running) codes.push(await grant(i % 2 === 0 ? nodeA : nodeB, u));
+  });
+  // Both agents serve before the delete (node A seals to both keys).
+  await waitFor('both agents serving', async () => {
+    const rows = await sql<{ agent_id: string }>(
+      'select distinct agent_id from signins where agent_id is not null',
+    );
+    return rows.length === 2;
+  });
+  const r = await runNode(
+    join(ROOT, 'apps/cloud/src/cli.ts'),
+    ['agents', 'delete', '--tenant', tenantId, '--id', victim, '--json'],
+    { env: env() },
+  );
+  const returnedAt = Date.now();
+  assert.equal(r.code, 0, r.stderr);
+  const answer = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.deepEqual({ closed: answer.connectionsClosed, nodes: answer.nodes }, { closed: 1, nodes: 1 });
+  await sleep(3_000);
+  running = false;
+  await Promise.all(loops);
+  const late = await sql<{ request_id: string }>(
+    'select request_id from signins where agent_id = $1 and at >= $2',
+    [victim, returnedAt],
+  );
+  assert.deepEqual(late, [], 'no sign-in started after the delete went to the deleted agent');
+  const served = await sql<{ n: string }>('select count(*) n from signins where agent_id = $1 and at >= $2', [
+    survivor,
+    returnedAt,
+  ]);
+  assert.ok(Number(served[0]!.n) >= 10, 'sign-ins kept coming, through the other agent');
+  assert.deepEqual(
+    codes.filter((c) => c !== 'success'),
+    [],
+    'every sign-in succeeded',
+  );
+  // Node B logged the close before the CLI returned.
+  const closedLine = nodeB.child
+    .output()
+    .split('\n')
+    .find((l) => l.includes('deleted agent disconnected') && l.includes(victim));
+  assert.ok(closedLine, 'node B closed the deleted agent');
+  assert.ok(Number((JSON.parse(closedLine) as { time: number }).time) <= returnedAt);
+});
