@@ -73,6 +73,14 @@ const decide = async (link: string, upn: string, action: 'Approve' | 'Deny') => 
   await page.goto(link);
   const violations = await accessibilityViolations(page);
   assert.deepEqual(violations, [], 'the approval page passes axe (WCAG 2 A and AA)');
+  // What the approver cannot trust is said on the page, next to what the cloud saw itself.
+  const asking = page.getByRole('region', { name: 'Who is asking' });
+  await asking.waitFor();
+  const details = String(await asking.textContent());
+  assert.match(details, /the requester's own claim/);
+  assert.match(details, /Requested from\s*127\.0\.0\.1/);
+  assert.match(details, /Requested at\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+  assert.match(details, /Gatehouse has not checked the\s+host name/);
   await page.getByLabel(/email|user name/i).fill(upn);
   await page.getByLabel('Password').fill(ADMIN_PW);
   await page.getByRole('button', { name: action }).click();

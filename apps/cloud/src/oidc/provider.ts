@@ -16,7 +16,7 @@ import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
-import { errorPage } from './views.ts';
+import { errorPage, logoutPage, signedOutPage } from './views.ts';
 
 export interface OidcDeps {
   authenticator: Authenticator;
@@ -109,7 +109,15 @@ const configuration = (
       devInteractions: { enabled: false },
       userinfo: { enabled: true },
       revocation: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(koa, form) {
+          koa.body = logoutPage({ form, clientName: koa.oidc.client?.clientName });
+        },
+        async postLogoutSuccessSource(koa) {
+          koa.body = signedOutPage();
+        },
+      },
     },
     interactions: { url: (_koa, interaction) => `${prefix}/interaction/${interaction.uid}` },
     async renderError(koa: KoaContextWithOIDC, out) {

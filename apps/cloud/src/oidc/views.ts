@@ -11,6 +11,7 @@ main{max-width:26rem}
 input[readonly]{background:#f3f4f6}
 button{margin-top:1.25rem;width:100%}
 .code{display:block;font-size:.8rem;color:#4b5563;margin-top:.25rem}
+button.secondary{background:#4b5563}
 `;
 
 const page = (title: string, body: string): string => htmlPage(title, body, STYLE);
@@ -77,3 +78,21 @@ export const errorPage = (p: { title: string; message: string; code?: string }):
 ${errorRegion({ message: p.message, code: p.code })}
 <p class="muted">Go back to the application and start the sign-in again.</p>`,
   );
+
+/**
+ * oidc-provider's logout confirmation, in our page shell (its default loads a web font from
+ * another host, which the CSP refuses). `form` is oidc-provider's own hidden form, with its
+ * anti-forgery value; the buttons submit it.
+ */
+export const logoutPage = (p: { form: string; clientName?: string }): string =>
+  page(
+    'Sign out',
+    `<h1>Sign out</h1>
+<p>Do you want to sign out${p.clientName ? ` of ${esc(p.clientName)}` : ''}?</p>
+${p.form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm" class="secondary">No, stay signed in</button>`,
+  );
+
+export const signedOutPage = (): string =>
+  page('Signed out', '<h1>Signed out</h1><p class="muted">You can close this page.</p>');
