@@ -6,20 +6,23 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { CloudConfig } from '../config.ts';
 
-const SENSITIVE = [
+/** Values never to log. In a URL they are query parameters; in a logged object, field names. */
+const SECRET_FIELDS = [
   'password',
   'client_secret',
-  'code',
   'code_verifier',
   'refresh_token',
   'access_token',
   'id_token',
   'id_token_hint',
-  'token',
   'assertion',
   'device_code',
   'registration_token',
 ];
+/** `code` and `token` are secrets only as OAuth parameters: as object fields they are a WebSocket
+ * close code, an error code, a token's kind. Redacting them by name everywhere hid every agent
+ * disconnect's close code, so they are redacted in URLs and at the request body's own paths. */
+const SENSITIVE = [...SECRET_FIELDS, 'code', 'token'];
 const SENSITIVE_SET = new Set(SENSITIVE);
 
 /** The URL with values of sensitive query parameters replaced. */
@@ -35,7 +38,11 @@ export const redactUrl = (url: string | undefined): string | undefined => {
 };
 
 const REDACT_PATHS = [
-  ...SENSITIVE.flatMap((k) => [k, `*.${k}`]),
+  ...SECRET_FIELDS.flatMap((k) => [k, `*.${k}`]),
+  'body.code',
+  'body.token',
+  'req.body.code',
+  'req.body.token',
   'passwordHash',
   '*.passwordHash',
   'req.headers.authorization',
