@@ -138,8 +138,12 @@ const measureCloud = async (dc: Awaited<ReturnType<typeof startSambaDc>>) => {
           const ok = await grant(user, USER_PASSWORD);
           if (ok.code !== 'success') throw new Error(`cloud reset gave ${ok.code}`);
         }
-        // The disabled user never succeeds: clear its cloud counter out of band instead.
+        // The disabled user never succeeds: unlock it in AD (lockoutTime 0 resets badPwdCount) and
+        // in the cloud, out of band.
         if (kind === 'disabled' && ++disabled % 3 === 0) {
+          await dc.ldapModify(
+            `dn: ${dc.dn(adUsers.disabled)}\nchangetype: modify\nreplace: lockoutTime\nlockoutTime: 0\n`,
+          );
           const { createSmartLockout } = await import('../apps/cloud/src/lockout/smart-lockout.ts');
           const u = await stack.cloud.ctx.db
             .selectFrom('users')
