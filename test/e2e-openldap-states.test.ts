@@ -5,9 +5,13 @@
  * the entry; the user learns a state only when the password was right (or for a lockout, as AD).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 import { type Stack, startStack } from './harness/stack.ts';
+
+const execFileP = promisify(execFile);
 
 const DOMAIN = 'example.test';
 const PW = `State-${Math.random().toString(36).slice(2, 8)}-Pw1`;
@@ -67,10 +71,18 @@ test('account end time passed: the user sees invalid credentials, the log says w
   assert.equal((await logOf(user)).directory_code, '49/ppolicy:pwdEndTime');
 });
 
-test('locked by the directory after pwdMaxFailure: locked_out for any password', async () => {
+test('the cloud stops below pwdMaxFailure; locked by the directory itself: locked_out for any password', async () => {
   const user = `frank@${DOMAIN}`;
-  for (let i = 0; i < 3; i++)
+  // The cloud applies pwdMaxFailure (3) less one: a spray through it never locks the directory.
+  for (let i = 0; i < 2; i++)
     assert.equal((await stack.passwordGrant(user, `Bad-${i}!`)).code, 'invalid_credentials');
+  assert.equal((await stack.passwordGrant(user, 'Bad-2!')).code, 'locked_out');
+  assert.equal((await logOf(user)).directory_code, null, 'refused by the cloud, no bind');
+  // One more wrong bind straight at slapd (not through the cloud) locks it there.
+  const dn = `uid=frank,${slapd.peopleDn}`;
+  await execFileP('ldapwhoami', ['-x', '-H', slapd.url, '-D', dn, '-w', 'Bad-direct!']).catch(() => {});
+  await stack.cloud.ctx.db.deleteFrom('lockout_counters').where('tenant_id', '=', stack.tenantId).execute();
+  stack.cloud.authenticator.invalidate(stack.tenantId);
   assert.equal((await stack.passwordGrant(user, PW)).code, 'locked_out');
   assert.equal((await logOf(user)).directory_code, '49/ppolicy:locked');
   assert.equal((await stack.signInPage(user, PW)).code, 'locked_out');
