@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
 import type { ValidationRequest } from '../src/context.ts';
+import { deleteAgent } from '../src/directory/agents.ts';
 import { createTenant } from '../src/directory/tenants.ts';
 import {
   ADMIN_PASSWORD,
@@ -199,6 +200,24 @@ test('nobody comes back: no_agent when the reconnect window ends, not at the dea
   const waited = performance.now() - t0;
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(waited > RECONNECT_WAIT_MS - 400 && waited < RECONNECT_WAIT_MS + 1000, `waited ${waited} ms`);
+  assert.equal(env.gateway.local.held, 0);
+});
+
+test('a deleted agent is not waited for: its tenant gets no_agent at once, its request too', async () => {
+  const tenantId = await freshTenant();
+  const creds = await registerAgent(env, 'deleted', tenantId);
+  const agent = await connectAgent(env, creds);
+  // A request in flight when the delete lands is not parked for a reconnect that cannot happen.
+  const inFlight = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  await waitFor(() => env.gateway.local.inFlight === 1, 2000, 'the request reached the agent');
+  await deleteAgent(env.ctx.db, tenantId, creds.agentId);
+  const t0 = performance.now();
+  assert.equal(await env.gateway.closeDeleted({ tenantId, agentId: creds.agentId }), 1);
+  await agent.closed;
+  assert.equal((await inFlight).outcome, 'no_agent');
+  const answer = await env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  assert.equal(answer.outcome, 'no_agent');
+  assert.ok(performance.now() - t0 < RECONNECT_WAIT_MS - 500, `no waiting (${performance.now() - t0} ms)`);
   assert.equal(env.gateway.local.held, 0);
 });
 

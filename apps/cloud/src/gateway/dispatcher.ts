@@ -64,6 +64,8 @@ export class AgentDispatcher implements Dispatcher {
   /** Requests waiting for their tenant's agent to come back, with the timer that ends the wait. */
   readonly #held = new Map<string, Map<Pending, ReturnType<typeof setTimeout>>>();
   readonly #mayHold = new WeakSet<Pending>();
+  /** Connections closed because their agent was deleted: nobody waits for those to come back. */
+  readonly #revoked = new WeakSet<AgentConnection>();
   #heldCount = 0;
   #inFlight = 0;
 
@@ -104,6 +106,12 @@ export class AgentDispatcher implements Dispatcher {
     if (!t.conns.includes(conn)) t.conns.push(conn);
     this.#seenAt.delete(conn.tenantId);
     this.#release(conn.tenantId);
+  }
+
+  /** The agent of this connection was deleted; call before closing it, so that no request waits for
+   * it to reconnect (it cannot: its certificate is refused). */
+  revoked(conn: AgentConnection): void {
+    this.#revoked.add(conn);
   }
 
   /** A closed connection leaves the pool; its in-flight requests go to another agent. */
@@ -307,7 +315,8 @@ export class AgentDispatcher implements Dispatcher {
    * reconnect: a restart, or its cloud node died. */
   #lastSeen(conn: AgentConnection): void {
     const now = this.#now();
-    if (this.#reconnectWaitMs === 0 || !conn.ready || conn.lastHeardAt < now - this.#inactiveAfterMs) return;
+    if (this.#reconnectWaitMs === 0 || !conn.ready || this.#revoked.has(conn)) return;
+    if (conn.lastHeardAt < now - this.#inactiveAfterMs) return;
     if (this.#seenAt.size >= 10_000) {
       for (const [t, at] of this.#seenAt) if (at <= now - this.#reconnectWaitMs) this.#seenAt.delete(t);
     }

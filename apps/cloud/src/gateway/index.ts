@@ -100,6 +100,7 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
 
   const revoke = (conn: AgentConnection, why: string) => {
     if (conn.closed) return;
+    dispatcher.revoked(conn);
     conn.sendError('certificate_rejected', why);
     conn.close(1008, why);
   };
