@@ -68,6 +68,7 @@ export const startCloud = async (
     const ca = await waitFor(
       'the cloud CA',
       () => {
+        if (!child.running()) throw new Error(`the cloud exited: ${child.output().slice(-2000)}`);
         const pem = readFileSync(caFile, 'utf8');
         return pem.includes('-----END CERTIFICATE-----') && pem;
       },

@@ -225,7 +225,7 @@ test('the lockout seam is consulted before dispatch and told every outcome', asy
   };
   const a2 = createAuthenticator(s.ctx, {
     lockout: locking,
-    signInLog: { write() {}, flush: async () => {}, close: async () => {} },
+    signInLog: { write: async () => {}, flush: async () => {}, close: async () => {} },
   });
   const n = dispatcher.requests.length;
   assert.equal(
@@ -272,7 +272,7 @@ test('an unknown name is counted and locked exactly like a user, and a locked an
   await settings({ lockoutThreshold: 3, legacyAuth: true });
   const a4 = createAuthenticator(s.ctx, {
     lockout: smartLockoutPolicy(createSmartLockout(s.ctx.db, s.ctx.secrets, s.ctx.now)),
-    signInLog: { write() {}, flush: async () => {}, close: async () => {} },
+    signInLog: { write: async () => {}, flush: async () => {}, close: async () => {} },
   });
   // The directory takes about 40 ms to refuse a wrong password.
   answer = () => ({ outcome: 'invalid_credentials' });

@@ -29,7 +29,7 @@ export const SignInInputSchema = z.object({
 });
 
 export interface AuthenticatorService extends Authenticator {
-  /** Writes queued sign-in log rows (tests, shutdown). */
+  /** Waits for sign-in log rows still being committed (shutdown). */
   flush(): Promise<void>;
   close(): Promise<void>;
   /** Drops cached tenant settings (after this process changed them; other nodes wait out the TTL). */
@@ -158,8 +158,9 @@ export const createAuthenticator = (
       let user: UserRecord | null = null;
       let answer: ValidationAnswer | undefined;
 
-      const finish = (outcome: SignInOutcome): SignInResult => {
-        signInLog.write({
+      // The row is committed before any answer: no tokens for a sign-in the audit log lacks (log.ts).
+      const finish = async (outcome: SignInOutcome): Promise<SignInResult> => {
+        const written = signInLog.write({
           tenant_id: tenant.id,
           at,
           request_id: requestId,
@@ -176,8 +177,13 @@ export const createAuthenticator = (
           directory_ms: answer?.directoryMs ?? null,
           total_ms: performance.now() - started,
         });
+        const logged = await written.then(
+          () => true,
+          () => false,
+        );
         ctx.log.debug({ requestId, tenantId: tenant.id, outcome, method: i.method }, 'sign-in');
-        if (outcome === 'success' && user) return { ok: true, user: toSignedInUser(user), requestId };
+        if (outcome === 'success' && user && logged)
+          return { ok: true, user: toSignedInUser(user), requestId };
         return {
           ok: false,
           code: (outcome === 'success' ? 'internal_error' : outcome) as ErrorCode,
