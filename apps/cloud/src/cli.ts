@@ -75,6 +75,12 @@ export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = proc
   let state: Awaited<ReturnType<typeof openState>> | undefined;
   try {
     const config = loadCloudConfig(env);
+    // Restore fills a data directory that has no state yet: there is none to open.
+    if (command.withoutState) {
+      const out = await command.run({ config, now: () => Date.now() } as CliEnv, parsed.data as never);
+      io.stdout(json ? JSON.stringify(out.json) : out.text);
+      return 0;
+    }
     state = await openState(config, undefined, { create: command.createsState === true });
     const cliEnv: CliEnv = {
       config,

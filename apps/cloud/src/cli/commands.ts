@@ -10,6 +10,7 @@ import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
 import { auditCommands } from './audit.ts';
+import { backupCommands } from './backup.ts';
 import { initCommands } from './init.ts';
 import { lockoutCommands } from './lockout.ts';
 import { opsCommands } from './ops.ts';
@@ -303,4 +304,5 @@ export const commands: Record<string, Command> = {
   ...opsCommands,
   ...lockoutCommands,
   ...auditCommands,
+  ...backupCommands,
 };

@@ -22,6 +22,8 @@ export interface Command {
   /** First-time setup: may create the data directory, database and secret key. No other command
    * creates state; run elsewhere, they refuse and say where they looked. */
   createsState?: boolean;
+  /** Works on files only (restore): no state is opened, and `run` gets only `config` and `now`. */
+  withoutState?: boolean;
   options: Record<string, Option>;
   schema: z.ZodType;
   run(env: CliEnv, args: never): Promise<{ json: unknown; text: string }>;
@@ -44,6 +46,7 @@ export const passwordSource = <P extends string>(fileKey: P, stdinKey: string) =
 export const command = <S extends z.ZodType>(c: {
   usage: string;
   createsState?: boolean;
+  withoutState?: boolean;
   options: Record<string, Option>;
   schema: S;
   run(env: CliEnv, args: z.output<S>): Promise<{ json: unknown; text: string }>;
