@@ -8,6 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
 import { MAX_FRAME_BYTES, type SyncedUser } from '@gatehouse/protocol';
+import pino from 'pino';
+import { WebSocket as Client, WebSocketServer } from 'ws';
+import { AgentConnection } from '../src/gateway/connection.ts';
 import {
   connectAgent,
   type Env,
@@ -124,4 +127,93 @@ test('hello then an immediate close, before the welcome can be sent', async () =
   }
   await settle();
   await waitFor(() => env.gateway.connections().length === 0, 3000, 'no connection left');
+});
+
+test('a hook that throws, synchronously or by rejecting, closes only its connection with internal_error', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((r) => wss.once('listening', r));
+  const port = (wss.address() as { port: number }).port;
+  const closed: string[] = [];
+  wss.on('connection', (ws, req) => {
+    const which = String(req.url);
+    new AgentConnection(
+      ws,
+      { agentId: which, tenantId: 't', serial: '1', hpkeKey: new Uint8Array(32), externalIp: null },
+      {
+        log: pino({ level: 'silent' }),
+        now: Date.now,
+        heartbeatMs: 1000,
+        hooks: {
+          onHello: async () => {},
+          onReady: () => {},
+          onClosed: (c) => {
+            closed.push(c.agentId);
+            if (c.agentId === '/sync') throw new Error('onClosed bug');
+          },
+          onResult: () => {
+            throw new Error('onResult bug');
+          },
+          onHeartbeat: () => Promise.reject(new Error('heartbeat bug')),
+          onSyncPage: () => Promise.reject(new Error('sync bug')),
+        },
+      },
+    );
+  });
+  const hello = JSON.stringify({
+    type: 'hello',
+    protocol: 1,
+    version: '0',
+    hostname: 'h',
+    capabilities: [],
+    directory: { ok: true },
+    clock: Date.now(),
+  });
+  const talk = async (path: string, frame: Record<string, unknown>) => {
+    const ws = new Client(`ws://127.0.0.1:${port}${path}`);
+    const got: Array<{ type: string; code?: string }> = [];
+    ws.on('message', (d) => got.push(JSON.parse(String(d))));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(hello);
+    while (!got.some((m) => m.type === 'welcome')) await new Promise((r) => setTimeout(r, 10));
+    ws.send(JSON.stringify(frame));
+    return { ws, got };
+  };
+  // A synchronous throw in onResult: the connection is closed with internal_error (1011).
+  const r = await talk('/result', {
+    type: 'result',
+    id: 'r1',
+    outcome: 'success',
+    agentMs: 1,
+    directoryMs: 1,
+  });
+  const code = await new Promise((res) => r.ws.once('close', res));
+  assert.equal(code, 1011);
+  assert.deepEqual(
+    r.got.filter((m) => m.type === 'error').map((m) => m.code),
+    ['internal_error'],
+  );
+  // A failed heartbeat write and a failed sync page are answered or logged; those connections stay.
+  const h = await talk('/heartbeat', {
+    type: 'heartbeat',
+    clock: Date.now(),
+    directory: { ok: true },
+    inFlight: 0,
+  });
+  const s = await talk('/sync', {
+    type: 'sync.page',
+    runId: 'r',
+    mode: 'full',
+    seq: 0,
+    users: [],
+    final: true,
+  });
+  await waitFor(() => s.got.some((m) => m.type === 'error'), 3000, 'sync error answered');
+  assert.equal(s.got.find((m) => m.type === 'error')?.code, 'internal_error');
+  assert.equal(h.ws.readyState, Client.OPEN);
+  assert.equal(s.ws.readyState, Client.OPEN);
+  // A throw in onClosed (the sync one) stays in the connection too.
+  h.ws.close();
+  s.ws.close();
+  await waitFor(() => closed.length === 3, 3000, 'all three closed');
+  await new Promise<void>((res) => wss.close(() => res()));
 });
