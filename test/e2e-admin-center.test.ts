@@ -275,8 +275,8 @@ test('the other pages render; screenshots at 1280 px and 375 px', async () => {
   await page.getByRole('region', { name: 'Users' }).getByText(`alice@${DOMAIN}`).waitFor();
   await shot('users');
   await go('Smart lockout', 'Smart lockout');
-  // Below the test directory's own pwdMaxFailure (3): a looser threshold is refused.
-  await page.getByLabel('Lockout threshold (failed sign-ins)').fill('2');
+  // The test directory's pwdMaxFailure (3) leaves each location 1: a looser threshold is refused.
+  await page.getByLabel('Lockout threshold (failed sign-ins)').fill('1');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText('Smart lockout saved.').waitFor({ state: 'attached' });
   await shot('smart-lockout');

@@ -79,22 +79,30 @@ test('the applied lockout follows the directory unless the setting is stricter',
     const e = effectiveLockout({ threshold, durationS }, d);
     return [e.threshold, e.durationS, e.directoryBudget];
   };
-  assert.deepEqual(applied(10, 60), [4, 1800, 4], 'the defaults stay below AD');
-  assert.deepEqual(applied(3, 3600), [3, 3600, 4], 'a stricter setting is kept');
-  assert.deepEqual(applied(3, 3600, { threshold: 3, durationS: 7200 }), [2, 7200, 2], 'AD got stricter');
-  assert.deepEqual(applied(10, 60, { threshold: 5, durationS: 0 }), [4, 86_400, 4], 'until unlocked: a day');
+  // Each location may use half of the 4 wrong passwords AD takes before it locks at 5.
+  assert.deepEqual(applied(10, 60), [2, 1800, 4], 'the defaults stay below AD');
+  assert.deepEqual(applied(3, 3600), [2, 3600, 4], 'a setting above half of what AD allows is tightened');
+  assert.deepEqual(applied(1, 3600), [1, 3600, 4], 'a stricter setting is kept');
+  assert.deepEqual(applied(10, 60, { threshold: 11, durationS: 60 }), [5, 60, 10], 'half of 10');
+  assert.deepEqual(applied(2, 3600, { threshold: 3, durationS: 7200 }), [1, 7200, 2], 'AD got stricter');
+  assert.deepEqual(applied(10, 60, { threshold: 2, durationS: 60 }), [1, 60, 1], 'the budget stops the sum');
+  assert.deepEqual(applied(10, 60, { threshold: 5, durationS: 0 }), [2, 86_400, 4], 'until unlocked: a day');
   assert.deepEqual(applied(10, 60, { threshold: 0, durationS: 0 }), [10, 60, null], 'AD never locks');
   assert.deepEqual(applied(10, 60, null), [10, 60, null], 'not reported yet');
 });
 
 test('lockoutWarnings say what is applied instead of a looser setting', () => {
-  assert.deepEqual(lockoutWarnings({ threshold: 3, durationS: 3600 }, { threshold: 5, durationS: 1800 }), []);
+  assert.deepEqual(lockoutWarnings({ threshold: 2, durationS: 3600 }, { threshold: 5, durationS: 1800 }), []);
+  assert.equal(
+    lockoutWarnings({ threshold: 3, durationS: 3600 }, { threshold: 5, durationS: 1800 })[0]?.code,
+    'threshold_follows_directory',
+  );
   const w = lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 5, durationS: 1800 });
   assert.deepEqual(
     w.map((x) => x.code),
     ['threshold_follows_directory', 'duration_follows_directory'],
   );
-  assert.match(w[0]!.message, /uses 4\b/);
+  assert.match(w[0]!.message, /uses 2 per location/);
   assert.match(w[1]!.message, /uses 1800 s/);
   assert.deepEqual(lockoutWarnings({ threshold: 10, durationS: 60 }, { threshold: 0, durationS: 0 }), []);
   assert.equal(lockoutWarnings({ threshold: 10, durationS: 60 }, null)[0]!.code, 'directory_policy_unknown');
@@ -107,28 +115,28 @@ test('lockoutWarnings say what is applied instead of a looser setting', () => {
 test('settings set refuses a lockout looser than the directory, and changes nothing', async () => {
   for (const flags of [
     ['--lockout-threshold', '5'],
-    ['--lockout-threshold', '8'],
+    ['--lockout-threshold', '3'],
     ['--lockout-duration', '1799'],
     ['--lockout-threshold', '3', '--lockout-duration', '60'],
   ]) {
     const r = await gh(['settings', 'set', '--tenant', tenantId, ...flags, '--json']);
     assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stdout}`);
     assert.match(r.stderr, /lockout_weaker_than_directory/);
-    assert.match(r.stderr, /"maxThreshold":4/);
+    assert.match(r.stderr, /"maxThreshold":2/);
   }
   const check = JSON.parse((await gh(['lockout', 'check', '--tenant', tenantId, '--json'])).stdout);
   assert.deepEqual(check.cloud, { threshold: 10, durationS: 60 }, 'nothing was written');
-  assert.equal(check.applied.threshold, 4);
+  assert.equal(check.applied.threshold, 2);
   assert.equal(check.applied.durationS, 1800);
 });
 
 test('settings set --pta on says what smart lockout applies against the directory', async () => {
   const r = await gh(['settings', 'set', '--tenant', tenantId, '--pta', 'on']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /lockout 10\/60s \(applied 4\/1800s\)/);
+  assert.match(r.stdout, /lockout 10\/60s \(applied 2\/1800s\)/);
   assert.match(
     r.stdout,
-    /warning: The cloud lockout threshold \(10\) is not lower than the directory's \(5\): smart lockout uses 4/,
+    /warning: The cloud lockout threshold \(10\) would let .* reach the directory's \(5\): smart lockout uses 2 per location/,
   );
   const off = await gh(['settings', 'set', '--tenant', tenantId, '--pta', 'off']);
   assert.doesNotMatch(off.stdout, /warning/);
@@ -141,7 +149,7 @@ test('a stricter setting is accepted without warnings, and checked against the d
     '--tenant',
     tenantId,
     '--lockout-threshold',
-    '3',
+    '2',
     '--lockout-duration',
     '3600',
   ]);
@@ -151,7 +159,7 @@ test('a stricter setting is accepted without warnings, and checked against the d
   assert.match(check.stdout, /directory: threshold 5, duration 1800 s/);
   assert.match(
     check.stdout,
-    /applied: threshold 3, duration 3600 s; at most 4 wrong passwords reach the directory/,
+    /applied: threshold 2, duration 3600 s; at most 4 wrong passwords reach the directory/,
   );
 });
 

@@ -48,14 +48,21 @@ export interface EffectiveLockout {
 
 const MAX_LOCKOUT_DURATION_S = 86_400;
 
-/** The loosest settings that still trip before the directory's lockout, or null when it has none. */
+/**
+ * The loosest settings that still trip before the directory's lockout, or null when it has none.
+ * Smart lockout counts familiar and unfamiliar locations apart, and both end at the same directory
+ * account: each may use half of what the directory allows (its threshold less one), so an attacker
+ * elsewhere is locked out in the cloud while the real user, at home, still has tries of their own,
+ * and the directory never locks. The shared budget (directoryBudget) still bounds the sum.
+ */
 export const lockoutBounds = (
   directory: { threshold: number; durationS: number } | null,
 ): { maxThreshold: number; minDurationS: number } | null => {
   if (!directory || directory.threshold <= 0) return null;
   return {
-    // A directory that locks at the first failure cannot be protected; 1 is the best there is.
-    maxThreshold: Math.max(1, directory.threshold - 1),
+    // A directory that locks at the first or second failure cannot give each location one; 1 is
+    // the best there is, and the shared budget then stops the second location.
+    maxThreshold: Math.max(1, Math.floor((directory.threshold - 1) / 2)),
     minDurationS:
       directory.durationS > 0
         ? Math.min(MAX_LOCKOUT_DURATION_S, Math.ceil(directory.durationS))
@@ -72,11 +79,11 @@ export const effectiveLockout = (
   directory: { threshold: number; durationS: number } | null,
 ): EffectiveLockout => {
   const b = lockoutBounds(directory);
-  if (!b) return { ...setting, directoryBudget: null, directoryWindowS: 0 };
+  if (!b || !directory) return { ...setting, directoryBudget: null, directoryWindowS: 0 };
   return {
     threshold: Math.min(setting.threshold, b.maxThreshold),
     durationS: Math.max(setting.durationS, b.minDurationS),
-    directoryBudget: b.maxThreshold,
+    directoryBudget: Math.max(1, directory.threshold - 1),
     directoryWindowS: b.minDurationS,
   };
 };

@@ -41,7 +41,7 @@ export const lockoutWarnings = (
   } else if (cloud.threshold > bounds.maxThreshold) {
     warnings.push({
       code: 'threshold_follows_directory',
-      message: `The cloud lockout threshold (${cloud.threshold}) is not lower than the directory's (${directory.threshold}): smart lockout uses ${applied.threshold}.`,
+      message: `The cloud lockout threshold (${cloud.threshold}) would let familiar and unfamiliar locations together reach the directory's (${directory.threshold}): smart lockout uses ${applied.threshold} per location.`,
     });
   }
   if (cloud.durationS < bounds.minDurationS) {
