@@ -93,6 +93,12 @@ export const CloudConfigSchema = z
     nodeId: z.string().min(1).max(64).optional(),
     /** On SIGTERM, how long in-flight sign-ins may take before the process exits anyway. */
     drainMs: z.coerce.number().int().min(0).max(120_000).default(15_000),
+    /** Days the sign-in log and the audit log keep a row (0: forever). Service-wide, not per tenant:
+     * the operator owns the database's size, and a tenant keeps longer by exporting. */
+    signInRetentionDays: z.coerce.number().min(0).max(3650).default(30),
+    auditRetentionDays: z.coerce.number().min(0).max(3650).default(365),
+    /** How often the retention sweep runs (the first one a minute after start, or sooner). */
+    retentionSweepMs: z.coerce.number().int().min(100).max(86_400_000).default(3_600_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict()

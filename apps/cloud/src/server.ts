@@ -15,6 +15,7 @@ import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
 import { createSmartLockout } from './lockout/smart-lockout.ts';
+import { type Retention, startRetention } from './retention.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
 import { smartLockoutPolicy } from './signin/lockout.ts';
 
@@ -29,6 +30,8 @@ export interface RunningCloud {
   /** The composed parts, for tests and the operator tooling (e.g. revoke an agent, flush sign-in logs). */
   gateway: Gateway;
   authenticator: AuthenticatorService;
+  /** The sign-in and audit log retention sweep (runs on its own; `sweep()` runs one now). */
+  retention: Retention;
   app: FastifyInstance;
   stop(): Promise<void>;
 }
@@ -120,6 +123,15 @@ export const startCloud = async (
     });
     const authenticator = createAuthenticator(ctx, { lockout });
     cleanup.push(() => authenticator.close());
+    const retention = startRetention(
+      { db, now: ctx.now, log },
+      {
+        signInDays: config.signInRetentionDays,
+        auditDays: config.auditRetentionDays,
+        everyMs: config.retentionSweepMs,
+      },
+    );
+    cleanup.push(() => retention.close());
     const app = buildApp(ctx, { authenticator, gateway });
     registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
     // Stopping runs these in reverse: relayed requests stop coming, the HTTPS port stops taking
@@ -146,6 +158,7 @@ export const startCloud = async (
       caCert: tls.caCert,
       gateway,
       authenticator,
+      retention,
       app,
       stop,
     };

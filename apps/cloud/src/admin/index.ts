@@ -11,12 +11,17 @@ import type { Oidc } from '../oidc/index.ts';
 import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
 import { openApiDocument } from './openapi.ts';
 import { directoryRoutes } from './routes-directory.ts';
+import { exportRoutes } from './routes-export.ts';
 import { type AdminDeps, tenantRoutes } from './routes-tenant.ts';
 
 export { ADMIN_CLIENT_ID } from './client.ts';
 export type { AdminDeps } from './routes-tenant.ts';
 
-export const adminRoutes = (deps: AdminDeps): RouteDef[] => [...tenantRoutes(deps), ...directoryRoutes(deps)];
+export const adminRoutes = (deps: AdminDeps): RouteDef[] => [
+  ...tenantRoutes(deps),
+  ...directoryRoutes(deps),
+  ...exportRoutes(deps),
+];
 
 const WEB = join(import.meta.dirname, 'web');
 const ASSETS: Record<string, string> = {

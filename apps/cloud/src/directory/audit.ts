@@ -65,3 +65,24 @@ export const listAudit = async (
     detail: r.detail === null ? null : (JSON.parse(r.detail) as unknown),
   }));
 };
+
+/** Retention: like pruneSignIns (signin/log.ts), at most `batch` of the tenant's rows older than `before`. */
+export const pruneAudit = async (
+  db: Db,
+  tenantId: string,
+  before: number,
+  batch: number,
+): Promise<number> => {
+  const r = await db
+    .deleteFrom('audit')
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('audit')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('at', '<', before)
+        .limit(batch),
+    )
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
+};

@@ -146,3 +146,43 @@ export const listSignIns = async (
     totalMs: r.total_ms,
   }));
 };
+
+/** Every row the filters select, newest first, read a page at a time (for streamed exports). */
+export async function* iterateSignIns(
+  db: Db,
+  tenantId: string,
+  filters: Omit<z.input<typeof ListSignInsOptions>, 'limit' | 'beforeId'> = {},
+): AsyncGenerator<SignInEntry> {
+  let beforeId: number | undefined;
+  for (;;) {
+    const page = await listSignIns(db, tenantId, { ...filters, beforeId, limit: 1000 });
+    yield* page;
+    if (page.length < 1000) return;
+    beforeId = page.at(-1)!.id;
+  }
+}
+
+/**
+ * Retention: deletes at most `batch` of the tenant's rows older than `before` and returns how
+ * many went. One small statement at a time, along the (tenant_id, at) index, so the writer is
+ * held only briefly and sign-ins' own inserts get in between batches (retention.ts).
+ */
+export const pruneSignIns = async (
+  db: Db,
+  tenantId: string,
+  before: number,
+  batch: number,
+): Promise<number> => {
+  const r = await db
+    .deleteFrom('signins')
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('signins')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('at', '<', before)
+        .limit(batch),
+    )
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
+};
