@@ -49,12 +49,13 @@ const exported = ({ userId: _, ...e }: SignInEntry): Exported => ({
   success: e.outcome === 'success',
 });
 
-/** OWASP's CSV injection rule: a leading formula character is defused with a quote. */
+/** OWASP's CSV injection rule: a leading formula character is defused with a quote, and the cell quoted. */
 export const csvCell = (v: string | number | boolean | null): string => {
   if (v === null) return '';
   if (typeof v !== 'string') return String(v);
-  const s = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  const formula = /^[=+\-@\t\r]/.test(v);
+  const s = formula ? `'${v}` : v;
+  return formula || /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 };
 
 async function* csv(rows: AsyncIterable<SignInEntry>) {
