@@ -255,7 +255,6 @@ test('SQLite: no secret in any row or in the files; data directory 0700, databas
     running = undefined;
     await plantLegacyRows(db, dataDir, ex);
     running = await startCloud(overrides, quiet);
-    await convertSecretsOf(running.ctx.db, running.ctx.secrets);
     const f = pinnedFetch(running.caCert);
     const config = await oc.discovery(
       new URL(`${running.url}/${ex.tenantId}/v2.0`),
@@ -308,13 +307,12 @@ const plantLegacyRows = async (file: string, dataDir: string, ex: Exercised) => 
       planted.some((r) => r.payload.includes(ex.refresh)),
       'the legacy rows hold the raw token',
     );
+    // What migration 0005 does when an older database is opened, before anything is served.
+    await db.transaction().execute((trx) => convertSecrets(trx, box));
   } finally {
     await db.destroy();
   }
 };
-
-const convertSecretsOf = (db: Db, secrets: RunningCloud['ctx']['secrets']) =>
-  db.transaction().execute((trx) => convertSecrets(trx, secrets));
 
 test('PostgreSQL: no secret in any row', async (t) => {
   const temp = await createTempDatabase();

@@ -226,13 +226,15 @@ const secretsAtRest = (secrets: SecretBox | undefined): Migration => ({
 
 /** Exported for the upgrade test, which plants rows in the older format. */
 export const convertSecrets = async (db: Kysely<Database>, secrets: SecretBox | undefined) => {
+  // A write first: on SQLite it takes the write lock at once (waiting out busy_timeout), where a
+  // read that later turns into a write fails at once if another connection wrote in between.
+  await db.deleteFrom('oidc_payloads').where('expires_at', '<', Date.now()).execute();
   for (const r of await db.selectFrom('clients').select(['client_id', 'metadata']).execute()) {
     const { client_secret, ...rest } = JSON.parse(r.metadata) as { client_secret?: unknown };
     if (typeof client_secret !== 'string') continue;
     const metadata = JSON.stringify({ ...rest, client_secret_hash: hashClientSecret(client_secret) });
     await db.updateTable('clients').set({ metadata }).where('client_id', '=', r.client_id).execute();
   }
-  await db.deleteFrom('oidc_payloads').where('expires_at', '<', Date.now()).execute();
   // A sealed payload was written by this version already: converting it twice would lose it.
   const all = await db.selectFrom('oidc_payloads').selectAll().execute();
   const rows = all.filter((r) => r.payload.startsWith('{'));
