@@ -1,38 +1,31 @@
 #!/usr/bin/env node
 /**
- * gatehouse-agent <register|run|status|test-auth|sync> [options]
+ * gatehouse-agent <register|run|status|test-auth|sync> [flags]
  * Exit codes: 0 success, 1 failure (or unhealthy), 2 usage or configuration error.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { isGatehouseError } from '@gatehouse/protocol';
+import { formatIssues, GatehouseError, isGatehouseError, parseCommandLine } from '@gatehouse/protocol';
 import pino from 'pino';
 import { type AgentConfig, loadAgentConfig } from './config.ts';
 import { Directory, type UserRef } from './directory/index.ts';
+import { program } from './program.ts';
 import { isRegistered, readStatus } from './state.ts';
 import { collectUsers } from './sync.ts';
 
-const USAGE = `usage: gatehouse-agent <command> [options]
-  register --cloud https://HOST:PORT --ca-file CA.pem (--token T | --device --tenant TENANT_ID) [--state-dir D]
-  run        [--state-dir D] [--config FILE]     connect to the cloud and serve (foreground)
-  status     [--state-dir D] [--config FILE] [--json]
-  test-auth USER [--state-dir D] [--config FILE] [--json]   (password on stdin)
-  sync       [--state-dir D] [--config FILE] [--json]       (reads the directory; sends nothing)`;
+interface Values {
+  cloud?: string;
+  'ca-file'?: string;
+  token?: string;
+  device?: boolean;
+  tenant?: string;
+  'state-dir'?: string;
+  config?: string;
+  json?: boolean;
+}
 
-const { positionals, values } = parseArgs({
-  allowPositionals: true,
-  options: {
-    cloud: { type: 'string' },
-    'ca-file': { type: 'string' },
-    token: { type: 'string' },
-    device: { type: 'boolean' },
-    tenant: { type: 'string' },
-    'state-dir': { type: 'string' },
-    config: { type: 'string' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
+const line = parseCommandLine(program, process.argv.slice(2));
+const values: Values = line.kind === 'run' ? (line.values as Values) : {};
+const positionals = line.kind === 'run' ? [line.name, ...line.positionals] : [];
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -103,14 +96,18 @@ const resolveUser = async (dir: Directory, name: string): Promise<UserRef | null
 
 const commands: Record<string, () => Promise<number>> = {
   async register() {
-    if (!values.cloud || !values['ca-file'] || (!values.token && !(values.device && values.tenant))) {
-      err(USAGE);
-      return 2;
-    }
+    const missing = [
+      ...(values.cloud ? [] : [{ path: '--cloud', message: 'is required' }]),
+      ...(values['ca-file'] ? [] : [{ path: '--ca-file', message: 'is required' }]),
+      ...(values.token || (values.device && values.tenant)
+        ? []
+        : [{ path: '--token', message: 'give --token, or --device with --tenant' }]),
+    ];
+    if (missing.length > 0) throw new GatehouseError('validation_failed', missing);
     const { register } = await import('./register.ts');
     const r = await register({
-      cloud: values.cloud,
-      caPem: readFileSync(values['ca-file'], 'utf8'),
+      cloud: values.cloud!,
+      caPem: readFileSync(values['ca-file']!, 'utf8'),
       stateDir: stateDir(),
       token: values.token,
       tenantId: values.device ? values.tenant : undefined,
@@ -171,11 +168,7 @@ const commands: Record<string, () => Promise<number>> = {
   },
 
   async 'test-auth'() {
-    const name = positionals[1];
-    if (!name) {
-      err(USAGE);
-      return 2;
-    }
+    const name = positionals[1]!;
     const dir = new Directory(config().directory, { backgroundProbe: false });
     try {
       const user = await resolveUser(dir, name);
@@ -220,17 +213,20 @@ const commands: Record<string, () => Promise<number>> = {
   },
 };
 
-const cmd = commands[positionals[0] ?? ''];
-if (values.help || !cmd) {
-  err(USAGE);
-  process.exit(values.help ? 0 : 2);
+if (line.kind !== 'run') {
+  if (line.kind === 'usage') {
+    const e = new GatehouseError('validation_failed', line.issues);
+    err(`${e.code}: ${e.message}\n${formatIssues(line.issues)}\n\n${line.help}`);
+  } else out(line.text);
+  process.exit(line.kind === 'usage' ? 2 : 0);
 }
 try {
-  process.exitCode = await cmd();
+  process.exitCode = await commands[line.name]!();
 } catch (e) {
   if (isGatehouseError(e)) {
     err(`${e.code}: ${e.message}`);
     if (e.detail !== undefined) err(JSON.stringify(e.detail, null, 2));
+    if (e.code === 'validation_failed' && line.kind === 'run') err(`\n${line.help}`);
     process.exitCode = e.code === 'config_invalid' || e.code === 'validation_failed' ? 2 : 1;
   } else {
     err(`error: ${(e as Error).message}`);

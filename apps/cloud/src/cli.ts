@@ -6,20 +6,39 @@
  * Exit status: 0 success, 2 bad usage, 1 a catalog error (or anything unexpected).
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { GatehouseError, isGatehouseError } from '@gatehouse/protocol';
+import {
+  type CliProgram,
+  formatIssues,
+  GatehouseError,
+  isGatehouseError,
+  parseCommandLine,
+  type UsageIssue,
+} from '@gatehouse/protocol';
+import type { z } from 'zod';
+import pkg from '../package.json' with { type: 'json' };
 import { openState } from './bootstrap.ts';
-import { type CliEnv, commands } from './cli/commands.ts';
+import { type CliEnv, type Command, commands } from './cli/commands.ts';
 import { loadCloudConfig } from './config.ts';
 
-const USAGE = `usage: gatehouse <command> [flags] [--json]
+/** A flag is required when its schema refuses it missing; its default is what the schema fills in. */
+const describeFlag = (c: Command, flag: string) => {
+  const shape = (c.schema as unknown as { shape?: Record<string, z.ZodType> }).shape ?? {};
+  const field = shape[flag];
+  if (!field) return { required: false };
+  const empty = field.safeParse(undefined);
+  return { required: !empty.success, default: empty.success ? empty.data : undefined };
+};
 
-${Object.entries(commands)
-  .map(([name, c]) => `  gatehouse ${name} ${c.usage}`)
-  .join('\n')}
-
-Every command takes --json (one JSON document on stdout). Passwords are read from a file or stdin,
-never from the command line (it would show in the process list and shell history).`;
+/** The one table both the parser and every help text come from. */
+export const program: CliProgram<Command> = {
+  name: 'gatehouse',
+  version: pkg.version,
+  commands,
+  common: { json: { type: 'boolean', help: 'one JSON document on stdout' } },
+  describeFlag,
+  footer: `Passwords are read from a file or stdin, never from the command line (it would show in the
+process list and shell history).`,
+};
 
 interface Io {
   stdout: (s: string) => void;
@@ -33,39 +52,22 @@ const readAll = async (): Promise<string> => {
   return Buffer.concat(chunks).toString('utf8');
 };
 
-const usageError = (io: Io, json: boolean, detail: unknown, usage?: string): number => {
-  const err = new GatehouseError('validation_failed', detail);
+const usageError = (io: Io, json: boolean, issues: UsageIssue[], usage: string): number => {
+  const err = new GatehouseError('validation_failed', issues);
   if (json) io.stdout(JSON.stringify(err.toJSON()));
-  io.stderr(`error: ${err.code}: ${err.message}\n  detail: ${JSON.stringify(detail)}\n${usage ?? USAGE}`);
+  io.stderr(`error: ${err.code}: ${err.message}\n${formatIssues(issues)}\n\n${usage}`);
   return 2;
 };
 
 export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = process.env): Promise<number> => {
   const json = argv.includes('--json');
-  // Commands are two words ("tenant create"), except first-time setup ("init").
-  const name = commands[argv[0] ?? ''] ? argv[0]! : argv.slice(0, 2).join(' ');
-  if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help') {
-    io.stdout(USAGE);
-    return argv.length === 0 ? 2 : 0;
-  }
-  const command = commands[name];
-  if (!command) return usageError(io, json, [{ path: '(command)', message: `unknown command "${name}"` }]);
-  const usage = `usage: gatehouse ${name} ${command.usage}`;
-  if (argv.includes('--help')) {
-    io.stdout(usage);
+  const line = parseCommandLine(program, argv);
+  if (line.kind === 'help' || line.kind === 'version') {
+    io.stdout(line.text);
     return 0;
   }
-  let values: Record<string, unknown>;
-  try {
-    values = parseArgs({
-      args: argv.slice(name.split(' ').length),
-      options: { ...command.options, json: { type: 'boolean' } },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    return usageError(io, json, [{ path: '(flags)', message: (err as Error).message }], usage);
-  }
+  if (line.kind === 'usage') return usageError(io, json, line.issues, line.help);
+  const { command, values, help: usage } = line;
   const parsed = command.schema.safeParse(values);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: `--${i.path.join('.')}`, message: i.message }));

@@ -1,3 +1,4 @@
+export * from './cli.ts';
 export * from './errors.ts';
 // Named, so hpke.ts's test-only sealWithEphemeral (deterministic ephemeral key) stays internal.
 export {

@@ -22,6 +22,7 @@ const pw = passwordSource('password-file', 'password-stdin');
 
 export const auditCommands: Record<string, Command> = {
   'audit list': command({
+    summary: 'the audit log, newest first',
     usage: '--tenant T [--limit N] [--before-id ID]',
     options: { tenant: str, limit: str, 'before-id': str },
     schema: z.object({ tenant, limit: count.max(1000).default(100), 'before-id': count.optional() }),
@@ -45,6 +46,7 @@ export const auditCommands: Record<string, Command> = {
   }),
 
   'user reset-password': command({
+    summary: "sets a cloud-only user's password",
     usage: '--tenant T --upn U (--password-file F | --password-stdin)',
     options: { tenant: str, upn: str, 'password-file': str, 'password-stdin': flag },
     schema: z

@@ -36,6 +36,7 @@ const userPw = passwordSource('password-file', 'password-stdin');
 export const commands: Record<string, Command> = {
   ...initCommands,
   'tenant create': command({
+    summary: 'a tenant, its first domain and its cloud-only Global Administrator',
     usage:
       '--name N --domain D --admin-upn U (--admin-password-file F | --admin-password-stdin) [--admin-display-name N]',
     options: {
@@ -83,6 +84,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'tenant show': command({
+    summary: "a tenant's settings, issuer, active agents and domains",
     usage: '--tenant T',
     options: { tenant: str },
     schema: z.object({ tenant }),
@@ -115,6 +117,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'tenant list': command({
+    summary: 'every tenant',
     usage: '',
     options: {},
     schema: z.object({}),
@@ -128,6 +131,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'domain add': command({
+    summary: 'a custom domain, verified later by a DNS TXT record',
     usage: '--tenant T --name D',
     options: { tenant: str, name: str },
     schema: z.object({ tenant, name: DomainName }),
@@ -147,6 +151,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'domain verify': command({
+    summary: "checks a domain's TXT record (--force skips the DNS check)",
     usage: '--tenant T --name D [--force]',
     options: { tenant: str, name: str, force: flag },
     schema: z.object({ tenant, name: DomainName, force: z.boolean().default(false) }),
@@ -168,6 +173,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'domain list': command({
+    summary: "a tenant's domains and their TXT records",
     usage: '--tenant T',
     options: { tenant: str },
     schema: z.object({ tenant }),
@@ -190,6 +196,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'domain set-kind': command({
+    summary: 'a domain signs in here (managed) or at its own identity provider (federated)',
     usage: '--tenant T --name D --kind managed|federated [--federation-url https://...]',
     options: { tenant: str, name: str, kind: str, 'federation-url': str },
     schema: z.object({
@@ -226,6 +233,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'user create': command({
+    summary: 'a cloud-only user',
     usage:
       '--tenant T --upn U (--password-file F | --password-stdin) [--role R]... [--display-name N] [--mail M]',
     options: {
@@ -276,6 +284,7 @@ export const commands: Record<string, Command> = {
   }),
 
   'user list': command({
+    summary: 'synced and cloud-only users',
     usage: '--tenant T [--search S] [--limit N] [--cursor C]',
     options: { tenant: str, search: str, limit: str, cursor: str },
     schema: z.object({

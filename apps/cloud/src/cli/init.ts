@@ -8,6 +8,7 @@ import { type Command, command } from './shared.ts';
 
 export const initCommands: Record<string, Command> = {
   init: command({
+    summary: 'first-time setup: data directory, database, secret.key and its check value',
     usage: '',
     createsState: true,
     options: {},

@@ -18,6 +18,7 @@ const userOf = async (env: CliEnv, tenantId: string, upn: string) => {
 
 export const lockoutCommands: Record<string, Command> = {
   'user lockout': command({
+    summary: "a user's smart lockout counters",
     usage: '--tenant T --upn U',
     options: { tenant: str, upn: str },
     schema: z.object({ tenant, upn: Upn }),
@@ -40,6 +41,7 @@ export const lockoutCommands: Record<string, Command> = {
   }),
 
   'user unlock': command({
+    summary: "clears a user's smart lockout",
     usage: '--tenant T --upn U',
     options: { tenant: str, upn: str },
     schema: z.object({ tenant, upn: Upn }),
@@ -56,6 +58,7 @@ export const lockoutCommands: Record<string, Command> = {
   }),
 
   'lockout check': command({
+    summary: "the applied smart lockout against the directory's own policy",
     usage: '--tenant T',
     options: { tenant: str },
     schema: z.object({ tenant }),

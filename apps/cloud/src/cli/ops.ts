@@ -28,6 +28,7 @@ import {
 
 export const opsCommands: Record<string, Command> = {
   'client create': command({
+    summary: 'an OAuth client; its secret is shown once',
     usage: '--tenant T --name N --redirect-uri U... [--public] [--grant-type password]...',
     options: { tenant: str, name: str, 'redirect-uri': many, public: flag, 'grant-type': many },
     schema: z.object({
@@ -68,6 +69,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'client list': command({
+    summary: "a tenant's OAuth clients",
     usage: '--tenant T',
     options: { tenant: str },
     schema: z.object({ tenant }),
@@ -89,6 +91,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'token create': command({
+    summary: 'a one-time agent registration token',
     usage: '--tenant T [--ttl SECONDS]',
     options: { tenant: str, ttl: str },
     schema: z.object({
@@ -120,6 +123,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'settings set': command({
+    summary: 'tenant switches: pass-through, legacy authentication, login attribute, smart lockout',
     usage:
       '--tenant T [--pta on|off] [--legacy-auth on|off] [--login-attribute upn|mail] [--lockout-threshold N] [--lockout-duration S]',
     options: {
@@ -180,6 +184,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'agents list': command({
+    summary: 'agents with their status, version and certificate expiry',
     usage: '--tenant T',
     options: { tenant: str },
     schema: z.object({ tenant }),
@@ -203,6 +208,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'agents delete': command({
+    summary: 'deletes an agent; returns once its connections are closed',
     usage: '--tenant T --id AGENT_ID',
     options: { tenant: str, id: str },
     schema: z.object({ tenant, id: z.string({ error: 'is required' }).min(1) }),
@@ -244,6 +250,7 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'signins list': command({
+    summary: 'the sign-in log: outcome, agent, latencies, client IP',
     usage: '--tenant T [--limit N] [--upn U] [--outcome CODE] [--agent ID] [--since ISO-TIME]',
     options: { tenant: str, limit: str, upn: str, outcome: str, agent: str, since: str },
     schema: z.object({

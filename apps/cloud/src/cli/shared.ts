@@ -19,6 +19,8 @@ export interface CliEnv {
 export type Option = { type: 'string' | 'boolean'; multiple?: boolean };
 export interface Command {
   usage: string;
+  /** One line for `gatehouse --help` and the group's help. */
+  summary?: string;
   /** First-time setup: may create the data directory, database and secret key. No other command
    * creates state; run elsewhere, they refuse and say where they looked. */
   createsState?: boolean;
@@ -45,6 +47,7 @@ export const passwordSource = <P extends string>(fileKey: P, stdinKey: string) =
 
 export const command = <S extends z.ZodType>(c: {
   usage: string;
+  summary?: string;
   createsState?: boolean;
   withoutState?: boolean;
   options: Record<string, Option>;
