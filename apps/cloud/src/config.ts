@@ -18,9 +18,12 @@ const FILE_KEYS = [
   'natsCertFile',
   'natsKeyFile',
   'natsPasswordFile',
+  'metricsTokenFile',
 ] as const;
 
 const port = z.coerce.number().int().min(0).max(65535);
+/** The metrics listener's default port (the one OpenTelemetry's Prometheus exporter uses). */
+export const DEFAULT_METRICS_PORT = 9464;
 
 export const CloudConfigSchema = z
   .object({
@@ -99,6 +102,16 @@ export const CloudConfigSchema = z
     auditRetentionDays: z.coerce.number().min(0).max(3650).default(365),
     /** How often the retention sweep runs (the first one a minute after start, or sooner). */
     retentionSweepMs: z.coerce.number().int().min(100).max(86_400_000).default(3_600_000),
+    /** On SIGTERM, how long the node keeps serving while /readyz answers 503, so a balancer that
+     * probes it stops sending traffic before its ports close (at least its probe interval times
+     * its failure threshold). */
+    drainDelayMs: z.coerce.number().int().min(0).max(120_000).default(0),
+    /** Prometheus metrics, /livez and /readyz on their own listener (never the public port).
+     * Default 9464, or any free port when `port` is 0; `off`: no metrics listener. */
+    metricsPort: z.union([z.literal('off'), port]).optional(),
+    metricsHost: z.string().min(1).default('127.0.0.1'),
+    /** A file holding a bearer token /metrics then requires (at least 16 characters). */
+    metricsTokenFile: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict()
@@ -123,7 +136,8 @@ export const CloudConfigSchema = z
   });
 
 export type CloudConfig = Readonly<
-  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl' | 'nodeId'> & {
+  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl' | 'nodeId' | 'metricsPort'> & {
+    metricsPort: number | 'off';
     database: string;
     gatewayUrl: string;
     nodeId: string;
@@ -171,5 +185,7 @@ export const loadCloudConfig = (
     database: c.database ?? `sqlite:${resolve(dataDir, 'gatehouse.db')}`,
     gatewayUrl: c.gatewayUrl ?? `wss://${host}:${c.gatewayPort}`,
     nodeId: c.nodeId ?? `${hostname()}-${process.pid}`,
+    // A cloud on any free port (tests, several on one host) gets its metrics on one too.
+    metricsPort: c.metricsPort ?? (c.port === 0 ? 0 : DEFAULT_METRICS_PORT),
   });
 };

@@ -9,12 +9,16 @@ import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
+import { tenantsByActiveAgents } from './directory/agents.ts';
 import { audit } from './directory/audit.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
 import { createSmartLockout } from './lockout/smart-lockout.ts';
+import { createHealth, type Health } from './metrics/health.ts';
+import { type MetricsListener, startMetricsListener } from './metrics/listener.ts';
+import { addSource, bucketOf } from './metrics/sources.ts';
 import { type Retention, startRetention } from './retention.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
 import { smartLockoutPolicy } from './signin/lockout.ts';
@@ -33,6 +37,10 @@ export interface RunningCloud {
   /** The sign-in and audit log retention sweep (runs on its own; `sweep()` runs one now). */
   retention: Retention;
   app: FastifyInstance;
+  /** Readiness; `stop()` starts by draining it. */
+  health: Health;
+  /** Where /metrics, /livez and /readyz are served apart from the public port; undefined when `metricsPort` is off. */
+  metricsUrl: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -51,6 +59,12 @@ const withPort = (url: string, port: number): string => {
   return u.href.replace(/\/+$/, '');
 };
 
+/** A host for a URL: IPv6 literals in brackets; any-address binds are reached on loopback. */
+const urlHost = (host: string): string => {
+  if (host === '0.0.0.0' || host === '::') return host === '::' ? '[::1]' : '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+};
+
 const notComposed: Dispatcher = {
   validate: async () => ({ outcome: 'no_agent' }),
   activeAgentCount: async () => 0,
@@ -64,7 +78,16 @@ export const startCloud = async (
   const log = createLogger(config, opts.logDestination);
   const { db, secrets } = await openState(config, log);
   const cleanup: (() => Promise<unknown>)[] = [async () => db.destroy()];
+  // Closed last but for the database: while the node drains, its /readyz still says so.
+  let metrics: MetricsListener | undefined;
+  cleanup.push(async () => metrics?.close());
+  let health: Health | undefined;
+  let serving = false;
   const stop = async () => {
+    health?.drain();
+    // Balancers see 503 on /readyz and move on before the ports close (drainDelayMs).
+    if (serving && config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
+    serving = false;
     for (const step of cleanup.reverse()) {
       await step().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
     }
@@ -132,7 +155,9 @@ export const startCloud = async (
       },
     );
     cleanup.push(() => retention.close());
-    const app = buildApp(ctx, { authenticator, gateway });
+    const nats = router;
+    health = createHealth({ db, log, nats: nats ? () => nats.connected() : undefined });
+    const app = buildApp(ctx, { authenticator, gateway, health });
     registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
     // Stopping runs these in reverse: relayed requests stop coming, the HTTPS port stops taking
     // connections and finishes the sign-ins it holds, then the agents go.
@@ -150,6 +175,35 @@ export const startCloud = async (
     if (config.gatewayPort === 0 && config.gatewayUrl === defaultGatewayUrl) {
       ctx.config = Object.freeze({ ...ctx.config, gatewayUrl: withPort(config.gatewayUrl, gatewayPort) });
     }
+    const removeSource = addSource({
+      connections: () => {
+        const all = gateway.connections();
+        const ready = all.filter((c) => c.ready).length;
+        return { ready, hello: all.length - ready };
+      },
+      tenantsByAgents: async () => {
+        const counts = { '0': 0, '1': 0, '2': 0, '3+': 0 };
+        const rows = await tenantsByActiveAgents(db, {
+          now: ctx.now(),
+          inactiveAfterMs: config.inactiveAfterMs,
+        });
+        for (const r of rows) counts[bucketOf(r.agents)] += r.tenants;
+        return counts;
+      },
+      nats: () => nats?.connected(),
+    });
+    cleanup.push(async () => removeSource());
+    if (config.metricsPort !== 'off') {
+      metrics = await startMetricsListener({
+        host: config.metricsHost,
+        port: config.metricsPort,
+        tls,
+        log,
+        health,
+        tokenFile: config.metricsTokenFile,
+      });
+    }
+    serving = true;
     log.info({ url: ctx.config.publicUrl, gatewayUrl: ctx.config.gatewayUrl }, 'gatehouse cloud started');
     return {
       url: ctx.config.publicUrl,
@@ -160,6 +214,8 @@ export const startCloud = async (
       authenticator,
       retention,
       app,
+      health,
+      metricsUrl: metrics ? `https://${urlHost(config.metricsHost)}:${metrics.port}` : undefined,
       stop,
     };
   } catch (err) {

@@ -53,11 +53,27 @@ test('serves HTTPS with the service certificate, on the port it reports', async 
   await assert.rejects(pinnedFetch(other.certPem)(`${cloud.url}/healthz`));
 });
 
-test('/metrics exposes the default registry', async () => {
-  const res = await f(`${cloud.url}/metrics`);
+test('/metrics is not on the public port; the metrics listener serves it, with the health routes', async () => {
+  const pub = await f(`${cloud.url}/metrics`);
+  assert.equal(pub.status, 404);
+  assert.deepEqual(await pub.json(), { error: 'not_found', message: 'Not found.' });
+  // Port 0 for the cloud: its metrics listener took a free port too, on loopback.
+  assert.match(String(cloud.metricsUrl), /^https:\/\/127\.0\.0\.1:\d+$/);
+  const res = await f(`${cloud.metricsUrl}/metrics`);
   assert.equal(res.status, 200);
   assert.match(String(res.headers.get('content-type')), /^text\/plain/);
-  assert.match(await res.text(), /process_cpu_seconds_total/);
+  const text = await res.text();
+  assert.match(text, /process_cpu_seconds_total/);
+  assert.match(text, /gatehouse_process_failures_total/, 'the process policy counter is still there');
+  for (const base of [cloud.url, String(cloud.metricsUrl)]) {
+    assert.deepEqual(await (await f(`${base}/livez`)).json(), { status: 'ok' });
+    const ready = await f(`${base}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), {
+      status: 'ok',
+      checks: { database: 'ok', migrations: 'ok', draining: false },
+    });
+  }
 });
 
 test('unknown routes answer not_found in the catalog format', async () => {

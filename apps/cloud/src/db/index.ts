@@ -1,4 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
+import { observeQuery } from '../metrics/observe.ts';
+import { observePool } from '../metrics/sources.ts';
 import type { SecretBox } from '../secrets.ts';
 import { type Engine, migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -31,11 +33,13 @@ export const openDb = async (
     // An idle connection the server dropped (restart, failover) must not take the process down:
     // the pool replaces it on next use.
     pool.on('error', (err) => opts.onPoolError?.(err));
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    observePool(pool);
+    // Kysely's log hook times every statement (metrics/observe.ts), errors included.
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: observeQuery });
     engine = 'postgres';
   } else {
     const file = url.replace(/^sqlite:/, '');
-    db = new Kysely<Database>({ dialect: openSqlite(file).dialect });
+    db = new Kysely<Database>({ dialect: openSqlite(file).dialect, log: observeQuery });
     engine = 'sqlite';
   }
   try {

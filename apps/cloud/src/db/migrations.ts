@@ -294,3 +294,17 @@ export const migrateToLatest = async (
   if (error || failed)
     throw new Error(`database migration failed: ${failed?.migrationName ?? ''}`, { cause: error });
 };
+
+/**
+ * Migrations this version knows that the database has not run: readiness (/readyz) wants none, so
+ * a node never serves from a schema it does not know. Reads Kysely's own bookkeeping table.
+ */
+export const pendingMigrations = async (db: Kysely<unknown>): Promise<string[]> => {
+  const known = Object.keys(await provider('sqlite', {}).getMigrations());
+  const rows = await (db as Kysely<{ kysely_migration: { name: string } }>)
+    .selectFrom('kysely_migration')
+    .select('name')
+    .execute();
+  const done = new Set(rows.map((r) => r.name));
+  return known.filter((n) => !done.has(n));
+};

@@ -163,6 +163,33 @@ export const countActiveAgents = async (
   return Number(n);
 };
 
+/**
+ * Tenants with pass-through authentication on, by their number of active agents: how many have
+ * none, one, two... (metrics: a gauge by bucket, never a series per tenant). One aggregate query.
+ */
+export const tenantsByActiveAgents = async (
+  db: Db,
+  { now, inactiveAfterMs }: Liveness,
+): Promise<{ agents: number; tenants: number }[]> => {
+  const perTenant = db
+    .selectFrom('tenants')
+    .leftJoin('agents', (j) =>
+      j
+        .onRef('agents.tenant_id', '=', 'tenants.id')
+        .on('agents.deleted_at', 'is', null)
+        .on('agents.last_seen_at', '>', now - inactiveAfterMs),
+    )
+    .select(['tenants.id', (eb) => eb.fn.count<number>('agents.id').as('n')])
+    .where('tenants.pta_enabled', '=', 1)
+    .groupBy('tenants.id');
+  const rows = await db
+    .selectFrom(perTenant.as('t'))
+    .select(['t.n', (eb) => eb.fn.countAll<number>().as('tenants')])
+    .groupBy('t.n')
+    .execute();
+  return rows.map((r) => ({ agents: Number(r.n), tenants: Number(r.tenants) }));
+};
+
 /** Records that the gateway heard from the agent. */
 /** Marks the agent seen; false when it no longer exists or was deleted (one statement for both). */
 export const touchAgent = async (db: Db, id: string, at: number, externalIp?: string): Promise<boolean> => {

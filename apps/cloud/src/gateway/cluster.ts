@@ -11,11 +11,12 @@
  * once more.
  */
 import { aad, hpkeSeal } from '@gatehouse/protocol';
-import { connect, type NatsConnection, type Subscription } from 'nats';
+import { connect, Events, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
 import type { Db } from '../db/index.ts';
+import { clusterRelays } from '../metrics/families.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';
 import { type NatsSecurity, natsConnectOptions } from './nats.ts';
@@ -81,6 +82,8 @@ export interface ClusterRouter extends Dispatcher {
   close(graceMs: number): Promise<void>;
   /** Deleted agents' connections are closed on whichever node holds them. */
   readonly revocation: ClusterRevocation;
+  /** Whether this node is connected to NATS now (readiness). */
+  connected(): boolean;
 }
 
 const enc = new TextEncoder();
@@ -94,6 +97,14 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     reconnectTimeWait: 500,
   });
   log.info({ natsUrl: o.natsUrl }, 'joined the NATS cluster');
+  // The client reconnects by itself (forever); readiness only needs to know whether it is now.
+  let natsUp = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === Events.Disconnect) natsUp = false;
+      else if (s.type === Events.Reconnect) natsUp = true;
+    }
+  })().catch((err: unknown) => log.warn({ err }, 'NATS status stream ended'));
   const subs = new Map<string, Subscription>();
   const keyCache = new Map<string, { at: number; keys: { id: string; key: string; seenAt: number }[] }>();
   /** When another node last answered for each tenant: its agents were alive then. */
@@ -204,13 +215,21 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
         if (!a.success) return { outcome: 'invalid_response' };
         const { node, ...answer } = a.data;
         // A node whose agents went away in between: another node may still hold some.
-        if (answer.outcome === 'no_agent' && attempt === 0) continue;
+        if (answer.outcome === 'no_agent' && attempt === 0) {
+          clusterRelays.inc({ result: 'retried' });
+          continue;
+        }
+        clusterRelays.inc({ result: 'answered' });
         if (answer.outcome !== 'no_agent') noteAnswered(req.tenantId);
         log.debug({ requestId: req.requestId, node, outcome: answer.outcome }, 'relayed');
         return answer as ValidationAnswer;
       } catch (err) {
         const code = (err as { code?: string }).code;
-        if (code === '503') return { outcome: 'no_agent' };
+        if (code === '503') {
+          clusterRelays.inc({ result: 'no_responders' });
+          return { outcome: 'no_agent' };
+        }
+        clusterRelays.inc({ result: attempt === 0 ? 'retried' : 'failed' });
         log.warn({ requestId: req.requestId, code, attempt }, 'relay attempt failed');
         if (code !== 'TIMEOUT' && attempt === 1) return { outcome: 'agent_error' };
       }
@@ -316,6 +335,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
       log.debug({ tenantId }, 'no longer serving tenant');
     },
     stopServing,
+    connected: () => natsUp && !nc.isClosed(),
     revocation: {
       watch: (agentId) => revocation.watch(agentId),
       unwatch: (agentId) => revocation.unwatch(agentId),

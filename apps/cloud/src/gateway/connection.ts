@@ -21,6 +21,8 @@ import {
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ValidationAnswer, ValidationRequest } from '../context.ts';
+import { agentChannelErrors, agentFrames, agentMalformed, agentSessions } from '../metrics/families.ts';
+import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
 
 /** How long an agent has to say hello after the upgrade. */
 export const HELLO_TIMEOUT_MS = 5_000;
@@ -112,6 +114,8 @@ export class AgentConnection {
   #helloSeen = false;
   /** Frames not sent because the socket was already closing (logged once, counted at close). */
   #dropped = 0;
+  /** When the sync run in progress on this connection began (performance.now()), for metrics. */
+  #syncStartedAt: number | undefined;
 
   constructor(
     ws: WebSocket,
@@ -137,7 +141,10 @@ export class AgentConnection {
       this.#contain('frame', () => this.#onFrame(isBinary ? null : data.toString())),
     );
     // Oversized frames make ws close with 1009 and report here; nothing else to do but log.
-    ws.on('error', (err) => this.#log.warn({ err: err.message }, 'agent socket error'));
+    ws.on('error', (err) => {
+      agentChannelErrors.inc({ kind: 'socket' });
+      this.#log.warn({ err: err.message }, 'agent socket error');
+    });
     ws.on('close', (code) => this.#contain('close', () => this.#onClose(code)));
   }
 
@@ -153,7 +160,12 @@ export class AgentConnection {
 
   /** Sends one message; false when the socket is closing or closed (logged, never thrown). */
   send(msg: CloudMessage): boolean {
-    return this.sendRaw(JSON.stringify(msg));
+    // The final page's acknowledgement is the one place that knows a run was applied, and how.
+    if (msg.type === 'sync.ack' && msg.summary) {
+      syncRunApplied(this.#syncStartedAt, msg.summary);
+      this.#syncStartedAt = undefined;
+    }
+    return this.sendRaw(JSON.stringify(msg), msg.type);
   }
 
   /**
@@ -161,8 +173,9 @@ export class AgentConnection {
    * may hang up between any two awaits, so callers that can do something else (the dispatcher
    * fails over) look at the answer, and the rest need not care.
    */
-  sendRaw(frame: string): boolean {
+  sendRaw(frame: string, type: CloudMessage['type'] = 'validate'): boolean {
     if (this.open && this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      agentChannelErrors.inc({ kind: 'slow_reader' });
       this.#log.warn({ buffered: this.#ws.bufferedAmount }, 'agent does not read its socket; dropping it');
       // Not from here: the caller (the dispatcher) is in the middle of parking a request on us.
       setImmediate(() => this.#contain('drop slow reader', () => this.terminate()));
@@ -171,8 +184,10 @@ export class AgentConnection {
     if (this.open) {
       try {
         this.#ws.send(frame);
+        agentFrames.inc({ direction: 'out', type });
         return true;
       } catch (err) {
+        agentChannelErrors.inc({ kind: 'send' });
         this.#log.warn({ err }, 'frame not sent');
         return false;
       }
@@ -224,6 +239,8 @@ export class AgentConnection {
   #markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    agentSessions.inc({ event: 'closed' });
+    if (this.#syncStartedAt !== undefined) syncRunEnded('interrupted');
     clearTimeout(this.#helloTimer);
     // Already closed, so a failure here can only be logged; the connection is gone either way.
     this.#contain('closed', () => this.#hooks.onClosed(this));
@@ -249,6 +266,7 @@ export class AgentConnection {
 
   #failed(what: string, err: unknown): void {
     try {
+      agentChannelErrors.inc({ kind: 'handler' });
       this.#log.error({ err, what }, 'agent connection handler failed; closing the connection');
       if (this.closed) return;
       this.sendError('internal_error', 'the cloud could not handle the message');
@@ -261,6 +279,7 @@ export class AgentConnection {
 
   #malformed(why: string): void {
     this.malformed++;
+    agentMalformed.inc();
     this.#log.warn({ malformed: this.malformed, why }, 'protocol_error from agent');
     this.sendError('protocol_error', why);
     if (this.malformed >= MAX_MALFORMED) this.close(1002, 'too many malformed frames');
@@ -278,6 +297,7 @@ export class AgentConnection {
       return;
     }
     this.malformed = 0;
+    agentFrames.inc({ direction: 'in', type: msg.type });
     this.lastHeardAt = this.#now();
     switch (msg.type) {
       case 'hello':
@@ -306,12 +326,15 @@ export class AgentConnection {
           return;
         }
         this.syncQueued++;
+        if (msg.seq === 0) this.#syncStartedAt = syncRunStarted(this.#syncStartedAt);
         // A page that fails is answered and logged; the run then restarts (the next page is out of
         // order), so the connection stays.
         this.syncChain = this.syncChain
           .then(() => (this.closed ? undefined : this.#hooks.onSyncPage(this, msg)))
           .catch((err: unknown) => {
             this.#log.error({ err, runId: msg.runId }, 'sync page failed');
+            if (this.#syncStartedAt !== undefined) syncRunEnded('failed');
+            this.#syncStartedAt = undefined;
             this.sendError('internal_error', 'the sync page could not be applied');
           })
           .finally(() => {
@@ -362,6 +385,7 @@ export class AgentConnection {
       });
     if (!sent) return;
     this.ready = true;
+    agentSessions.inc({ event: 'ready' });
     this.#hooks.onReady(this);
     this.#log.info(
       { hostname: msg.hostname, version: msg.version, clockSkewMs: this.clockSkewMs },

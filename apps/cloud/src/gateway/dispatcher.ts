@@ -11,6 +11,7 @@
 import { aad, hpkeSeal, type ValidateResult } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
+import { dispatchFailovers, dispatchHeld, dispatchRetries } from '../metrics/families.ts';
 import type { AgentConnection, Pending } from './connection.ts';
 
 /** Requests one agent may hold at once before the dispatcher looks elsewhere. */
@@ -133,6 +134,7 @@ export class AgentDispatcher implements Dispatcher {
         { agentId: conn.agentId, requestId: p.req.requestId },
         'agent dropped mid-request; failing over',
       );
+      dispatchFailovers.inc();
       this.#sendTo(p, this.#pick(p.req, p.tried));
     }
   }
@@ -206,6 +208,7 @@ export class AgentDispatcher implements Dispatcher {
           { agentId: conn.agentId, requestId: msg.id, outcome: msg.outcome },
           'agent could not open; retrying',
         );
+        dispatchRetries.inc({ reason: draining ? 'draining' : 'decrypt' });
         this.#sendTo(p, next);
         return;
       }
@@ -271,12 +274,14 @@ export class AgentDispatcher implements Dispatcher {
             deadline: req.deadline,
             sentAt: this.#now(),
           }),
+          'validate',
         );
         if (!sent) throw new Error('the agent connection is closing');
         return;
       } catch (err) {
         c.pending.delete(req.requestId);
         this.#log.warn({ err, agentId: c.agentId, requestId: req.requestId }, 'could not send to agent');
+        dispatchRetries.inc({ reason: 'send' });
         c = this.#pick(req, p.tried);
       }
     }
@@ -339,6 +344,7 @@ export class AgentDispatcher implements Dispatcher {
       this.#finish(p, { outcome: this.#tenants.has(tenantId) ? 'agent_overloaded' : 'no_agent' });
     waiting.set(p, setTimeout(end, wait));
     this.#heldCount++;
+    dispatchHeld.inc();
     this.#log.debug(
       { tenantId, requestId: p.req.requestId, waitMs: wait },
       'waiting for an agent to reconnect',

@@ -1,14 +1,15 @@
 /**
  * The cloud's HTTPS app: OIDC providers and sign-in pages, the gateway's HTTP routes (agent
- * registration), health and metrics. Every error leaves as the catalog's JSON, with its status.
+ * registration) and health. Every error leaves as the catalog's JSON, with its status. Metrics are
+ * not here: they have their own listener (metrics/listener.ts), so /metrics answers 404.
  */
 import formbody from '@fastify/formbody';
 import { GatehouseError, isGatehouseError } from '@gatehouse/protocol';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { sql } from 'kysely';
-import { collectDefaultMetrics, register } from 'prom-client';
 import { ZodError } from 'zod';
 import type { CloudContext } from '../context.ts';
+import type { Health } from '../metrics/health.ts';
+import { registerHealthRoutes } from '../metrics/listener.ts';
 import { type Oidc, registerOidc } from '../oidc/index.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
@@ -38,17 +39,9 @@ export const toGatehouseError = (err: unknown): GatehouseError => {
   return new GatehouseError('internal_error', undefined, { cause: err });
 };
 
-const ensureDefaultMetrics = (() => {
-  let done = false;
-  return () => {
-    if (!done && !register.getSingleMetric('process_cpu_seconds_total')) collectDefaultMetrics();
-    done = true;
-  };
-})();
-
 export const buildApp = (
   ctx: CloudContext,
-  deps: { authenticator: Authenticator; gateway?: GatewayRoutes },
+  deps: { authenticator: Authenticator; gateway?: GatewayRoutes; health: Health },
 ): FastifyInstance => {
   const app = Fastify({
     https: { key: ctx.tls.key, cert: ctx.tls.cert },
@@ -72,20 +65,12 @@ export const buildApp = (
     reply.code(404).send(new GatehouseError('not_found').toJSON());
   });
 
+  // Load balancers probe the public port (docs/operations.md, "Health checks").
+  registerHealthRoutes(app, deps.health);
+  // The older name, kept for what already probes it: readiness, with the status alone.
   app.get('/healthz', async (_req, reply) => {
-    try {
-      await sql`select 1`.execute(ctx.db);
-      return { status: 'ok' };
-    } catch (err) {
-      ctx.log.error({ err }, 'health check: database unreachable');
-      return reply.code(503).send({ status: 'unavailable' });
-    }
-  });
-
-  ensureDefaultMetrics();
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(register.contentType);
-    return register.metrics();
+    const { status } = await deps.health.readiness();
+    return reply.code(status === 'ok' ? 200 : 503).send({ status: status === 'ok' ? 'ok' : 'unavailable' });
   });
 
   oidcs.set(app, registerOidc(app, ctx, { authenticator: deps.authenticator }));

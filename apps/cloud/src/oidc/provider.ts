@@ -11,6 +11,7 @@ import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
 import { getClient } from '../directory/clients.ts';
 import { getTenantSecrets } from '../directory/tenants.ts';
+import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
@@ -158,6 +159,16 @@ export const createOidc = (
     registerPasswordGrant(provider, { tenantId, authenticator: deps.authenticator });
     const log = ctx.log.child({ tenantId, part: 'oidc' });
     provider.on('server_error', (_koa, err) => log.error({ err }, 'oidc server error'));
+    // Token issuance from the provider's own events (metrics/observe.ts), not by patching grants.
+    provider.on('grant.success', (koa) => {
+      const grant = koa.oidc.params?.grant_type;
+      // The password grant answers its refusals itself (oauthError), so they arrive here too.
+      if (koa.status >= 400) observeTokenError(grant, (koa.body as { error?: unknown } | undefined)?.error);
+      else observeTokenIssued(grant);
+    });
+    provider.on('grant.error', (koa, err) =>
+      observeTokenError(koa.oidc?.params?.grant_type, (err as { error?: unknown }).error),
+    );
     // Koa's 'error' event (not in the typings): without a listener Koa writes to stderr itself.
     (provider as unknown as NodeJS.EventEmitter).on('error', (err: unknown) =>
       log.error({ err }, 'oidc error'),

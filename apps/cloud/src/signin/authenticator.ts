@@ -12,6 +12,7 @@ import type { CloudContext, ValidationAnswer } from '../context.ts';
 import { getTenant, type Tenant } from '../directory/tenants.ts';
 import { findByLogin, getUser, type User, type UserRecord } from '../directory/users.ts';
 import { domainOf, parse } from '../directory/util.ts';
+import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
 import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from './password.ts';
@@ -157,6 +158,7 @@ export const createAuthenticator = (
       const login = i.username.trim().toLowerCase();
       let user: UserRecord | null = null;
       let answer: ValidationAnswer | undefined;
+      let check: SignInCheck = 'none';
 
       // The row is committed before any answer: no tokens for a sign-in the audit log lacks (log.ts).
       const finish = async (outcome: SignInOutcome): Promise<SignInResult> => {
@@ -182,6 +184,15 @@ export const createAuthenticator = (
           () => false,
         );
         ctx.log.debug({ requestId, tenantId: tenant.id, outcome, method: i.method }, 'sign-in');
+        observeSignIn({
+          method: i.method,
+          check,
+          // What the client is told: a success the log could not record is not one.
+          outcome: outcome === 'success' && !(user && logged) ? 'internal_error' : outcome,
+          totalMs: performance.now() - started,
+          agentMs: answer?.agentMs,
+          directoryMs: answer?.directoryMs,
+        });
         if (outcome === 'success' && user && logged)
           return { ok: true, user: toSignedInUser(user), requestId };
         return {
@@ -228,6 +239,7 @@ export const createAuthenticator = (
         await fakeCheck();
         outcome = 'invalid_credentials';
       } else if (user.source === 'cloud') {
+        check = 'cloud';
         const ok = await checkCloudPassword(user, i.password);
         outcome = !ok ? 'invalid_credentials' : user.enabled ? 'success' : 'account_disabled';
       } else if (!tenant.ptaEnabled) {
@@ -237,6 +249,7 @@ export const createAuthenticator = (
       } else {
         // Even a user disabled in the cloud copy goes to the directory: only the right password may
         // learn the account's state, and the directory is the one that knows whether it is right.
+        check = 'agent';
         answer = await validateOnPremises(user, i.password, requestId, deadline);
         outcome = answer.outcome === 'success' && !user.enabled ? 'account_disabled' : answer.outcome;
       }

@@ -5,6 +5,7 @@
  */
 import type { SignInOutcome } from '@gatehouse/protocol';
 import type { LockoutSettings, SmartLockout } from '../lockout/smart-lockout.ts';
+import { lockoutDecisions, lockoutLocks } from '../metrics/families.ts';
 
 export interface LockoutAttempt {
   tenantId: string;
@@ -54,12 +55,14 @@ export const smartLockoutPolicy = (
   async check(a) {
     const subject = a.userId ?? smart.unknownSubject(a.tenantId, a.login);
     const r = await smart.admit(a.tenantId, subject, a.password, a.origin, a.settings, a.deadline);
+    lockoutDecisions.inc({ decision: r.kind });
     if (r.kind === 'admit') return { kind: 'admit', ticket: r.reservation };
     return r.kind === 'locked' ? { kind: 'locked', until: r.until } : { kind: 'repeat' };
   },
   async recordFailure(a, ticket, outcome) {
     if (!ticket) return;
     const r = await smart.settle(ticket as Parameters<SmartLockout['settle']>[0], outcome, a.settings);
+    if (r.locked) lockoutLocks.inc();
     // The audit log is about accounts; a name nobody has is not one.
     if (r.locked && r.until && a.userId) onLocked(a, r.until);
   },
