@@ -22,7 +22,7 @@ import { Directory } from './directory/index.ts';
 import { agentFor, proxyFor } from './https.ts';
 import { renewCertificate } from './renew.ts';
 import { type AgentState, loadAgentState, writeStatus } from './state.ts';
-import { chunk, collectUsers, deletionGuard, readLastSyncCount, writeLastSyncCount } from './sync.ts';
+import { chunk, collectUsers, deletionGuard, readLastSync, writeLastSyncCount } from './sync.ts';
 import { handleValidate } from './validate.ts';
 import { VERSION } from './version.ts';
 
@@ -91,23 +91,41 @@ export const runAgent = async ({
     if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
   };
 
-  const runSync = async (reason: string) => {
+  const runSync = async (reason: string, requestedRunId?: string) => {
     if (syncing || !connected || signal.aborted) return;
     syncing = true;
-    const runId = randomUUID();
+    const runId = requestedRunId ?? randomUUID();
     try {
-      const { users, skipped } = await collectUsers(directory, config.sync.pageSize);
-      const prev = readLastSyncCount(config.stateDir);
-      const guard = deletionGuard(prev, users.length, config.sync.deletionThreshold);
-      if (!guard.ok) {
-        log.error(
-          { previous: prev, now: users.length, removedFraction: guard.removedFraction },
-          'sync refused: more users would be deleted than sync.deletionThreshold allows',
-        );
-        return;
+      const { users, skipped, groups, server, truncatedMemberships } = await collectUsers(
+        directory,
+        config.sync.pageSize,
+      );
+      const prev = readLastSync(config.stateDir);
+      for (const [what, before, now] of [
+        ['users', prev.count, users.length],
+        ['groups', prev.groups, groups?.length],
+      ] as const) {
+        if (now === undefined) continue;
+        const guard = deletionGuard(before, now, config.sync.deletionThreshold);
+        if (!guard.ok) {
+          log.error(
+            { what, previous: before, now, removedFraction: guard.removedFraction },
+            `sync refused: more ${what} would be deleted than sync.deletionThreshold allows`,
+          );
+          return;
+        }
       }
-      // Room is left for the page's own fields around the users.
-      const pages = chunk(users, Math.min(config.sync.pageSize, 500), MAX_FRAME_BYTES - 1024);
+      if (truncatedMemberships)
+        log.warn({ users: truncatedMemberships }, 'users in more groups than a sync page carries; lists cut');
+      // Room is left for the page's own fields. Groups go first: the users' pages name them.
+      const size = Math.min(config.sync.pageSize, 500);
+      const pages: Pick<SyncPage, 'users' | 'groups'>[] = [
+        ...(groups?.length ? chunk(groups, size, MAX_FRAME_BYTES - 1024) : []).map((g) => ({
+          groups: g,
+          users: [],
+        })),
+        ...chunk(users, size, MAX_FRAME_BYTES - 1024).map((u) => ({ users: u })),
+      ];
       let summary: unknown;
       for (const [seq, page] of pages.entries()) {
         const msg: SyncPage = {
@@ -115,7 +133,10 @@ export const runAgent = async ({
           runId,
           mode: 'full',
           seq,
-          users: page,
+          total: pages.length,
+          ...(seq === 0 ? { server } : {}),
+          ...(groups ? { withGroups: true } : {}),
+          ...page,
           final: seq === pages.length - 1,
         };
         const acked = new Promise<unknown>((resolve, reject) => {
@@ -128,9 +149,12 @@ export const runAgent = async ({
         send(msg);
         summary = await acked;
       }
-      writeLastSyncCount(config.stateDir, users.length);
+      writeLastSyncCount(config.stateDir, users.length, groups?.length);
       lastSyncAt = Date.now();
-      log.info({ reason, runId, users: users.length, skipped, pages: pages.length, summary }, 'sync done');
+      log.info(
+        { reason, runId, users: users.length, groups: groups?.length, skipped, pages: pages.length, summary },
+        'sync done',
+      );
     } catch (err) {
       log.warn({ err: (err as Error).message, runId }, 'sync failed');
     } finally {
@@ -248,7 +272,7 @@ export const runAgent = async ({
             break;
           }
           case 'sync.request':
-            void runSync('requested');
+            void runSync('requested', msg.runId);
             break;
           case 'sync.ack':
             acks.get(`${msg.runId}/${msg.seq}`)?.(msg.summary);

@@ -54,6 +54,14 @@ export const DirectorySchema = z
     baseDns: list(z.string().min(1)).pipe(z.array(z.string().min(1)).min(1)),
     /** Default by kind: enabled-or-not user objects. */
     userFilter: z.string().min(3).optional(),
+    /** Sync groups and each user's nested membership (default on). */
+    syncGroups: bool.default(true),
+    /** Where groups are read (default: baseDns). */
+    groupBaseDns: list(z.string().min(1))
+      .pipe(z.array(z.string().min(1)).min(1))
+      .optional(),
+    /** Default by kind: AD group objects; OpenLDAP groupOfNames and groupOfUniqueNames. */
+    groupFilter: z.string().min(3).optional(),
     /** OpenLDAP: the attribute giving the cloud user name (default mail). AD always uses userPrincipalName. */
     upnAttribute: z.string().min(1).optional(),
     /** OpenLDAP: when the upn attribute is `uid`, the domain appended to it. */
@@ -196,6 +204,11 @@ export const loadAgentConfig = (opts: LoadOptions = {}): AgentConfig => {
         (d.kind === 'ad'
           ? '(&(objectCategory=person)(objectClass=user))'
           : '(|(objectClass=inetOrgPerson)(objectClass=posixAccount))'),
+      groupFilter:
+        d.groupFilter ??
+        (d.kind === 'ad'
+          ? '(objectClass=group)'
+          : '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))'),
       upnAttribute: d.upnAttribute ?? (d.kind === 'ad' ? 'userPrincipalName' : 'mail'),
       ppolicyDefaultDn:
         d.ppolicyDefaultDn ?? (d.kind === 'openldap' ? `cn=default,ou=policies,${d.baseDns[0]}` : undefined),

@@ -1,13 +1,15 @@
 /**
  * Directory sync: a paged search under every base DN with the service account, mapped to the
- * cloud's SyncedUser. The whole list is read before anything is sent, so a search that fails
- * half way never becomes a "final" page that would delete the rest in the cloud.
+ * cloud's SyncedUser, then the groups with each user's nested membership (directory/groups.ts).
+ * Everything is read before anything is sent, so a search that fails half way never becomes a
+ * "final" page that would delete the rest in the cloud.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type SyncedUser, SyncedUser as SyncedUserSchema } from '@gatehouse/protocol';
+import { type SyncedGroup, type SyncedUser, SyncedUser as SyncedUserSchema } from '@gatehouse/protocol';
 import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from './config.ts';
+import { collectGroups, normDn as normGroupDn } from './directory/groups.ts';
 import type { Directory } from './directory/index.ts';
 import { writeFileAtomic } from './state.ts';
 
@@ -114,6 +116,10 @@ export interface SyncResult {
   /** Entries that matched the filter but lack an anchor or a UPN. */
   skipped: number;
   server: string;
+  /** Absent when group sync is off (directory.syncGroups). */
+  groups?: SyncedGroup[];
+  /** Users whose group list was cut at MAX_GROUPS_PER_USER. */
+  truncatedMemberships?: number;
 }
 
 /** Reads every user under every base DN (paged, `pageSize` per LDAP page). Throws on any failure. */
@@ -147,7 +153,20 @@ export const collectUsers = async (dir: Directory, pageSize: number): Promise<Sy
         }
       }
     }
-    return { users, skipped, server };
+    if (!cfg.syncGroups) return { users, skipped, server };
+    const byDn = new Map(users.map((u) => [normGroupDn(u.dn), u.anchor]));
+    const g = await collectGroups(client, cfg, byDn, {
+      pageSize,
+      netbios: (dn) => netbiosFor(dn, cfg, domains),
+    });
+    for (const u of users) u.groups = g.memberships.get(u.anchor) ?? [];
+    return {
+      users,
+      skipped: skipped + g.skipped,
+      server,
+      groups: g.groups,
+      truncatedMemberships: g.truncated,
+    };
   });
 };
 
@@ -190,14 +209,23 @@ export const deletionGuard = (
 
 const syncStateFile = (stateDir: string) => join(stateDir, 'sync-state.json');
 
-export const readLastSyncCount = (stateDir: string): number | undefined => {
+/** Users (`count`) and groups the last successful run sent. */
+export const readLastSync = (stateDir: string): { count?: number; groups?: number } => {
   try {
-    const s = JSON.parse(readFileSync(syncStateFile(stateDir), 'utf8')) as { count?: unknown };
-    return typeof s.count === 'number' ? s.count : undefined;
+    const s = JSON.parse(readFileSync(syncStateFile(stateDir), 'utf8')) as Record<string, unknown>;
+    return {
+      ...(typeof s.count === 'number' ? { count: s.count } : {}),
+      ...(typeof s.groups === 'number' ? { groups: s.groups } : {}),
+    };
   } catch {
-    return undefined;
+    return {};
   }
 };
 
-export const writeLastSyncCount = (stateDir: string, count: number): void =>
-  writeFileAtomic(syncStateFile(stateDir), JSON.stringify({ count, at: new Date().toISOString() }));
+export const readLastSyncCount = (stateDir: string): number | undefined => readLastSync(stateDir).count;
+
+export const writeLastSyncCount = (stateDir: string, count: number, groups?: number): void =>
+  writeFileAtomic(
+    syncStateFile(stateDir),
+    JSON.stringify({ count, ...(groups !== undefined ? { groups } : {}), at: new Date().toISOString() }),
+  );

@@ -11,6 +11,8 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Maximum agents per tenant (Entra allows 40 too). */
 export const MAX_AGENTS_PER_TENANT = 40;
+/** Groups one synced user may name (a frame must hold one user with all of them). */
+export const MAX_GROUPS_PER_USER = 1000;
 /** The WebSocket path of the agent gateway. */
 export const AGENT_CHANNEL_PATH = '/agent/v1/connect';
 
@@ -80,8 +82,30 @@ export const SyncedUser = z.object({
   mail: z.string().max(256).optional(),
   displayName: z.string().max(256).optional(),
   enabled: z.boolean(),
+  /**
+   * Anchors of every group the user is in, nested membership resolved on premises. Absent: the
+   * agent does not sync groups, and the user's memberships are left as they are.
+   */
+  groups: z.array(z.string().min(1).max(64)).max(MAX_GROUPS_PER_USER).optional(),
 });
 export type SyncedUser = z.infer<typeof SyncedUser>;
+
+/** A directory group: AD security or distribution group, or OpenLDAP groupOfNames/groupOfUniqueNames. */
+export const SyncedGroup = z.object({
+  /** objectGUID (AD) or entryUUID (OpenLDAP): survives renames and moves. */
+  anchor: z.string().min(1).max(64),
+  /** cn (AD: the sAMAccountName when cn is absent). */
+  name: z.string().min(1).max(256),
+  /** AD: NETBIOS\sAMAccountName. */
+  onPremName: z.string().max(256).optional(),
+  /** AD: objectSid in S-1-5-... form. */
+  sid: z.string().max(184).optional(),
+  dn: z.string().min(1).max(1024),
+  /** AD: from groupType bit 0x80000000; OpenLDAP groups are security groups. */
+  security: z.boolean(),
+  description: z.string().max(1024).optional(),
+});
+export type SyncedGroup = z.infer<typeof SyncedGroup>;
 
 /** One page of a sync run. The last page has `final: true`; the cloud then applies deletions. */
 export const SyncPage = z.object({
@@ -89,6 +113,14 @@ export const SyncPage = z.object({
   runId: id,
   mode: z.enum(['full']),
   seq: z.number().int().nonnegative(),
+  /** Pages in this run, when the agent knows (progress). */
+  total: z.number().int().positive().optional(),
+  /** The directory server the run read from. */
+  server: z.string().max(512).optional(),
+  /** The run carries groups: groups it did not list are deleted at the end (behind the guard). */
+  withGroups: z.boolean().optional(),
+  /** Groups come in the pages before the users that name them. */
+  groups: z.array(SyncedGroup).max(500).optional(),
   users: z.array(SyncedUser).max(500),
   final: z.boolean(),
 });
@@ -132,7 +164,12 @@ export const Validate = z.object({
 });
 export type Validate = z.infer<typeof Validate>;
 
-export const SyncRequest = z.object({ type: z.literal('sync.request'), mode: z.enum(['full']) });
+export const SyncRequest = z.object({
+  type: z.literal('sync.request'),
+  mode: z.enum(['full']),
+  /** The run id to use, so whoever asked can follow the run's record. */
+  runId: id.optional(),
+});
 
 export const SyncAck = z.object({
   type: z.literal('sync.ack'),
@@ -140,7 +177,14 @@ export const SyncAck = z.object({
   seq: z.number().int().nonnegative(),
   /** Set on the final page: what the cloud applied. */
   summary: z
-    .object({ created: ms, updated: ms, deleted: ms, skipped: ms, deletionGuarded: z.boolean() })
+    .object({
+      created: ms,
+      updated: ms,
+      deleted: ms,
+      skipped: ms,
+      deletionGuarded: z.boolean(),
+      groups: z.object({ created: ms, updated: ms, deleted: ms }).optional(),
+    })
     .optional(),
 });
 

@@ -268,6 +268,67 @@ const deviceRequester: Migration = {
   },
 };
 
+/**
+ * Directory groups and each synced user's transitive memberships (resolved on premises), and one
+ * record per sync run. Memberships go with their user or group (cascade), so a deleted user or
+ * group leaves none behind.
+ */
+const groupsAndSyncRuns: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('groups')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('source_anchor', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('on_prem_name', 'text')
+      .addColumn('on_prem_sid', 'text')
+      .addColumn('dn', 'text', (c) => c.notNull())
+      .addColumn('security', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('description', 'text')
+      .addColumn('synced_at', 'bigint', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addUniqueConstraint('groups_tenant_anchor', ['tenant_id', 'source_anchor'])
+      .execute();
+    await db.schema.createIndex('groups_tenant_name').on('groups').columns(['tenant_id', 'name']).execute();
+    await db.schema
+      .createTable('group_members')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('group_id', 'text', (c) => c.notNull().references('groups.id').onDelete('cascade'))
+      .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addPrimaryKeyConstraint('group_members_pk', ['group_id', 'user_id'])
+      .execute();
+    await db.schema
+      .createIndex('group_members_user')
+      .on('group_members')
+      .columns(['tenant_id', 'user_id'])
+      .execute();
+    await db.schema
+      .createTable('sync_runs')
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('id', 'text', (c) => c.notNull())
+      .addColumn('agent_id', 'text', (c) => c.notNull())
+      .addColumn('server', 'text')
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('finished_at', 'bigint')
+      .addColumn('pages', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('total_pages', 'integer')
+      .addColumn('counts', 'text', (c) => c.notNull())
+      .addColumn('error', 'text')
+      .addPrimaryKeyConstraint('sync_runs_pk', ['tenant_id', 'id'])
+      .execute();
+    await db.schema
+      .createIndex('sync_runs_tenant_started')
+      .on('sync_runs')
+      .columns(['tenant_id', 'started_at'])
+      .execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -276,6 +337,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0004_key_check': keyCheck,
     '0005_secrets_at_rest': secretsAtRest(opts.secrets),
     '0006_device_requester': deviceRequester,
+    '0007_groups_sync_runs': groupsAndSyncRuns,
   }),
 });
 

@@ -181,6 +181,52 @@ export interface KeyCheckTable {
   created_at: number;
 }
 
+export interface GroupTable {
+  id: string;
+  tenant_id: string;
+  source_anchor: string;
+  name: string;
+  /** AD: NETBIOS\\sAMAccountName. */
+  on_prem_name: string | null;
+  /** AD: objectSid, S-1-5-... */
+  on_prem_sid: string | null;
+  dn: string;
+  security: number;
+  description: string | null;
+  synced_at: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A synced user's membership of a group, direct or nested (resolved on premises). */
+export interface GroupMemberTable {
+  tenant_id: string;
+  group_id: string;
+  user_id: string;
+}
+
+export interface SyncRunTable {
+  tenant_id: string;
+  /** The run id the agent (or whoever asked for the run) chose. */
+  id: string;
+  agent_id: string;
+  /** The directory server the agent read from. */
+  server: string | null;
+  /** 'full' */
+  mode: string;
+  /** 'running' | 'succeeded' | 'guarded' | 'failed' */
+  status: string;
+  started_at: number;
+  /** Last page applied: a running run not updated for long is stalled. */
+  updated_at: number;
+  finished_at: number | null;
+  pages: number;
+  total_pages: number | null;
+  /** JSON: users and groups added, updated, deleted, seen; skipped. */
+  counts: string;
+  error: string | null;
+}
+
 export interface Database {
   key_check: KeyCheckTable;
   tenants: TenantTable;
@@ -196,4 +242,7 @@ export interface Database {
   lockout_counters: LockoutCounterTable;
   lockout_bad_passwords: LockoutBadPasswordTable;
   familiar_locations: FamiliarLocationTable;
+  groups: GroupTable;
+  group_members: GroupMemberTable;
+  sync_runs: SyncRunTable;
 }

@@ -49,7 +49,7 @@ export interface Gateway {
   /** Scale-out: revokes travel over NATS (set by the router before the gateway listens). */
   useClusterRevocation(r: ClusterRevocation): void;
   /** Asks one connected agent of the tenant for a full sync; returns its id, or null when none is connected. */
-  requestSync(tenantId: string): string | null;
+  requestSync(tenantId: string, runId?: string): string | null;
   /** Called after each applied sync run (admin center, tests). */
   onSyncFinished(listener: (tenantId: string, summary: SyncSummary) => void): void;
 }
@@ -136,6 +136,7 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     onClosed: (conn) => {
       live.delete(conn);
       dispatcher.remove(conn);
+      void sync.onClosed(conn);
     },
     onResult: (conn, msg) => dispatcher.onResult(conn, msg),
     // The CLI deletes agents from another process: each heartbeat rechecks the row.
@@ -262,13 +263,13 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     useClusterRevocation: (r) => {
       cluster = r;
     },
-    requestSync: (tenantId) => {
+    requestSync: (tenantId, runId) => {
       const cutoff = ctx.now() - config.inactiveAfterMs;
       const candidates = dispatcher.connectionsOf(tenantId).filter((c) => c.usable(cutoff));
       const conn = candidates.sort((a, b) => a.pending.size - b.pending.size)[0];
       if (!conn) return null;
-      conn.send({ type: 'sync.request', mode: 'full' });
-      log.info({ tenantId, agentId: conn.agentId }, 'sync requested');
+      conn.send({ type: 'sync.request', mode: 'full', ...(runId ? { runId } : {}) });
+      log.info({ tenantId, agentId: conn.agentId, runId }, 'sync requested');
       return conn.agentId;
     },
     onSyncFinished: (listener) => {

@@ -1,13 +1,22 @@
 /**
- * Directory sync ingestion: an agent streams a full run as pages; each page is applied at once
- * (one transaction), anchors are collected, and the final page applies deletions behind the
- * accidental-deletion guard. Each page is acknowledged so the agent can pace itself.
+ * Directory sync ingestion: an agent streams a full run as pages (groups first, then users with
+ * the anchors of their groups); each page is applied at once, anchors are collected, and the
+ * final page applies deletions of users and groups behind the accidental-deletion guard. Each page
+ * is acknowledged so the agent can pace itself, and each run keeps a record (directory/sync-runs.ts).
  * The agent may hang up at any await: conn.send is then a no-op, so nothing here throws for it.
  */
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
 import { audit } from '../directory/audit.ts';
+import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../directory/groups.ts';
+import {
+  emptyCounts,
+  finishSyncRunRecord,
+  type SyncCounts,
+  startSyncRun,
+  updateSyncRun,
+} from '../directory/sync-runs.ts';
 import { finishSyncRun, upsertSyncedUsers } from '../directory/users.ts';
 import type { AgentConnection } from './connection.ts';
 
@@ -18,17 +27,19 @@ interface Run {
   runId: string;
   nextSeq: number;
   anchors: Set<string>;
-  created: number;
-  updated: number;
-  skipped: number;
+  groupAnchors: Set<string>;
+  withGroups: boolean;
+  counts: SyncCounts;
 }
 
 export interface SyncSummary {
+  runId: string;
   created: number;
   updated: number;
   deleted: number;
   skipped: number;
   deletionGuarded: boolean;
+  groups: { created: number; updated: number; deleted: number };
 }
 
 export class SyncIngest {
@@ -51,46 +62,113 @@ export class SyncIngest {
     this.#onFinished = opts.onFinished;
   }
 
+  /** The connection is gone: its unfinished run will never end, so its record says so. */
+  async onClosed(conn: AgentConnection): Promise<void> {
+    const run = this.#runs.get(conn);
+    if (!run) return;
+    this.#runs.delete(conn);
+    await this.#fail(conn, run, 'the agent disconnected during the run');
+  }
+
+  async #fail(conn: AgentConnection, run: Run, error: string): Promise<void> {
+    await finishSyncRunRecord(
+      this.#db,
+      conn.tenantId,
+      run.runId,
+      { status: 'failed', counts: run.counts, pages: run.nextSeq, error },
+      this.#now(),
+    ).catch((err: unknown) => this.#log.warn({ err, runId: run.runId }, 'sync run record not updated'));
+  }
+
   async onPage(conn: AgentConnection, page: SyncPage): Promise<void> {
     let run = this.#runs.get(conn);
     if (page.seq === 0) {
-      if (run) this.#log.warn({ agentId: conn.agentId, runId: run.runId }, 'sync run abandoned by a new one');
-      run = { runId: page.runId, nextSeq: 0, anchors: new Set(), created: 0, updated: 0, skipped: 0 };
+      if (run) {
+        this.#log.warn({ agentId: conn.agentId, runId: run.runId }, 'sync run abandoned by a new one');
+        await this.#fail(conn, run, 'abandoned: the agent started a new run');
+      }
+      run = {
+        runId: page.runId,
+        nextSeq: 0,
+        anchors: new Set(),
+        groupAnchors: new Set(),
+        withGroups: page.withGroups === true,
+        counts: emptyCounts(),
+      };
       this.#runs.set(conn, run);
+      await startSyncRun(
+        this.#db,
+        {
+          tenantId: conn.tenantId,
+          id: run.runId,
+          agentId: conn.agentId,
+          server: page.server,
+          totalPages: page.total,
+        },
+        this.#now(),
+      );
     }
     if (!run || run.runId !== page.runId || run.nextSeq !== page.seq) {
       this.#runs.delete(conn);
+      if (run) await this.#fail(conn, run, `page ${page.seq} out of order`);
       conn.sendError(
         'protocol_error',
         `sync page ${page.runId}/${page.seq} is out of order; start the run again`,
       );
       return;
     }
-    if (run.anchors.size + page.users.length > MAX_ANCHORS_PER_RUN) {
+    const groups = page.groups ?? [];
+    if (run.anchors.size + run.groupAnchors.size + page.users.length + groups.length > MAX_ANCHORS_PER_RUN) {
       this.#runs.delete(conn);
+      await this.#fail(conn, run, 'the run is too large');
       conn.sendError('protocol_error', 'the sync run is too large');
       return;
     }
-    const s = await upsertSyncedUsers(this.#db, conn.tenantId, page.users, this.#now());
-    run.created += s.created;
-    run.updated += s.updated;
-    run.skipped += s.skipped;
-    for (const u of page.users) run.anchors.add(u.anchor);
-    run.nextSeq++;
-    if (s.skipped > 0)
-      this.#log.warn({ runId: run.runId, skippedUpns: s.skippedUpns.slice(0, 20) }, 'sync skipped users');
+    try {
+      await this.#apply(conn.tenantId, run, page);
+    } catch (err) {
+      this.#runs.delete(conn);
+      await this.#fail(conn, run, `page ${page.seq} could not be applied`);
+      throw err;
+    }
     if (!page.final) {
       conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq });
       return;
     }
     this.#runs.delete(conn);
     const fin = await finishSyncRun(this.#db, conn.tenantId, run.anchors);
+    // A run without groups (an agent that does not sync them) leaves the cloud's groups alone.
+    const gfin = run.withGroups
+      ? await finishGroupSync(this.#db, conn.tenantId, run.groupAnchors)
+      : { deleted: 0, deletionGuarded: false };
+    const c = run.counts;
+    c.usersDeleted = fin.deleted;
+    c.groupsDeleted = gfin.deleted;
+    const guarded = fin.deletionGuarded || gfin.deletionGuarded;
+    await finishSyncRunRecord(
+      this.#db,
+      conn.tenantId,
+      run.runId,
+      {
+        status: guarded ? 'guarded' : 'succeeded',
+        counts: c,
+        pages: run.nextSeq,
+        ...(guarded
+          ? {
+              error: `deletions held back: more than the threshold would go (${fin.deletionGuarded ? 'users' : 'groups'})`,
+            }
+          : {}),
+      },
+      this.#now(),
+    );
     const summary: SyncSummary = {
-      created: run.created,
-      updated: run.updated,
+      runId: run.runId,
+      created: c.usersAdded,
+      updated: c.usersUpdated,
       deleted: fin.deleted,
-      skipped: run.skipped,
-      deletionGuarded: fin.deletionGuarded,
+      skipped: c.skipped,
+      deletionGuarded: guarded,
+      groups: { created: c.groupsAdded, updated: c.groupsUpdated, deleted: gfin.deleted },
     };
     await audit(
       this.#db,
@@ -103,8 +181,8 @@ export class SyncIngest {
       },
       this.#now(),
     );
-    this.#log.info({ agentId: conn.agentId, runId: run.runId, ...summary }, 'sync run applied');
-    if (fin.deletionGuarded)
+    this.#log.info({ agentId: conn.agentId, ...summary }, 'sync run applied');
+    if (guarded)
       this.#log.warn({ tenantId: conn.tenantId, runId: run.runId }, 'sync deletions refused by the guard');
     try {
       this.#onFinished?.(conn.tenantId, summary);
@@ -112,6 +190,38 @@ export class SyncIngest {
       // A listener's bug is not the agent's: the run was applied, so it is still acknowledged.
       this.#log.error({ err, runId: run.runId }, 'sync listener failed');
     }
-    conn.send({ type: 'sync.ack', runId: run.runId, seq: page.seq, summary });
+    const { runId: _, groups: g, ...ack } = summary;
+    conn.send({
+      type: 'sync.ack',
+      runId: run.runId,
+      seq: page.seq,
+      summary: run.withGroups ? { ...ack, groups: g } : ack,
+    });
+  }
+
+  /** One page: its groups, then its users, then those users' memberships; progress recorded. */
+  async #apply(tenantId: string, run: Run, page: SyncPage): Promise<void> {
+    const now = this.#now();
+    const c = run.counts;
+    const groups = page.groups ?? [];
+    if (groups.length > 0) {
+      const g = await upsertSyncedGroups(this.#db, tenantId, groups, now);
+      c.groupsAdded += g.created;
+      c.groupsUpdated += g.updated;
+      for (const x of groups) run.groupAnchors.add(x.anchor);
+      c.groupsSeen = run.groupAnchors.size;
+    }
+    const s = await upsertSyncedUsers(this.#db, tenantId, page.users, now);
+    const m = await applyMemberships(this.#db, tenantId, page.users);
+    c.usersAdded += s.created;
+    c.usersUpdated += s.updated;
+    c.skipped += s.skipped;
+    c.membershipsChanged += m.changedUsers;
+    for (const u of page.users) run.anchors.add(u.anchor);
+    c.usersSeen = run.anchors.size;
+    run.nextSeq++;
+    if (s.skipped > 0)
+      this.#log.warn({ runId: run.runId, skippedUpns: s.skippedUpns.slice(0, 20) }, 'sync skipped users');
+    await updateSyncRun(this.#db, tenantId, run.runId, { pages: run.nextSeq, counts: c }, now);
   }
 }

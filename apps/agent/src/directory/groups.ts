@@ -1,0 +1,240 @@
+/**
+ * Directory groups for sync, with each user's nested membership resolved on premises.
+ *
+ * AD: security and distribution groups (groupType), objectGUID anchor, objectSid. Nesting is
+ * resolved by the DC itself with LDAP_MATCHING_RULE_IN_CHAIN, one paged search per group for the
+ * users under it at any depth: the DC walks the graph with its own indexes, range retrieval of
+ * large `member` values never comes up, and the agent holds nothing but the answer. The cost is
+ * one search per group (bench/group-nesting.ts measures it against tokenGroups).
+ *
+ * OpenLDAP: groupOfNames (member) and groupOfUniqueNames (uniqueMember), entryUUID anchor. The
+ * memberOf overlay lists direct groups only and is often absent, so nesting is resolved here from
+ * the groups' member lists: upward from each user with a visited set, so a cycle ends.
+ */
+import type { SyncedGroup } from '@gatehouse/protocol';
+import { MAX_GROUPS_PER_USER } from '@gatehouse/protocol';
+import type { Client, Entry } from 'ldapts';
+import type { DirectoryConfig } from '../config.ts';
+
+/** The OID of LDAP_MATCHING_RULE_IN_CHAIN (transitive evaluation of a DN-valued attribute). */
+export const IN_CHAIN = '1.2.840.113556.1.4.1941';
+
+const first = (v: unknown): string | undefined => {
+  const x = Array.isArray(v) ? v[0] : v;
+  if (x === undefined || x === null) return undefined;
+  return Buffer.isBuffer(x) ? x.toString('utf8') : String(x);
+};
+const all = (v: unknown): string[] =>
+  (Array.isArray(v) ? v : v === undefined || v === null ? [] : [v]).map((x) =>
+    Buffer.isBuffer(x) ? x.toString('utf8') : String(x),
+  );
+const buffer = (v: unknown): Buffer | undefined => {
+  const x = Array.isArray(v) ? v[0] : v;
+  return Buffer.isBuffer(x) ? x : undefined;
+};
+
+export const normDn = (dn: string) =>
+  dn
+    .toLowerCase()
+    .replace(/\s*,\s*/g, ',')
+    .replace(/\s*=\s*/g, '=');
+
+/** AD objectGUID bytes -> the usual string form (first three groups little-endian). */
+export const guidToString = (b: Buffer): string => {
+  const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
+  return [
+    [3, 2, 1, 0].map(h).join(''),
+    [5, 4].map(h).join(''),
+    [7, 6].map(h).join(''),
+    [8, 9].map(h).join(''),
+    [10, 11, 12, 13, 14, 15].map(h).join(''),
+  ].join('-');
+};
+
+/** A binary SID (MS-DTYP 2.4.2) -> S-1-5-21-...; undefined when malformed. */
+export const sidToString = (b: Buffer): string | undefined => {
+  if (b.length < 8) return undefined;
+  const count = b[1]!;
+  if (b.length !== 8 + 4 * count) return undefined;
+  const authority = b.readUIntBE(2, 6);
+  const subs: number[] = [];
+  for (let i = 0; i < count; i++) subs.push(b.readUInt32LE(8 + 4 * i));
+  return ['S', b[0], authority, ...subs].join('-');
+};
+
+/** RFC 4515 escaping of a value put in a search filter (a group DN in the IN_CHAIN filter). */
+export const escapeFilterValue = (v: string): string =>
+  v.replace(/[\\*()\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+/** groupType bit 0x80000000: a security group (otherwise distribution). */
+export const isSecurityGroup = (groupType: number): boolean => (groupType & 0x80000000) !== 0;
+
+export const groupAttributes = (cfg: DirectoryConfig): string[] =>
+  cfg.kind === 'ad'
+    ? ['objectGUID', 'objectSid', 'cn', 'sAMAccountName', 'groupType', 'description']
+    : ['entryUUID', 'cn', 'member', 'uniqueMember', 'description'];
+
+/** One group entry -> SyncedGroup (without members), or null when it has no anchor. */
+export const toSyncedGroup = (e: Entry, cfg: DirectoryConfig, netbios?: string): SyncedGroup | null => {
+  const name = first(e.cn) ?? first(e.sAMAccountName);
+  let g: SyncedGroup;
+  if (cfg.kind === 'ad') {
+    const guid = buffer(e.objectGUID);
+    const sid = buffer(e.objectSid);
+    const sam = first(e.sAMAccountName);
+    if (guid?.length !== 16 || !name) return null;
+    g = {
+      anchor: guidToString(guid),
+      name,
+      dn: e.dn,
+      security: isSecurityGroup(Number(first(e.groupType) ?? 0)),
+      ...(sam ? { onPremName: netbios ? `${netbios}\\${sam}` : sam } : {}),
+      ...(sid && sidToString(sid) ? { sid: sidToString(sid) } : {}),
+    };
+  } else {
+    const anchor = first(e.entryUUID);
+    if (!anchor || !name) return null;
+    g = { anchor, name, dn: e.dn, security: true };
+  }
+  const description = first(e.description);
+  if (description) g.description = description.slice(0, 1024);
+  return g;
+};
+
+/** uniqueMember values may carry an optional `#'0101'B` unique identifier after the DN. */
+const memberDn = (v: string) => v.replace(/#'[01]*'B$/, '');
+
+/**
+ * OpenLDAP: every group each user is in, at any depth, from the groups' direct member lists.
+ * `users` maps a user's normalised DN to its anchor; `groups` are the group entries read.
+ */
+export const resolveNested = (
+  groups: { anchor: string; dn: string; members: string[] }[],
+  users: Map<string, string>,
+): Map<string, string[]> => {
+  // parents: member DN -> the groups that list it directly.
+  const parents = new Map<string, { anchor: string; dn: string }[]>();
+  for (const g of groups) {
+    for (const m of g.members) {
+      const k = normDn(memberDn(m));
+      const list = parents.get(k) ?? [];
+      list.push({ anchor: g.anchor, dn: normDn(g.dn) });
+      parents.set(k, list);
+    }
+  }
+  const out = new Map<string, string[]>();
+  for (const [userDn, anchor] of users) {
+    const seen = new Set<string>();
+    const found: string[] = [];
+    const stack = [userDn];
+    while (stack.length > 0) {
+      for (const p of parents.get(stack.pop()!) ?? []) {
+        if (seen.has(p.dn)) continue;
+        seen.add(p.dn);
+        found.push(p.anchor);
+        stack.push(p.dn);
+      }
+    }
+    out.set(anchor, found);
+  }
+  return out;
+};
+
+export interface GroupsResult {
+  groups: SyncedGroup[];
+  /** User anchor -> anchors of every group the user is in. */
+  memberships: Map<string, string[]>;
+  /** Users whose group list was cut at MAX_GROUPS_PER_USER. */
+  truncated: number;
+  /** Group entries without an anchor. */
+  skipped: number;
+}
+
+const searchAll = async (
+  client: Client,
+  base: string,
+  opts: { filter: string; attributes: string[]; buffers?: string[]; pageSize: number },
+): Promise<Entry[]> => {
+  const out: Entry[] = [];
+  const pages = client.searchPaginated(base, {
+    scope: 'sub',
+    filter: opts.filter,
+    attributes: opts.attributes,
+    explicitBufferAttributes: opts.buffers ?? [],
+    paged: { pageSize: opts.pageSize },
+  });
+  for await (const page of pages) out.push(...page.searchEntries);
+  return out;
+};
+
+/**
+ * Reads the groups under the group base DNs and resolves every user's nested membership.
+ * `users` maps each synced user's normalised DN to its anchor. Throws on any failure, like the
+ * user search, so a half-read directory never reaches the cloud as a complete one.
+ */
+export const collectGroups = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  users: Map<string, string>,
+  opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+): Promise<GroupsResult> => {
+  const bases = cfg.groupBaseDns ?? cfg.baseDns;
+  const filter = cfg.groupFilter ?? '(objectClass=group)';
+  const groups: SyncedGroup[] = [];
+  const entries: { group: SyncedGroup; members: string[] }[] = [];
+  const byAnchor = new Set<string>();
+  let skipped = 0;
+  for (const base of bases) {
+    for (const e of await searchAll(client, base, {
+      filter,
+      attributes: groupAttributes(cfg),
+      buffers: cfg.kind === 'ad' ? ['objectGUID', 'objectSid'] : [],
+      pageSize: opts.pageSize,
+    })) {
+      const g = toSyncedGroup(e, cfg, opts.netbios?.(e.dn));
+      if (!g) skipped++;
+      else if (!byAnchor.has(g.anchor)) {
+        byAnchor.add(g.anchor);
+        groups.push(g);
+        entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)] });
+      }
+    }
+  }
+  const memberships =
+    cfg.kind === 'ad'
+      ? await inChainMemberships(client, cfg, groups, users, opts.pageSize)
+      : resolveNested(
+          entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
+          users,
+        );
+  let truncated = 0;
+  for (const [anchor, list] of memberships) {
+    if (list.length > MAX_GROUPS_PER_USER) {
+      memberships.set(anchor, list.slice(0, MAX_GROUPS_PER_USER));
+      truncated++;
+    }
+  }
+  return { groups, memberships, truncated, skipped };
+};
+
+/** AD: for each group, the users under it at any depth, answered by the DC (IN_CHAIN). */
+const inChainMemberships = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  groups: SyncedGroup[],
+  users: Map<string, string>,
+  pageSize: number,
+): Promise<Map<string, string[]>> => {
+  const out = new Map<string, string[]>([...users.values()].map((a) => [a, []]));
+  for (const g of groups) {
+    const filter = `(&${cfg.userFilter}(memberOf:${IN_CHAIN}:=${escapeFilterValue(g.dn)}))`;
+    for (const base of cfg.baseDns) {
+      for (const e of await searchAll(client, base, { filter, attributes: ['1.1'], pageSize })) {
+        const anchor = users.get(normDn(e.dn));
+        const list = anchor ? out.get(anchor) : undefined;
+        if (list && !list.includes(g.anchor)) list.push(g.anchor);
+      }
+    }
+  }
+  return out;
+};
