@@ -35,7 +35,7 @@ after(async () => {
 
 const mint = async (cloud: RunningCloud, tenantId: string, accountId: string): Promise<string> => {
   const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
-  const client = await t.provider.Client.find(ADMIN_CLIENT_ID);
+  const client = (await t.provider.Client.find(ADMIN_CLIENT_ID))!;
   const grant = new t.provider.Grant({ accountId, clientId: ADMIN_CLIENT_ID });
   grant.addOIDCScope('openid profile');
   const grantId = await grant.save();
