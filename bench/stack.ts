@@ -50,6 +50,7 @@ export const startCloud = async (
 ): Promise<Cloud> => {
   const port = await freePort();
   const gatewayPort = await freePort();
+  const metricsPort = await freePort();
   const url = `https://localhost:${port}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -57,6 +58,7 @@ export const startCloud = async (
     GATEHOUSE_DATA_DIR: dataDir,
     GATEHOUSE_PORT: String(port),
     GATEHOUSE_GATEWAY_PORT: String(gatewayPort),
+    GATEHOUSE_METRICS_PORT: String(metricsPort),
     GATEHOUSE_PUBLIC_URL: url,
     GATEHOUSE_LOG_LEVEL: opts.logLevel ?? 'warn',
   };

@@ -34,6 +34,8 @@ export interface CloudNode {
   id: string;
   url: string;
   gatewayUrl: string;
+  /** The node's metrics listener (/metrics, /livez, /readyz). */
+  metricsUrl: string;
   child: Child;
   env: NodeJS.ProcessEnv;
   /** Every process this node has been (restarts append). */
@@ -66,11 +68,13 @@ export const startNode = async (
   if (!env) {
     const port = await freePort();
     const gatewayPort = await freePort();
+    const metricsPort = await freePort();
     env = {
       ...clusterEnv(s, secretKey),
       GATEHOUSE_NODE_ID: id,
       GATEHOUSE_PORT: String(port),
       GATEHOUSE_GATEWAY_PORT: String(gatewayPort),
+      GATEHOUSE_METRICS_PORT: String(metricsPort),
       GATEHOUSE_PUBLIC_URL: `https://127.0.0.1:${port}`,
     };
   }
@@ -83,6 +87,7 @@ export const startNode = async (
     id,
     url: String(env.GATEHOUSE_PUBLIC_URL),
     gatewayUrl: `wss://127.0.0.1:${env.GATEHOUSE_GATEWAY_PORT}`,
+    metricsUrl: `https://127.0.0.1:${env.GATEHOUSE_METRICS_PORT}`,
     child,
     env,
     outputs: again?.outputs ?? [],

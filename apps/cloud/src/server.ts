@@ -11,11 +11,13 @@ import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
 import { tenantsByActiveAgents } from './directory/agents.ts';
 import { audit } from './directory/audit.ts';
+import { recordServiceUrls } from './directory/service-urls.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
 import { createSmartLockout } from './lockout/smart-lockout.ts';
+import { ensureNatsGauge } from './metrics/families.ts';
 import { createHealth, type Health } from './metrics/health.ts';
 import { type MetricsListener, startMetricsListener } from './metrics/listener.ts';
 import { addSource, bucketOf } from './metrics/sources.ts';
@@ -156,6 +158,7 @@ export const startCloud = async (
     );
     cleanup.push(() => retention.close());
     const nats = router;
+    if (nats) ensureNatsGauge();
     health = createHealth({ db, log, nats: nats ? () => nats.connected() : undefined });
     const app = buildApp(ctx, { authenticator, gateway, health });
     registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
@@ -175,6 +178,8 @@ export const startCloud = async (
     if (config.gatewayPort === 0 && config.gatewayUrl === defaultGatewayUrl) {
       ctx.config = Object.freeze({ ...ctx.config, gatewayUrl: withPort(config.gatewayUrl, gatewayPort) });
     }
+    // The CLI prints issuers and registration commands from these, not from its own environment.
+    await recordServiceUrls(db, ctx.config, ctx.now());
     const removeSource = addSource({
       connections: () => {
         const all = gateway.connections();

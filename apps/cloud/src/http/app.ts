@@ -5,11 +5,11 @@
  */
 import formbody from '@fastify/formbody';
 import { GatehouseError, isGatehouseError } from '@gatehouse/protocol';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import { ZodError } from 'zod';
 import type { CloudContext } from '../context.ts';
 import type { Health } from '../metrics/health.ts';
-import { registerHealthRoutes } from '../metrics/listener.ts';
+import { isProbe, registerHealthRoutes } from '../metrics/listener.ts';
 import { type Oidc, registerOidc } from '../oidc/index.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
@@ -47,6 +47,7 @@ export const buildApp = (
     https: { key: ctx.tls.key, cert: ctx.tls.cert },
     loggerInstance: ctx.log,
     trustProxy: ctx.config.trustProxy,
+    logController: new LogController({ disableRequestLogging: (req) => isProbe(req.url) }),
     // Bodies are never logged by fastify; keep it that way (no body in any log call).
   }) as unknown as FastifyInstance;
 

@@ -188,17 +188,26 @@ export const tenantsByAgents = new Gauge({
   },
 });
 
-export const natsConnected = new Gauge({
-  name: 'gatehouse_nats_connected',
-  help: 'Scale-out: 1 while this node is connected to NATS',
-  collect() {
-    this.reset();
-    for (const s of sources) {
-      const up = s.nats();
-      if (up !== undefined) this.set(up ? 1 : 0);
-    }
-  },
-});
+/**
+ * Scale-out only: made when a node joins NATS, so the embedded shape has no such family (a
+ * constant 0 there would read as "NATS down" to an alert).
+ */
+export const ensureNatsGauge = (): void => {
+  if (register.getSingleMetric('gatehouse_nats_connected')) return;
+  new Gauge({
+    name: 'gatehouse_nats_connected',
+    help: 'Scale-out: 1 while this node is connected to NATS',
+    collect() {
+      this.reset();
+      let up: number | undefined;
+      for (const s of sources) {
+        const c = s.nats();
+        if (c !== undefined) up = Math.min(up ?? 1, c ? 1 : 0);
+      }
+      if (up !== undefined) this.set(up);
+    },
+  });
+};
 
 export const ready = new Gauge({
   name: 'gatehouse_ready',

@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '@gatehouse/protocol';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { ServiceTls } from '../context.ts';
 // Its counter of unhandled rejections belongs on every scrape, also where main.ts did not install it.
@@ -21,6 +21,10 @@ export interface MetricsListener {
   port: number;
   close(): Promise<void>;
 }
+
+/** Probes come every few seconds from every balancer: not worth a log line each. */
+export const isProbe = (url: string | undefined): boolean =>
+  url === '/livez' || url === '/readyz' || url === '/healthz';
 
 /** /livez and /readyz, on the public app and on the metrics listener alike. */
 export const registerHealthRoutes = (app: FastifyInstance, health: Health): void => {
@@ -68,7 +72,7 @@ export const startMetricsListener = async (o: {
     https: { key: o.tls.key, cert: o.tls.cert },
     loggerInstance: o.log.child({ part: 'metrics' }),
     // A scrape every few seconds is not worth a log line each.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   app.setNotFoundHandler((_req, reply) => {
     reply.code(404).send(new GatehouseError('not_found').toJSON());
