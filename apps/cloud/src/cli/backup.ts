@@ -18,6 +18,7 @@ const sqliteFileOf = (url: string): string | undefined =>
 
 export const backupCommands: Record<string, Command> = {
   backup: command({
+    summary: 'copies the embedded database (online), secret.key and the service TLS into a new directory',
     usage: '--out DIR',
     options: { out: str },
     schema: z.object({ out: dir }),
@@ -53,6 +54,7 @@ export const backupCommands: Record<string, Command> = {
   }),
 
   restore: command({
+    summary: 'a backup into a new, empty data directory, after checking its key',
     usage: '--from DIR --data-dir NEW',
     withoutState: true,
     options: { from: str, 'data-dir': str },
