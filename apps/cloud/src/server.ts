@@ -11,6 +11,7 @@ import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
 import { tenantsByActiveAgents } from './directory/agents.ts';
 import { audit } from './directory/audit.ts';
+import { recordServiceUrls } from './directory/service-urls.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
@@ -177,6 +178,8 @@ export const startCloud = async (
     if (config.gatewayPort === 0 && config.gatewayUrl === defaultGatewayUrl) {
       ctx.config = Object.freeze({ ...ctx.config, gatewayUrl: withPort(config.gatewayUrl, gatewayPort) });
     }
+    // The CLI prints issuers and registration commands from these, not from its own environment.
+    await recordServiceUrls(db, ctx.config, ctx.now());
     const removeSource = addSource({
       connections: () => {
         const all = gateway.connections();

@@ -6,11 +6,13 @@ import { z } from 'zod';
 import { countActiveAgents } from '../directory/agents.ts';
 import { audit } from '../directory/audit.ts';
 import { addDomain, listDomains, setDomainKind, verifyDomain } from '../directory/domains.ts';
+import { serviceUrls } from '../directory/service-urls.ts';
 import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
+import { groupCommands } from './groups.ts';
 import { initCommands } from './init.ts';
 import { lockoutCommands } from './lockout.ts';
 import { opsCommands } from './ops.ts';
@@ -94,14 +96,16 @@ export const commands: Record<string, Command> = {
       const liveness = { now: env.now(), inactiveAfterMs: env.config.inactiveAfterMs };
       const activeAgents = await countActiveAgents(env.db, t.id, liveness);
       const { caCertPem, ...shown } = t;
-      const json = { ...shown, caCertPem, activeAgents, domains };
+      const { publicUrl } = await serviceUrls(env.db, env.config);
+      const issuer = `${publicUrl}/${t.id}/v2.0`;
+      const json = { ...shown, caCertPem, activeAgents, domains, issuer };
       const text = [
         `tenant ${t.id} "${t.name}" created ${iso(t.createdAt)}`,
         `pass-through authentication: ${t.ptaEnabled ? 'on' : 'off'} (active agents: ${activeAgents})`,
         `legacy authentication (password grant): ${t.legacyAuth ? 'on' : 'off'}`,
         `login attribute: ${t.loginAttribute}`,
         `lockout: ${t.lockoutThreshold} failures, ${t.lockoutDurationS} s`,
-        `issuer: ${env.config.publicUrl}/${t.id}/v2.0`,
+        `issuer: ${issuer}`,
         '',
         table(
           domains.map((d) => ({
@@ -314,4 +318,5 @@ export const commands: Record<string, Command> = {
   ...lockoutCommands,
   ...auditCommands,
   ...backupCommands,
+  ...groupCommands,
 };

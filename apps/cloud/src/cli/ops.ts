@@ -8,6 +8,7 @@ import { countActiveAgents, deleteAgent, listAgents } from '../directory/agents.
 import { audit } from '../directory/audit.ts';
 import { createClient, GRANT_TYPES, listClients } from '../directory/clients.ts';
 import { createRegistrationToken } from '../directory/registration-tokens.ts';
+import { serviceUrls } from '../directory/service-urls.ts';
 import { getTenant, updateSettings } from '../directory/tenants.ts';
 import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
@@ -61,9 +62,10 @@ export const opsCommands: Record<string, Command> = {
         },
         env.now(),
       );
+      const issuer = `${(await serviceUrls(env.db, env.config)).publicUrl}/${a.tenant}/v2.0`;
       return {
-        json: { ...c, grantTypes, issuer: `${env.config.publicUrl}/${a.tenant}/v2.0` },
-        text: `client_id: ${c.clientId}\n${c.clientSecret ? `client_secret: ${c.clientSecret}\n(shown once; store it now)\n` : ''}issuer: ${env.config.publicUrl}/${a.tenant}/v2.0`,
+        json: { ...c, grantTypes, issuer },
+        text: `client_id: ${c.clientId}\n${c.clientSecret ? `client_secret: ${c.clientSecret}\n(shown once; store it now)\n` : ''}issuer: ${issuer}`,
       };
     },
   }),
@@ -115,9 +117,18 @@ export const opsCommands: Record<string, Command> = {
         },
         env.now(),
       );
+      const { publicUrl } = await serviceUrls(env.db, env.config);
+      // The CA file is the service CA the agent host must pin (DATA_DIR/tls/ca.pem when generated).
+      const register = `gatehouse-agent register --cloud ${publicUrl} --ca-file CLOUD-CA.pem --token ${t.token}`;
       return {
-        json: { token: t.token, expiresAt: t.expiresAt, expires: iso(t.expiresAt) },
-        text: `${t.token}\nexpires ${iso(t.expiresAt)} (single use)`,
+        json: {
+          token: t.token,
+          expiresAt: t.expiresAt,
+          expires: iso(t.expiresAt),
+          cloud: publicUrl,
+          register,
+        },
+        text: `${t.token}\nexpires ${iso(t.expiresAt)} (single use)\non the agent host: ${register}`,
       };
     },
   }),

@@ -329,6 +329,18 @@ const groupsAndSyncRuns: Migration = {
   },
 };
 
+/** Settings of the running service by name: the URLs it last started with (directory/service-urls.ts). */
+const serviceSettings: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('service_settings')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -338,6 +350,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0005_secrets_at_rest': secretsAtRest(opts.secrets),
     '0006_device_requester': deviceRequester,
     '0007_groups_sync_runs': groupsAndSyncRuns,
+    '0008_service_settings': serviceSettings,
   }),
 });
 

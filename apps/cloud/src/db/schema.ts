@@ -227,8 +227,16 @@ export interface SyncRunTable {
   error: string | null;
 }
 
+/** Settings of the running service, by name (directory/service-urls.ts). */
+export interface ServiceSettingTable {
+  name: string;
+  value: string;
+  updated_at: number;
+}
+
 export interface Database {
   key_check: KeyCheckTable;
+  service_settings: ServiceSettingTable;
   tenants: TenantTable;
   domains: DomainTable;
   users: UserTable;

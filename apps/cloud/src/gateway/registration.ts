@@ -307,6 +307,7 @@ export const registerRegistrationRoutes = (
       password: f.password,
       method: 'browser',
       clientIp: req.ip,
+      log: req.log,
     });
     if (!result.ok) {
       const entry = catalog[result.code];

@@ -7,6 +7,7 @@ import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { CloudContext } from '../context.ts';
 import { listDomains } from '../directory/domains.ts';
+import { bindRequestLog } from '../http/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { registerInteractions } from './interactions.ts';
 import { createOidc, type Oidc } from './provider.ts';
@@ -34,6 +35,7 @@ export const registerOidc = (
       if (!t) throw new GatehouseError('not_found', { tenant: req.params.tenantId });
       reply.hijack();
       const raw = req.raw as Raw;
+      bindRequestLog(raw, req.log);
       const url = raw.url ?? '/';
       // The mounted-app convention oidc-provider follows: url relative to the mount, originalUrl whole.
       raw.originalUrl = url;

@@ -245,6 +245,7 @@ export const registerInteractions = (
       clientId: String(it.params.client_id),
       clientIp: req.ip,
       deviceId: deviceOf(req),
+      log: req.log,
     });
     if (!result.ok) {
       return renderPassword(

@@ -8,6 +8,7 @@ import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { z } from 'zod';
+import { requestLogOf } from '../http/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES, userClaims } from './claims.ts';
 
@@ -52,6 +53,7 @@ export const registerPasswordGrant = (
         method: 'password_grant',
         clientId: client.clientId,
         clientIp: koa.ip,
+        log: requestLogOf(koa.req),
       });
       if (!result.ok) return oauthError(koa, result.code, result.requestId);
 

@@ -183,7 +183,25 @@ export const createAuthenticator = (
           () => true,
           () => false,
         );
-        ctx.log.debug({ requestId, tenantId: tenant.id, outcome, method: i.method }, 'sign-in');
+        // One event per sign-in; the request logger adds reqId. Only ids, codes and timings: never
+        // the password or anything derived from it.
+        (input.log ?? ctx.log).info(
+          {
+            signInId: requestId,
+            tenantId: tenant.id,
+            method: i.method,
+            outcome,
+            userId: user?.id ?? null,
+            clientId: i.clientId ?? null,
+            agentId: answer?.agentId ?? null,
+            directoryCode: answer?.directoryCode ?? null,
+            agentMs: answer?.agentMs ?? null,
+            directoryMs: answer?.directoryMs ?? null,
+            totalMs: Math.round((performance.now() - started) * 100) / 100,
+            ...(logged ? {} : { signInLogWritten: false }),
+          },
+          'sign-in',
+        );
         observeSignIn({
           method: i.method,
           check,

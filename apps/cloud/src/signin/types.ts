@@ -1,4 +1,5 @@
 import type { ErrorCode } from '@gatehouse/protocol';
+import type { Logger } from 'pino';
 
 export interface SignInInput {
   tenantId: string;
@@ -10,6 +11,9 @@ export interface SignInInput {
   clientIp?: string;
   /** The browser's device cookie, if any (smart lockout treats known devices as familiar). */
   deviceId?: string;
+  /** The HTTP request's logger (fastify's req.log, bound to its reqId): the sign-in's log event
+   * carries the request id. Not user input, so not part of the input schema. */
+  log?: Pick<Logger, 'info'>;
 }
 
 export interface SignedInUser {
