@@ -34,6 +34,8 @@ export interface Caller {
   tenantId: string;
   user: User;
   permissions: Set<Permission>;
+  /** Set when the user called a `self` route about themselves with an application's token. */
+  self?: { clientId: string };
   /** Writes an audit row with the caller's UPN as actor. */
   audit(action: string, target?: string, detail?: unknown): Promise<void>;
 }
@@ -60,6 +62,11 @@ export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
   response?: z.ZodType;
   /** Content type of a non-JSON answer (documented instead of `response`). */
   produces?: string;
+  /**
+   * A path parameter naming a user: that user may call the route about themselves with an access
+   * token of any application of the tenant (the groups overage endpoint), without an admin role.
+   */
+  self?: string;
   handler(call: Call<P, Q, B>): Promise<unknown>;
 }
 
@@ -109,6 +116,31 @@ export const authenticate = async (
   };
 };
 
+/** The user behind an application's access token, when they ask about themselves; else the admin. */
+const authenticateSelf = async (
+  ctx: CloudContext,
+  oidc: Oidc,
+  tenantId: string,
+  req: FastifyRequest,
+  subject: unknown,
+): Promise<Caller> => {
+  const t = await oidc.forTenant(tenantId);
+  const token = bearer(req);
+  const at = t && token ? await t.provider.AccessToken.find(token).catch(() => undefined) : undefined;
+  if (!at?.accountId || at.clientId === ADMIN_CLIENT_ID || at.accountId !== subject)
+    return authenticate(ctx, oidc, tenantId, req);
+  const user = await getUser(ctx.db, tenantId, at.accountId);
+  if (!user?.enabled) throw new GatehouseError('unauthorized', { reason: 'the user is not valid' });
+  return {
+    tenantId,
+    user,
+    permissions: new Set(),
+    self: { clientId: String(at.clientId) },
+    audit: (action, target, detail) =>
+      audit(ctx.db, { tenantId, actor: user.upn, action, target, detail }, ctx.now()),
+  };
+};
+
 const TenantParam = z.object({ tenantId: z.string().min(1).max(128) });
 
 export const registerApiRoutes = (
@@ -129,8 +161,16 @@ export const registerApiRoutes = (
         url: `${BASE}${r.path}`,
         handler: async (req, reply) => {
           const { tenantId } = parse(TenantParam, req.params);
-          const caller = await authenticate(ctx, oidc, tenantId, req);
-          if (!caller.permissions.has(r.permission))
+          const caller = r.self
+            ? await authenticateSelf(
+                ctx,
+                oidc,
+                tenantId,
+                req,
+                (req.params as Record<string, unknown>)[r.self],
+              )
+            : await authenticate(ctx, oidc, tenantId, req);
+          if (!caller.self && !caller.permissions.has(r.permission))
             throw new GatehouseError('forbidden', { reason: `needs the ${r.permission} permission` });
           await getTenant(ctx.db, tenantId);
           const { tenantId: _, ...rest } = req.params as Record<string, unknown>;

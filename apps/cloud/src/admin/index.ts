@@ -12,6 +12,7 @@ import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
 import { openApiDocument } from './openapi.ts';
 import { directoryRoutes } from './routes-directory.ts';
 import { exportRoutes } from './routes-export.ts';
+import { groupRoutes } from './routes-groups.ts';
 import { type AdminDeps, tenantRoutes } from './routes-tenant.ts';
 
 export { ADMIN_CLIENT_ID } from './client.ts';
@@ -21,6 +22,7 @@ export const adminRoutes = (deps: AdminDeps): RouteDef[] => [
   ...tenantRoutes(deps),
   ...directoryRoutes(deps),
   ...exportRoutes(deps),
+  ...groupRoutes(deps),
 ];
 
 const WEB = join(import.meta.dirname, 'web');

@@ -2,6 +2,7 @@
  * Admin API: the tenant's overview and settings, pass-through authentication agents, registration
  * tokens, the agent package and sync. Every change writes an audit row (actor: the admin's UPN).
  */
+import { randomUUID } from 'node:crypto';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
@@ -13,6 +14,7 @@ import { lockoutWarnings } from '../lockout/policy-check.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
 import { type RouteDef, route } from './api.ts';
+import { SyncRunOut, syncRunOut, waitForRun } from './routes-groups.ts';
 
 export interface AdminDeps {
   ctx: CloudContext;
@@ -301,14 +303,19 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
     route({
       method: 'POST',
       path: '/sync',
-      summary: 'Ask a connected agent for a full directory sync now',
+      summary:
+        'Ask a connected agent for a full directory sync now; with wait=S, answer with what the run did once it ends (or its progress after S seconds). Poll GET /sync/runs/{runId} otherwise',
       permission: 'hybrid',
-      response: z.object({ agentId: z.string() }),
-      handler: async ({ caller }) => {
-        const agentId = deps.gateway?.requestSync(caller.tenantId) ?? null;
+      query: z.object({ wait: z.coerce.number().int().min(0).max(120).default(0) }),
+      response: z.object({ agentId: z.string(), runId: z.string(), run: SyncRunOut.nullable() }),
+      handler: async ({ caller, query }) => {
+        const runId = randomUUID();
+        const agentId = deps.gateway?.requestSync(caller.tenantId, runId) ?? null;
         if (!agentId) throw new GatehouseError('no_active_agent', { tenant: caller.tenantId });
-        await caller.audit('sync.request', agentId);
-        return { agentId };
+        await caller.audit('sync.request', agentId, { runId });
+        // An agent already running a sync finishes that one instead: the run never starts here.
+        const run = query.wait > 0 ? await waitForRun(ctx, caller.tenantId, runId, query.wait * 1000) : null;
+        return { agentId, runId, run: run ? syncRunOut(run) : null };
       },
     }),
   ];

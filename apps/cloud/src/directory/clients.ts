@@ -3,6 +3,7 @@
  * A confidential client's secret is shown once, at creation; only its hash is stored.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { hashClientSecret } from '../db/at-rest.ts';
 import type { Db } from '../db/index.ts';
@@ -10,6 +11,24 @@ import { parse, TenantId } from './util.ts';
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'password'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
+
+/**
+ * Which groups go in the client's tokens (`groups` claim) and how they are written. Past `limit`
+ * the claim is replaced by a pointer the client follows with the user's access token (overage,
+ * as Entra does for JWTs past 200 groups).
+ */
+export const GroupsClaimSetting = z
+  .object({
+    /** none; every group; security groups only; only the groups in `assigned`. */
+    include: z.enum(['none', 'all', 'security', 'assigned']).default('none'),
+    /** The group's object id (default), its on-premises NETBIOS\\name, or its name. */
+    format: z.enum(['id', 'netbios', 'name']).default('id'),
+    limit: z.number().int().min(1).max(1000).default(200),
+    /** Group ids assigned to the application (with include 'assigned'). */
+    assigned: z.array(z.string().min(1).max(128)).max(1000).default([]),
+  })
+  .strict();
+export type GroupsClaimSetting = z.output<typeof GroupsClaimSetting>;
 
 export const CreateClientInput = z
   .object({
@@ -19,6 +38,7 @@ export const CreateClientInput = z
     public: z.boolean().default(false),
     /** The full list of grant types (default authorization_code + refresh_token). */
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).max(3).optional(),
+    groups: GroupsClaimSetting.optional(),
   })
   .transform((c) => ({
     ...c,
@@ -40,6 +60,8 @@ export interface StoredClientMetadata {
   grant_types: GrantType[];
   response_types: string[];
   token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  /** The groups claim (extra client metadata, validated by oidc-provider with GroupsClaimSetting). */
+  gatehouse_groups?: GroupsClaimSetting;
 }
 
 /** What oidc-provider reads. */
@@ -53,6 +75,7 @@ export interface ClientMetadata {
   grant_types: GrantType[];
   response_types: string[];
   token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  gatehouse_groups?: GroupsClaimSetting;
 }
 
 export const createClient = async (
@@ -73,6 +96,7 @@ export const createClient = async (
     grant_types: c.grantTypes,
     response_types: c.grantTypes.includes('authorization_code') ? ['code'] : [],
     token_endpoint_auth_method: c.public ? 'none' : 'client_secret_basic',
+    ...(c.groups ? { gatehouse_groups: c.groups } : {}),
   };
   await db
     .insertInto('clients')
@@ -112,4 +136,29 @@ export const listClients = async (
     const { client_secret_hash: _, ...metadata } = JSON.parse(r.metadata) as StoredClientMetadata;
     return { clientId: r.client_id, createdAt: r.created_at, metadata };
   });
+};
+
+/** Sets which groups go in a client's tokens; the provider reads it at the next token. */
+export const setClientGroups = async (
+  db: Db,
+  tenantId: string,
+  clientId: string,
+  setting: z.input<typeof GroupsClaimSetting>,
+): Promise<GroupsClaimSetting> => {
+  const g = parse(GroupsClaimSetting, setting);
+  const r = await db
+    .selectFrom('clients')
+    .select('metadata')
+    .where('tenant_id', '=', tenantId)
+    .where('client_id', '=', clientId)
+    .executeTakeFirst();
+  if (!r) throw new GatehouseError('not_found', { client: clientId });
+  const metadata = { ...(JSON.parse(r.metadata) as StoredClientMetadata), gatehouse_groups: g };
+  await db
+    .updateTable('clients')
+    .set({ metadata: JSON.stringify(metadata) })
+    .where('tenant_id', '=', tenantId)
+    .where('client_id', '=', clientId)
+    .execute();
+  return g;
 };

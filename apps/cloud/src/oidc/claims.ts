@@ -4,9 +4,10 @@ import type { SignedInUser } from '../signin/types.ts';
 
 export const SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
 
-/** Scope to claims. tid and roles always come with openid, as Entra ID issues them. */
+/** Scope to claims. tid and roles always come with openid, as Entra ID issues them; so does
+ * groups, for the clients whose setting asks for it (oidc/groups-claim.ts). */
 export const CLAIMS = {
-  openid: ['sub', 'tid', 'roles'],
+  openid: ['sub', 'tid', 'roles', 'groups'],
   profile: ['name', 'preferred_username', 'upn'],
   email: ['email'],
 };
@@ -21,7 +22,7 @@ export const userClaims = (user: SignedInUser) => ({
   roles: user.roles,
 });
 
-export const toAccount = (user: SignedInUser): Account => ({
+export const toAccount = (user: SignedInUser, extra?: () => Promise<object>): Account => ({
   accountId: user.id,
-  claims: () => userClaims(user),
+  claims: async () => ({ ...userClaims(user), ...(extra ? await extra() : {}) }),
 });

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { requestLogOf } from '../http/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES, userClaims } from './claims.ts';
+import type { groupsClaims } from './groups-claim.ts';
 
 const Params = z.object({
   username: z.string().min(1).max(256),
@@ -37,7 +38,12 @@ export const oauthError = (koa: KoaContextWithOIDC, code: ErrorCode, requestId?:
 
 export const registerPasswordGrant = (
   provider: Provider,
-  deps: { tenantId: string; authenticator: Authenticator },
+  deps: {
+    tenantId: string;
+    authenticator: Authenticator;
+    /** The client's groups claim for the user (oidc/groups-claim.ts). */
+    groups?: (user: { id: string; tenantId: string }, client: unknown) => ReturnType<typeof groupsClaims>;
+  },
 ): void => {
   provider.registerGrantType(
     'password',
@@ -98,8 +104,9 @@ export const registerPasswordGrant = (
 
       let idToken: string | undefined;
       if (scopes.has('openid')) {
+        const groups = deps.groups ? await deps.groups(user, client) : {};
         const token = new provider.IdToken(
-          { ...userClaims(user), auth_time: Math.floor(Date.now() / 1000) },
+          { ...userClaims(user), ...groups, auth_time: Math.floor(Date.now() / 1000) },
           { ctx: koa },
         );
         // The claims mask follows the granted scope (a property oidc-provider's own grants set too).
