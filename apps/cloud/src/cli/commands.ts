@@ -12,6 +12,7 @@ import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
+import { groupCommands } from './groups.ts';
 import { initCommands } from './init.ts';
 import { lockoutCommands } from './lockout.ts';
 import { opsCommands } from './ops.ts';
@@ -317,4 +318,5 @@ export const commands: Record<string, Command> = {
   ...lockoutCommands,
   ...auditCommands,
   ...backupCommands,
+  ...groupCommands,
 };

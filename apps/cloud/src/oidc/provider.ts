@@ -5,16 +5,17 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError } from '@gatehouse/protocol';
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
-import { getClient } from '../directory/clients.ts';
+import { GroupsClaimSetting, getClient } from '../directory/clients.ts';
 import { getTenantSecrets } from '../directory/tenants.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
+import { groupsClaims } from './groups-claim.ts';
 import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
 import { errorPage, logoutPage, signedOutPage } from './views.ts';
@@ -72,9 +73,20 @@ const configuration = (
     // The admin center signs in to every tenant with the same public client id (see admin/client.ts).
     clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
     cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
-    async findAccount(_koa, sub) {
+    async findAccount(koa, sub) {
       const user = await deps.authenticator.findUser(tenantId, sub);
-      return user && user.tenantId === tenantId ? toAccount(user) : undefined;
+      if (!user || user.tenantId !== tenantId) return undefined;
+      // The groups claim depends on the client the token is for (its gatehouse_groups setting).
+      return toAccount(user, () => groupsClaims(ctx.db, ctx.config.publicUrl, user, koa.oidc.client ?? null));
+    },
+    extraClientMetadata: {
+      properties: ['gatehouse_groups'],
+      validator(_koa, key, value) {
+        if (key !== 'gatehouse_groups' || value === undefined) return;
+        const r = GroupsClaimSetting.safeParse(value);
+        if (!r.success)
+          throw new errors.InvalidClientMetadata(`gatehouse_groups: ${r.error.issues[0]?.message}`);
+      },
     },
     scopes: [...SCOPES],
     claims: CLAIMS,
@@ -156,7 +168,11 @@ export const createOidc = (
       return clientSecretMatches(actual, this.clientSecret);
     };
     provider.use(providerPageHeaders);
-    registerPasswordGrant(provider, { tenantId, authenticator: deps.authenticator });
+    registerPasswordGrant(provider, {
+      tenantId,
+      authenticator: deps.authenticator,
+      groups: (user, client) => groupsClaims(ctx.db, ctx.config.publicUrl, user, client),
+    });
     const log = ctx.log.child({ tenantId, part: 'oidc' });
     provider.on('server_error', (_koa, err) => log.error({ err }, 'oidc server error'));
     // Token issuance from the provider's own events (metrics/observe.ts), not by patching grants.
