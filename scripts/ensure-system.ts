@@ -12,8 +12,9 @@ import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 
-/** The one list: a binary we need, and the Debian package that ships it. */
-export const SYSTEM_PACKAGES: ReadonlyArray<{ bin: string; pkg: string; why: string }> = [
+/** The one list: a binary we need, and the Debian package that ships it. A package that ships no
+ * binary of its own (a Python module) names a command that succeeds once it is there (`probe`). */
+export const SYSTEM_PACKAGES: ReadonlyArray<{ bin: string; pkg: string; why: string; probe?: string[] }> = [
   { bin: 'slapd', pkg: 'slapd', why: 'OpenLDAP directory for tests and the demo' },
   { bin: 'ldapmodify', pkg: 'ldap-utils', why: 'seeding the OpenLDAP directory' },
   { bin: 'chromium', pkg: 'chromium', why: 'browser tests' },
@@ -29,6 +30,13 @@ export const SYSTEM_PACKAGES: ReadonlyArray<{ bin: string; pkg: string; why: str
   },
   { bin: 'pkill', pkg: 'procps', why: 'stopping a leftover domain controller' },
   { bin: 'python3', pkg: 'python3', why: 'a domain controller that drops packets, in the failover tests' },
+  {
+    bin: 'python3',
+    pkg: 'python3-authlib',
+    why: 'a relying party and API by other authors, in the OpenID interoperability test',
+    // Debian's own interpreter: a python3 earlier on PATH (pyenv, a venv) does not see Debian's modules.
+    probe: ['/usr/bin/python3', '-c', 'import authlib.jose, authlib.integrations.requests_client'],
+  },
   { bin: 'systemd-analyze', pkg: 'systemd', why: "verifying the cloud's systemd unit (deploy/systemd)" },
 ];
 
@@ -88,7 +96,13 @@ const waitPort = async (port: number, ms: number): Promise<boolean> => {
 };
 
 export const missingPackages = (): string[] => [
-  ...new Set(SYSTEM_PACKAGES.filter((p) => which(p.bin) === null).map((p) => p.pkg)),
+  ...new Set(
+    SYSTEM_PACKAGES.filter(
+      (p) =>
+        which(p.bin) === null ||
+        (p.probe !== undefined && spawnSync(p.probe[0]!, p.probe.slice(1), { stdio: 'ignore' }).status !== 0),
+    ).map((p) => p.pkg),
+  ),
 ];
 
 const installPackages = (pkgs: string[]): boolean => {
