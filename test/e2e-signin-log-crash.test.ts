@@ -4,8 +4,9 @@
  * process (main.ts) on SQLite and on PostgreSQL, with a real agent against a real OpenLDAP
  * directory; a burst of password grants runs until the cloud is killed mid-load, the cloud is
  * restarted on the same data directory and database, and for every user the log holds at least as
- * many successful rows as the client received tokens. Fails (does not skip) under CI=true when
- * PostgreSQL is missing.
+ * many successful rows as the client received tokens; three rounds per engine. Against the old
+ * 25 ms batcher a round found lost rows about one time in three. Fails (does not skip) under
+ * CI=true when PostgreSQL is missing.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,8 @@ const dir = mkdtempSync(join(tmpdir(), 'gh-crash-'));
 const pgDb = await createTempDatabase();
 let slapd: SlapdInstance;
 const running: Child[] = [];
+// A restart replaces a cloud's child process: stopped through the Cloud, whatever child it has now.
+const clouds: Cloud[] = [];
 
 before(async () => {
   slapd = await startSlapd({
@@ -46,6 +49,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const c of clouds) await c.stop();
   for (const c of running) await c.stop();
   await slapd?.stop();
   await pgDb?.drop();
@@ -92,7 +96,7 @@ const setUp = async (name: string, env: NodeJS.ProcessEnv, successRows: Shape['s
   const work = join(dir, name);
   mkdirSync(work, { recursive: true });
   const cloud = await startCloud(join(work, 'cloud'), { name: `cloud-${name}`, env });
-  running.push(cloud.child);
+  clouds.push(cloud);
   const tenant = await createTenant(cloud, DOMAIN, work);
   const stateDir = join(work, 'agent');
   await registerAgent(cloud, tenant.tenantId, stateDir);
@@ -175,11 +179,12 @@ const burstThenKill = async (s: Shape, armAfterMs: number) => {
   return { received, other };
 };
 
-const crashTest = async (s: Shape) => {
+/** One round: burst, kill -9 the instant tokens arrive, restart, compare per user. */
+const crashRound = async (s: Shape, round: number) => {
   const before = await s.successRows();
-  const { received, other } = await burstThenKill(s, 2500);
+  const { received, other } = await burstThenKill(s, 1500);
   const total = [...received.values()].reduce((a, b) => a + b, 0);
-  assert.ok(total >= 50, `only ${total} sign-ins succeeded before the kill (${JSON.stringify([...other])})`);
+  assert.ok(total >= 30, `only ${total} sign-ins succeeded before the kill (${JSON.stringify([...other])})`);
   // Nothing but the kill itself may fail a sign-in.
   assert.deepEqual(
     [...other.keys()].filter((k) => k !== 'network'),
@@ -194,12 +199,17 @@ const crashTest = async (s: Shape) => {
     const logged = (rows.get(upn) ?? 0) - (before.get(upn) ?? 0);
     if (logged < n) missing.push(`${upn}: ${n} tokens, ${logged} rows`);
   }
-  process.stdout.write(`# ${s.name}: ${total} sign-ins answered with tokens before kill -9\n`);
+  process.stdout.write(`# ${s.name} round ${round}: ${total} sign-ins answered with tokens before kill -9\n`);
   assert.deepEqual(missing, [], 'a sign-in that issued tokens has no log row');
 
-  // The restarted cloud serves and logs again.
+  // The restarted cloud serves again once the agent is back (the next round needs it).
   const f = pinnedFetch(readFileSync(s.cloud.caFile));
   await waitFor('the agent back', async () => (await grant(f, s, USERS[1]!)) === 'success', 60_000);
+};
+
+// A row left waiting is lost only if the kill lands within its wait, so each engine is killed three times.
+const crashTest = async (s: Shape) => {
+  for (let round = 1; round <= 3; round++) await crashRound(s, round);
 };
 
 test('kill -9 under load on SQLite: every sign-in that issued tokens is in the log', async () => {
@@ -207,7 +217,6 @@ test('kill -9 under load on SQLite: every sign-in that issued tokens is in the l
   const file = () => join(dir, 'sqlite', 'cloud', 'gatehouse.db');
   const s = await setUp('sqlite', { GATEHOUSE_SECRET_KEY: secretKey }, () => sqliteRows(file())());
   await crashTest(s);
-  await s.cloud.stop();
 });
 
 test('kill -9 under load on PostgreSQL: every sign-in that issued tokens is in the log', {
@@ -220,5 +229,4 @@ test('kill -9 under load on PostgreSQL: every sign-in that issued tokens is in t
     pgRows(db.url),
   );
   await crashTest(s);
-  await s.cloud.stop();
 });
