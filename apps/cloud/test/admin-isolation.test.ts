@@ -3,7 +3,9 @@
  * Administrator on tenant B, is refused (403/404) and changes nothing in B; each role gets exactly
  * its permissions; every change writes an audit row with the admin's UPN.
  * Tokens are real access tokens minted by each tenant's own oidc-provider for the admin center
- * client (the browser flow that obtains them is covered by test/e2e-admin-center.test.ts).
+ * client (the browser flow that obtains them is covered by test/e2e-admin-center.test.ts), and
+ * client_credentials tokens of service principals (apps with admin roles), which must get exactly
+ * the same permissions as a user with the same role.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
 import { registerAgent } from '../src/directory/agents.ts';
+import { createClient } from '../src/directory/clients.ts';
 import { createTenant } from '../src/directory/tenants.ts';
 import { createCloudUser, type Role } from '../src/directory/users.ts';
 import { oidcOf } from '../src/http/app.ts';
@@ -29,6 +32,11 @@ interface Fixture {
   upns: Record<string, string>;
   agentIds: string[];
   userId: string;
+  /** Service principals' client_credentials tokens, by admin role ('none': an app without one). */
+  spTokens: Record<Role | 'none', string>;
+  /** An app every route but DELETE works on, and apps for the DELETE calls to use up. */
+  appId: string;
+  deletableAppIds: string[];
 }
 const A = {} as Fixture;
 const B = {} as Fixture;
@@ -50,6 +58,29 @@ const mint = async (tenantId: string, accountId: string): Promise<string> => {
     scope: 'openid profile',
   });
   return at.save();
+};
+
+/** A client_credentials token of an app of the tenant, as the token endpoint mints it. */
+const mintServicePrincipal = async (tenantId: string, role: Role | 'none'): Promise<string> => {
+  const { clientId } = await createClient(cloud.ctx.db, tenantId, {
+    name: `${role} service principal`,
+    grantTypes: ['client_credentials'],
+    adminRoles: role === 'none' ? [] : [role],
+  });
+  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const client = (await t.provider.Client.find(clientId))!;
+  return new t.provider.ClientCredentials({ client }).save();
+};
+
+const makeApps = async (fx: Fixture) => {
+  fx.spTokens = {} as Fixture['spTokens'];
+  for (const role of ['global_admin', 'hybrid_identity_admin', 'user_admin', 'reader', 'none'] as const)
+    fx.spTokens[role] = await mintServicePrincipal(fx.id, role);
+  const app = (name: string) =>
+    createClient(cloud.ctx.db, fx.id, { name, redirectUris: ['https://app.example/cb'] });
+  fx.appId = (await app('kept')).clientId;
+  fx.deletableAppIds = [];
+  for (let i = 0; i < 12; i++) fx.deletableAppIds.push((await app(`deletable ${i}`)).clientId);
 };
 
 const makeTenant = async (fx: Fixture, label: string) => {
@@ -87,6 +118,7 @@ const makeTenant = async (fx: Fixture, label: string) => {
     });
     fx.agentIds.push(a.id);
   }
+  await makeApps(fx);
 };
 
 const BODIES: Record<string, unknown> = {
@@ -95,6 +127,8 @@ const BODIES: Record<string, unknown> = {
   'POST /domains': { name: 'added.example' },
   'PATCH /domains/{name}': { kind: 'federated', federationUrl: 'https://idp.example/sso' },
   'POST /users/{userId}/password': { password: 'New-Passw0rd!' },
+  'POST /apps': { name: 'Added app', grantTypes: ['client_credentials'] },
+  'PATCH /apps/{clientId}': { name: 'Renamed app', postLogoutRedirectUris: ['https://app.example/bye'] },
 };
 
 /** Calls an operation with the ids of `target` in the path (agents are used up one per call). */
@@ -102,7 +136,10 @@ const call = async (op: Op, target: Fixture, token: string | null) => {
   const path = op.path
     .replace('{agentId}', () => target.agentIds.shift() ?? 'none-left')
     .replace('{userId}', target.userId)
-    .replace('{name}', target.domain);
+    .replace('{name}', target.domain)
+    .replace('{clientId}', () =>
+      op.method === 'delete' ? (target.deletableAppIds.shift() ?? 'none-left') : target.appId,
+    );
   const key = `${op.method.toUpperCase()} ${op.path}`;
   const body = BODIES[key];
   const res = await f(`${cloud.url}/${target.id}/api/v1${path}`, {
@@ -128,6 +165,7 @@ const snapshot = async (tenantId: string) => {
     db.selectFrom('registration_tokens').selectAll().where('tenant_id', '=', tenantId).execute(),
     db.selectFrom('audit').selectAll().where('tenant_id', '=', tenantId).orderBy('id').execute(),
     db.selectFrom('lockout_counters').selectAll().where('tenant_id', '=', tenantId).execute(),
+    db.selectFrom('clients').selectAll().where('tenant_id', '=', tenantId).orderBy('client_id').execute(),
   ]);
   return JSON.stringify(rows);
 };
@@ -180,6 +218,12 @@ test('the OpenAPI document lists every admin route', () => {
     'GET /signins',
     'GET /audit',
     'POST /sync',
+    'GET /apps',
+    'POST /apps',
+    'GET /apps/{clientId}',
+    'PATCH /apps/{clientId}',
+    'POST /apps/{clientId}/secret',
+    'DELETE /apps/{clientId}',
   ]) {
     assert.ok(names.includes(expected), `${expected} is documented`);
   }
@@ -192,11 +236,13 @@ test('the OpenAPI document lists every admin route', () => {
 test("tenant A's global administrator can do nothing in tenant B, and B is unchanged", async () => {
   const before = await snapshot(B.id);
   for (const op of ops) {
-    const r = await call(op, B, A.tokens.global_admin);
-    assert.ok(
-      r.status === 403 || r.status === 404,
-      `${op.method} ${op.path} on B with A's token: ${r.status} ${r.text.slice(0, 200)}`,
-    );
+    for (const token of [A.tokens.global_admin, A.spTokens.global_admin]) {
+      const r = await call(op, B, token);
+      assert.ok(
+        r.status === 403 || r.status === 404,
+        `${op.method} ${op.path} on B with A's token: ${r.status} ${r.text.slice(0, 200)}`,
+      );
+    }
   }
   // A token of B's own reader works on B but not on A either way round.
   assert.equal(
@@ -211,14 +257,18 @@ test('no token is 401; a user without an admin role is 403', async () => {
     assert.equal((await call(op, B, null)).status, 401, `${op.method} ${op.path} without a token`);
     assert.equal((await call(op, B, 'not-a-token')).status, 401);
     assert.equal((await call(op, B, B.tokens.none)).status, 403, `${op.method} ${op.path} as a plain user`);
+    assert.equal((await call(op, B, B.spTokens.none)).status, 403, `${op.method} ${op.path} as an app`);
   }
 });
 
-test('each role gets exactly its permissions; a reader changes nothing', async () => {
-  for (const role of ['reader', 'user_admin', 'hybrid_identity_admin'] as const) {
+test('each role gets exactly its permissions, as a user or a service principal; a reader changes nothing', async () => {
+  for (const [role, token] of (['reader', 'user_admin', 'hybrid_identity_admin'] as const).flatMap((r) => [
+    [r, B.tokens[r]] as const,
+    [r, B.spTokens[r]] as const,
+  ])) {
     const before = await snapshot(B.id);
     for (const op of ops) {
-      const r = await call(op, B, B.tokens[role]);
+      const r = await call(op, B, token);
       const allowed = op.roles.includes(role);
       if (allowed) {
         assert.ok(

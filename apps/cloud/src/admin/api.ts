@@ -2,13 +2,16 @@
  * The admin REST API's frame: one table of routes (method, path, zod schemas, permission, handler)
  * that both registers the fastify routes and generates the OpenAPI document, so what is documented
  * is exactly what is validated. Callers present a bearer access token issued by the tenant's own
- * OIDC provider to the admin center client; roles come from the user's directory entry.
+ * OIDC provider: a user's, to the admin center client (roles from the user's directory entry), or
+ * a service principal's, by client_credentials without a resource indicator (roles from the app's
+ * registration), so scripts and CI automate the API with the tenant's own provider.
  */
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { audit } from '../directory/audit.ts';
+import { getApp } from '../directory/clients.ts';
 import { getTenant } from '../directory/tenants.ts';
 import { getUser, type User } from '../directory/users.ts';
 import { parse } from '../directory/util.ts';
@@ -30,13 +33,26 @@ const GRANTS: Record<string, readonly Permission[]> = {
 export const permissionsOf = (roles: readonly string[]): Set<Permission> =>
   new Set(roles.flatMap((r) => GRANTS[r] ?? []));
 
+/** Who acts: a user, or an application acting as itself (a service principal). */
+export interface Actor {
+  kind: 'user' | 'service_principal';
+  /** The user's id, or the app's client id. */
+  id: string;
+  /** What the audit log records: the user's UPN, or "APP NAME (app CLIENT_ID)". */
+  name: string;
+  /** The user's admin roles, or the roles assigned to the app. */
+  roles: string[];
+}
+
 export interface Caller {
   tenantId: string;
-  user: User;
+  actor: Actor;
+  /** The signed-in user; undefined for a service principal. */
+  user?: User;
   permissions: Set<Permission>;
   /** Set when the user called a `self` route about themselves with an application's token. */
   self?: { clientId: string };
-  /** Writes an audit row with the caller's UPN as actor. */
+  /** Writes an audit row with the actor's name. */
   audit(action: string, target?: string, detail?: unknown): Promise<void>;
 }
 
@@ -97,6 +113,10 @@ export const authenticate = async (
   const token = bearer(req);
   if (!token) throw new GatehouseError('unauthorized', { reason: 'bearer token required' });
   const at = await t.provider.AccessToken.find(token).catch(() => undefined);
+  if (!at) {
+    const sp = await servicePrincipal(ctx, t.provider, tenantId, token);
+    if (sp) return sp;
+  }
   if (!at || at.clientId !== ADMIN_CLIENT_ID || !at.accountId) {
     const elsewhere = await accessTokenTenant(ctx.db, ctx.secrets, token, ctx.now());
     if (elsewhere && elsewhere !== tenantId)
@@ -107,13 +127,59 @@ export const authenticate = async (
   if (!user?.enabled) throw new GatehouseError('unauthorized', { reason: 'the user is not valid' });
   const permissions = permissionsOf(user.roles);
   if (!permissions.has('read')) throw new GatehouseError('forbidden', { reason: 'no administrator role' });
-  return {
+  return callerOf(
+    ctx,
     tenantId,
-    user,
+    { kind: 'user', id: user.id, name: user.upn, roles: user.roles },
     permissions,
-    audit: (action, target, detail) =>
-      audit(ctx.db, { tenantId, actor: user.upn, action, target, detail }, ctx.now()),
+    user,
+  );
+};
+
+const callerOf = (
+  ctx: CloudContext,
+  tenantId: string,
+  actor: Actor,
+  permissions: Set<Permission>,
+  user?: User,
+): Caller => ({
+  tenantId,
+  actor,
+  ...(user ? { user } : {}),
+  permissions,
+  audit: (action, target, detail) =>
+    audit(ctx.db, { tenantId, actor: actor.name, action, target, detail }, ctx.now()),
+});
+
+type TenantProvider = NonNullable<Awaited<ReturnType<Oidc['forTenant']>>>['provider'];
+
+/**
+ * A client_credentials token of this tenant's provider, issued without a resource indicator: its
+ * audience is the tenant itself, as for the admin center's tokens. A token for a registered API
+ * (RFC 8707 resource) is that API's, never the admin API's. The app is read on every call, so
+ * removing its roles or deleting it takes effect at once, whatever tokens it still holds.
+ */
+const servicePrincipal = async (
+  ctx: CloudContext,
+  provider: TenantProvider,
+  tenantId: string,
+  token: string,
+): Promise<Caller | null> => {
+  const cc = await provider.ClientCredentials.find(token).catch(() => undefined);
+  if (!cc?.clientId) return null;
+  if (cc.aud !== undefined)
+    throw new GatehouseError('unauthorized', { reason: 'the token is for another resource' });
+  const app = await getApp(ctx.db, tenantId, cc.clientId).catch(() => null);
+  if (!app) throw new GatehouseError('unauthorized', { reason: 'the application is not valid' });
+  const permissions = permissionsOf(app.adminRoles);
+  if (!permissions.has('read')) throw new GatehouseError('forbidden', { reason: 'no administrator role' });
+  const actor: Actor = {
+    kind: 'service_principal',
+    id: app.clientId,
+    name: `${app.name} (app ${app.clientId})`,
+    roles: app.adminRoles,
   };
+  return callerOf(ctx, tenantId, actor, permissions);
 };
 
 /** The user behind an application's access token, when they ask about themselves; else the admin. */
@@ -132,12 +198,14 @@ const authenticateSelf = async (
   const user = await getUser(ctx.db, tenantId, at.accountId);
   if (!user?.enabled) throw new GatehouseError('unauthorized', { reason: 'the user is not valid' });
   return {
-    tenantId,
-    user,
-    permissions: new Set(),
+    ...callerOf(
+      ctx,
+      tenantId,
+      { kind: 'user', id: user.id, name: user.upn, roles: user.roles },
+      new Set(),
+      user,
+    ),
     self: { clientId: String(at.clientId) },
-    audit: (action, target, detail) =>
-      audit(ctx.db, { tenantId, actor: user.upn, action, target, detail }, ctx.now()),
   };
 };
 

@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Oidc } from '../oidc/index.ts';
 import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
 import { openApiDocument } from './openapi.ts';
+import { appRoutes } from './routes-apps.ts';
 import { directoryRoutes } from './routes-directory.ts';
 import { exportRoutes } from './routes-export.ts';
 import { groupRoutes } from './routes-groups.ts';
@@ -22,6 +23,7 @@ export const adminRoutes = (deps: AdminDeps): RouteDef[] => [
   ...tenantRoutes(deps),
   ...directoryRoutes(deps),
   ...exportRoutes(deps),
+  ...appRoutes(deps),
   ...groupRoutes(deps),
 ];
 
@@ -29,6 +31,7 @@ const WEB = join(import.meta.dirname, 'web');
 const ASSETS: Record<string, string> = {
   'app.js': 'text/javascript; charset=utf-8',
   'app.css': 'text/css; charset=utf-8',
+  'apps.js': 'text/javascript; charset=utf-8',
 };
 
 const PAGE_HEADERS = {

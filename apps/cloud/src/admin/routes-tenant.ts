@@ -108,18 +108,21 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
     route({
       method: 'GET',
       path: '/me',
-      summary: 'The signed-in administrator and what they may do',
+      summary: 'The signed-in administrator (or service principal) and what they may do',
       permission: 'read',
       response: z.object({
+        kind: z.enum(['user', 'service_principal']),
+        /** The user's UPN; for a service principal, its audit name "APP NAME (app CLIENT_ID)". */
         upn: z.string(),
         displayName: z.string().nullable(),
         roles: z.array(z.string()),
         permissions: z.array(z.string()),
       }),
       handler: async ({ caller }) => ({
-        upn: caller.user.upn,
-        displayName: caller.user.displayName,
-        roles: caller.user.roles,
+        kind: caller.actor.kind,
+        upn: caller.actor.name,
+        displayName: caller.user ? caller.user.displayName : caller.actor.name,
+        roles: caller.actor.roles,
         permissions: [...caller.permissions],
       }),
     }),
@@ -266,7 +269,7 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
       }),
       handler: async ({ caller, body }) => {
         const ttl = body.ttlS ?? ctx.config.registrationTokenTtlS;
-        const t = await createRegistrationToken(ctx.db, caller.tenantId, caller.user.upn, ttl, ctx.now());
+        const t = await createRegistrationToken(ctx.db, caller.tenantId, caller.actor.name, ttl, ctx.now());
         await caller.audit('registration_token.create', undefined, { expiresAt: t.expiresAt });
         const caPem = ctx.tls.caCert;
         return {

@@ -10,6 +10,7 @@ import { serviceUrls } from '../directory/service-urls.ts';
 import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
+import { clientCommands } from './apps.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
 import { groupCommands } from './groups.ts';
@@ -314,6 +315,7 @@ export const commands: Record<string, Command> = {
     },
   }),
 
+  ...clientCommands,
   ...opsCommands,
   ...lockoutCommands,
   ...auditCommands,

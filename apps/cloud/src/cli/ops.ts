@@ -1,97 +1,21 @@
 /**
- * The operator CLI's service commands (clients, registration tokens, settings, agents, sign-ins).
+ * The operator CLI's service commands (registration tokens, settings, agents, sign-ins; the
+ * application commands are in apps.ts).
  * Every change writes an audit row with actor "operator".
  */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { countActiveAgents, deleteAgent, listAgents } from '../directory/agents.ts';
 import { audit } from '../directory/audit.ts';
-import { createClient, GRANT_TYPES, listClients } from '../directory/clients.ts';
 import { createRegistrationToken } from '../directory/registration-tokens.ts';
 import { serviceUrls } from '../directory/service-urls.ts';
 import { getTenant, updateSettings } from '../directory/tenants.ts';
 import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { listSignIns } from '../signin/log.ts';
-import {
-  type Command,
-  command,
-  count,
-  flag,
-  iso,
-  many,
-  OPERATOR,
-  onOff,
-  str,
-  table,
-  tenant,
-} from './shared.ts';
+import { type Command, command, count, iso, OPERATOR, onOff, str, table, tenant } from './shared.ts';
 
 export const opsCommands: Record<string, Command> = {
-  'client create': command({
-    summary: 'an OAuth client; its secret is shown once',
-    usage: '--tenant T --name N --redirect-uri U... [--public] [--grant-type password]...',
-    options: { tenant: str, name: str, 'redirect-uri': many, public: flag, 'grant-type': many },
-    schema: z.object({
-      tenant,
-      name: z.string({ error: 'is required' }).min(1).max(200),
-      'redirect-uri': z.array(z.url(), { error: 'at least one is required' }).min(1),
-      public: z.boolean().default(false),
-      'grant-type': z.array(z.enum(GRANT_TYPES)).default([]),
-    }),
-    async run(env, a) {
-      await getTenant(env.db, a.tenant);
-      // --grant-type adds to the browser flow's grants (a redirect URI is always given here).
-      const grantTypes = [
-        ...new Set([...(['authorization_code', 'refresh_token'] as const), ...a['grant-type']]),
-      ];
-      const c = await createClient(
-        env.db,
-        a.tenant,
-        { name: a.name, redirectUris: a['redirect-uri'], public: a.public, grantTypes },
-        env.now(),
-      );
-      await audit(
-        env.db,
-        {
-          tenantId: a.tenant,
-          actor: OPERATOR,
-          action: 'client.create',
-          target: c.clientId,
-          detail: { name: a.name, public: a.public, grantTypes },
-        },
-        env.now(),
-      );
-      const issuer = `${(await serviceUrls(env.db, env.config)).publicUrl}/${a.tenant}/v2.0`;
-      return {
-        json: { ...c, grantTypes, issuer },
-        text: `client_id: ${c.clientId}\n${c.clientSecret ? `client_secret: ${c.clientSecret}\n(shown once; store it now)\n` : ''}issuer: ${issuer}`,
-      };
-    },
-  }),
-
-  'client list': command({
-    summary: "a tenant's OAuth clients",
-    usage: '--tenant T',
-    options: { tenant: str },
-    schema: z.object({ tenant }),
-    async run(env, a) {
-      await getTenant(env.db, a.tenant);
-      const cs = await listClients(env.db, a.tenant);
-      return {
-        json: cs,
-        text: table(
-          cs.map((c) => ({
-            client_id: c.clientId,
-            name: c.metadata.client_name,
-            grants: c.metadata.grant_types.join(','),
-            auth: c.metadata.token_endpoint_auth_method,
-          })),
-        ),
-      };
-    },
-  }),
-
   'token create': command({
     summary: 'a one-time agent registration token',
     usage: '--tenant T [--ttl SECONDS]',

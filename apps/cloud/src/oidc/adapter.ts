@@ -183,7 +183,8 @@ export const accessTokenTenant = async (
   const row = await db
     .selectFrom('oidc_payloads')
     .select('tenant_id')
-    .where('model', '=', 'AccessToken')
+    // A user's access token, or a service principal's (client_credentials).
+    .where('model', 'in', ['AccessToken', 'ClientCredentials'])
     .where('id', '=', oidcKeys(secrets).id(token))
     .where('expires_at', '>', now)
     .executeTakeFirst();

@@ -1,8 +1,9 @@
 /**
  * The sign-in pages behind oidc-provider's interactions: user name, home realm discovery, password.
  * Every POST carries a per-interaction CSRF token; the interaction cookie itself is SameSite=Lax.
- * Consent is granted by the tenant when it registers a client, so no consent page is shown: the
- * grant is made here with exactly the scopes and claims the client asked for.
+ * A first-party app (the default) has the tenant's consent by being registered, so no consent page
+ * is shown: the grant is made here with exactly the scopes and claims the client asked for. A
+ * third-party app gets a consent page once per user and scope set (the grant remembers it).
  */
 import { randomBytes } from 'node:crypto';
 import { catalog, type ErrorCode } from '@gatehouse/protocol';
@@ -13,12 +14,13 @@ import { formTarget, pageHeaders, readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES } from './claims.ts';
 import type { Oidc, TenantOidc } from './provider.ts';
-import { errorPage, type PageError, passwordPage, usernamePage } from './views.ts';
+import { consentPage, errorPage, type PageError, passwordPage, usernamePage } from './views.ts';
 
 type Interaction = Awaited<ReturnType<TenantOidc['provider']['interactionDetails']>>;
 type Req = FastifyRequest<{ Params: { tenantId: string; uid: string }; Body?: unknown }>;
 
 const UsernameBody = z.object({ csrf: z.string(), username: z.string().trim().min(1).max(256) });
+const ConsentBody = z.object({ csrf: z.string(), decision: z.enum(['allow', 'deny']) });
 const PasswordBody = z.object({
   csrf: z.string(),
   username: z.string().trim().min(1).max(256),
@@ -99,6 +101,25 @@ export const registerInteractions = (
     return client?.clientName ?? client?.clientId ?? 'the application';
   };
 
+  /** Rows written before the setting existed have none: those apps were all first-party. */
+  const firstParty = async (t: TenantOidc, it: Interaction): Promise<boolean> => {
+    const client = await t.provider.Client.find(String(it.params.client_id));
+    return (client as { gatehouse_first_party?: boolean } | undefined)?.gatehouse_first_party !== false;
+  };
+
+  const renderConsent = async (reply: FastifyReply, t: TenantOidc, it: Interaction) =>
+    html(
+      reply,
+      200,
+      consentPage({
+        action: `${t.prefix}/interaction/${it.uid}/consent`,
+        csrf: t.csrfToken(it.uid),
+        clientName: await clientName(t, it),
+        scopes: requestedScopes(it),
+      }),
+      [redirectTarget(it)],
+    );
+
   const renderUsername = async (
     reply: FastifyReply,
     t: TenantOidc,
@@ -156,11 +177,7 @@ export const registerInteractions = (
       existing && existing.accountId === accountId
         ? existing
         : new Grant({ accountId, clientId: String(it.params.client_id) });
-    const supported = new Set<string>(SCOPES);
-    const scopes = String(it.params.scope ?? '')
-      .split(' ')
-      .filter((s) => supported.has(s));
-    grant.addOIDCScope(scopes);
+    grant.addOIDCScope(requestedScopes(it));
     const claims = requestedClaims(it.params.claims);
     if (claims.length) grant.addOIDCClaims(claims);
     const grantId = await grant.save();
@@ -177,6 +194,7 @@ export const registerInteractions = (
     ensureDevice(req, reply, t.tenantId);
     if (it.prompt.name === 'login') return renderUsername(reply, t, it);
     if (it.prompt.name === 'consent' && it.session?.accountId) {
+      if (!(await firstParty(t, it))) return renderConsent(reply, t, it);
       return finish(req, reply, t, it, it.session.accountId, false);
     }
     return html(
@@ -257,8 +275,58 @@ export const registerInteractions = (
         catalog[result.code].status,
       );
     }
-    return finish(req, reply, t, it, result.user.id, true);
+    if (await firstParty(t, it)) return finish(req, reply, t, it, result.user.id, true);
+    // Signed in; the provider comes back with a consent prompt unless an earlier grant covers it.
+    reply.hijack();
+    await t.provider.interactionFinished(
+      req.raw,
+      reply.raw,
+      { login: { accountId: result.user.id, amr: ['pwd'] } },
+      { mergeWithLastSubmission: false },
+    );
   });
+
+  app.post(`${base}/consent`, async (req: Req, reply) => {
+    const loaded = await load(req, reply);
+    if (!loaded) return reply;
+    const { t, it } = loaded;
+    const body = ConsentBody.safeParse(req.body);
+    const accountId = it.session?.accountId;
+    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf) || !body.success) {
+      return html(
+        reply,
+        403,
+        errorPage({
+          title: 'Sign-in error',
+          message: 'The form has expired. Start again.',
+          code: 'forbidden',
+        }),
+      );
+    }
+    if (it.prompt.name !== 'consent' || !accountId) {
+      return html(
+        reply,
+        400,
+        errorPage({ title: 'Sign-in error', message: 'This sign-in request cannot be completed.' }),
+      );
+    }
+    if (body.data.decision === 'allow') return finish(req, reply, t, it, accountId, false);
+    reply.hijack();
+    await t.provider.interactionFinished(
+      req.raw,
+      reply.raw,
+      { error: 'access_denied', error_description: 'The user did not allow the application.' },
+      { mergeWithLastSubmission: false },
+    );
+  });
+};
+
+/** The OIDC scopes the client asked for that the tenant supports. */
+const requestedScopes = (it: Interaction): string[] => {
+  const supported = new Set<string>(SCOPES);
+  return String(it.params.scope ?? '')
+    .split(' ')
+    .filter((s) => supported.has(s));
 };
 
 /** Claim names from an OIDC `claims` request parameter (JSON), for the grant. */

@@ -80,7 +80,8 @@ const configuration = (
       return toAccount(user, () => groupsClaims(ctx.db, ctx.config.publicUrl, user, koa.oidc.client ?? null));
     },
     extraClientMetadata: {
-      properties: ['gatehouse_groups'],
+      // gatehouse_first_party: the sign-in pages skip consent for the tenant's own apps (interactions.ts).
+      properties: ['gatehouse_groups', 'gatehouse_first_party'],
       validator(_koa, key, value) {
         if (key !== 'gatehouse_groups' || value === undefined) return;
         const r = GroupsClaimSetting.safeParse(value);

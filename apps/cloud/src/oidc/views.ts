@@ -71,6 +71,29 @@ ${errorRegion(p.error)}
 <p class="muted"><a href="${esc(p.back)}">Use another account</a></p>`,
   );
 
+/** What each scope lets a third-party app do, in the words the consent page uses. */
+const SCOPE_TEXT: Record<string, string> = {
+  openid: 'Sign you in',
+  profile: 'See your name and user name',
+  email: 'See your email address',
+  offline_access: 'Keep access to what you allow here while you are not signed in',
+};
+
+/** Consent for a third-party app (first-party apps never show it): what it asks, allow or cancel. */
+export const consentPage = (p: Omit<FormPage, 'error'> & { scopes: string[] }): string =>
+  page(
+    'Allow access',
+    `<h1>Allow access</h1>
+<p><strong>${esc(p.clientName)}</strong> is not an application of your organisation. It asks to:</p>
+<ul>${p.scopes.map((s) => `<li>${esc(SCOPE_TEXT[s] ?? s)}</li>`).join('')}</ul>
+<p class="muted">Allow it only if you trust ${esc(p.clientName)}. Your password is never shared with it.</p>
+<form method="post" action="${esc(p.action)}">
+<input type="hidden" name="csrf" value="${esc(p.csrf)}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny" class="secondary">Cancel</button>
+</form>`,
+  );
+
 export const errorPage = (p: { title: string; message: string; code?: string }): string =>
   page(
     p.title,

@@ -1,0 +1,1 @@
+// Applications page of the admin center (see app.js).
