@@ -1,11 +1,12 @@
 /**
  * Directory groups for sync, with each user's nested membership resolved on premises.
  *
- * AD: security and distribution groups (groupType), objectGUID anchor, objectSid. Nesting is
- * resolved by the DC itself with LDAP_MATCHING_RULE_IN_CHAIN, one paged search per group for the
- * users under it at any depth: the DC walks the graph with its own indexes, range retrieval of
- * large `member` values never comes up, and the agent holds nothing but the answer. The cost is
- * one search per group (bench/group-nesting.ts measures it against tokenGroups).
+ * AD: security and distribution groups (groupType), objectGUID anchor, objectSid. Security
+ * groups come from each user's tokenGroups (one base read per user; the DC expands nesting as it
+ * does for a logon token). tokenGroups holds security groups only, so distribution groups are
+ * resolved from the groups' member lists, as on OpenLDAP (ranged `member` values are read to the
+ * end). LDAP_MATCHING_RULE_IN_CHAIN was measured first and is three orders of magnitude slower on
+ * Samba (bench/group-nesting.ts: 1.1 s per group against 1 ms per user).
  *
  * OpenLDAP: groupOfNames (member) and groupOfUniqueNames (uniqueMember), entryUUID anchor. The
  * memberOf overlay lists direct groups only and is often absent, so nesting is resolved here from
@@ -16,7 +17,7 @@ import { MAX_GROUPS_PER_USER } from '@gatehouse/protocol';
 import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from '../config.ts';
 
-/** The OID of LDAP_MATCHING_RULE_IN_CHAIN (transitive evaluation of a DN-valued attribute). */
+/** LDAP_MATCHING_RULE_IN_CHAIN's OID: measured against tokenGroups (bench/group-nesting.ts), not used by sync. */
 export const IN_CHAIN = '1.2.840.113556.1.4.1941';
 
 const first = (v: unknown): string | undefined => {
@@ -62,7 +63,7 @@ export const sidToString = (b: Buffer): string | undefined => {
   return ['S', b[0], authority, ...subs].join('-');
 };
 
-/** RFC 4515 escaping of a value put in a search filter (a group DN in the IN_CHAIN filter). */
+/** RFC 4515 escaping of a value put in a search filter (a DN in an IN_CHAIN filter). */
 export const escapeFilterValue = (v: string): string =>
   v.replace(/[\\*()\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
@@ -71,7 +72,7 @@ export const isSecurityGroup = (groupType: number): boolean => (groupType & 0x80
 
 export const groupAttributes = (cfg: DirectoryConfig): string[] =>
   cfg.kind === 'ad'
-    ? ['objectGUID', 'objectSid', 'cn', 'sAMAccountName', 'groupType', 'description']
+    ? ['objectGUID', 'objectSid', 'cn', 'sAMAccountName', 'groupType', 'description', 'member']
     : ['entryUUID', 'cn', 'member', 'uniqueMember', 'description'];
 
 /** One group entry -> SyncedGroup (without members), or null when it has no anchor. */
@@ -183,6 +184,7 @@ export const collectGroups = async (
   const groups: SyncedGroup[] = [];
   const entries: { group: SyncedGroup; members: string[] }[] = [];
   const byAnchor = new Set<string>();
+  const rangedFrom = new Map<string, { dn: string; key: string }>();
   let skipped = 0;
   for (const base of bases) {
     for (const e of await searchAll(client, base, {
@@ -197,16 +199,26 @@ export const collectGroups = async (
         byAnchor.add(g.anchor);
         groups.push(g);
         entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)] });
+        // AD hands out large `member` values in ranges (1,500 at a time on Windows).
+        const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
+        if (ranged) {
+          entries.at(-1)!.members.push(...all(e[ranged]));
+          rangedFrom.set(g.anchor, { dn: e.dn, key: ranged });
+        }
       }
     }
   }
-  const memberships =
-    cfg.kind === 'ad'
-      ? await inChainMemberships(client, cfg, groups, users, opts.pageSize)
-      : resolveNested(
-          entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
-          users,
-        );
+  if (cfg.kind === 'ad') {
+    for (const x of entries) {
+      const e = rangedFrom.get(x.group.anchor);
+      if (e) x.members.push(...(await rangedMembers(client, e.dn, e.key)));
+    }
+  }
+  const local = resolveNested(
+    entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
+    users,
+  );
+  const memberships = cfg.kind === 'ad' ? await tokenGroupMemberships(client, groups, users, local) : local;
   let truncated = 0;
   for (const [anchor, list] of memberships) {
     if (list.length > MAX_GROUPS_PER_USER) {
@@ -217,24 +229,48 @@ export const collectGroups = async (
   return { groups, memberships, truncated, skipped };
 };
 
-/** AD: for each group, the users under it at any depth, answered by the DC (IN_CHAIN). */
-const inChainMemberships = async (
+/** The rest of a ranged `member` attribute, after the range `key` (`member;range=0-1499`). */
+const rangedMembers = async (client: Client, dn: string, key: string): Promise<string[]> => {
+  const out: string[] = [];
+  let last = key;
+  for (let guard = 0; guard < 10_000; guard++) {
+    const m = /range=(\d+)-(\d+|\*)$/i.exec(last);
+    if (!m || m[2] === '*') return out;
+    const from = Number(m[2]) + 1;
+    const r = await client.search(dn, { scope: 'base', attributes: [`member;range=${from}-*`] });
+    const e = r.searchEntries[0];
+    const next = e && Object.keys(e).find((k) => /^member;range=/i.test(k));
+    if (!e || !next) return out;
+    out.push(...all(e[next]));
+    last = next;
+  }
+  return out;
+};
+
+/**
+ * AD: security groups from each user's tokenGroups (transitive, expanded by the DC), distribution
+ * groups from the member lists (`local`), which tokenGroups never holds.
+ */
+const tokenGroupMemberships = async (
   client: Client,
-  cfg: DirectoryConfig,
   groups: SyncedGroup[],
   users: Map<string, string>,
-  pageSize: number,
+  local: Map<string, string[]>,
 ): Promise<Map<string, string[]>> => {
-  const out = new Map<string, string[]>([...users.values()].map((a) => [a, []]));
-  for (const g of groups) {
-    const filter = `(&${cfg.userFilter}(memberOf:${IN_CHAIN}:=${escapeFilterValue(g.dn)}))`;
-    for (const base of cfg.baseDns) {
-      for (const e of await searchAll(client, base, { filter, attributes: ['1.1'], pageSize })) {
-        const anchor = users.get(normDn(e.dn));
-        const list = anchor ? out.get(anchor) : undefined;
-        if (list && !list.includes(g.anchor)) list.push(g.anchor);
-      }
-    }
+  const bySid = new Map(groups.filter((g) => g.sid).map((g) => [g.sid!, g.anchor]));
+  const distribution = new Set(groups.filter((g) => !g.security).map((g) => g.anchor));
+  const out = new Map<string, string[]>();
+  for (const [dn, anchor] of users) {
+    const r = await client.search(dn, {
+      scope: 'base',
+      attributes: ['tokenGroups'],
+      explicitBufferAttributes: ['tokenGroups'],
+    });
+    const tg = r.searchEntries[0]?.tokenGroups;
+    const sids = (Array.isArray(tg) ? tg : tg ? [tg] : []).filter(Buffer.isBuffer).map(sidToString);
+    const found = new Set(sids.map((x) => (x ? bySid.get(x) : undefined)).filter((a) => a !== undefined));
+    for (const a of local.get(anchor) ?? []) if (distribution.has(a)) found.add(a);
+    out.set(anchor, [...found]);
   }
   return out;
 };
