@@ -65,6 +65,14 @@ export const CloudConfigSchema = z
      * deadline) for one to reconnect, instead of failing with no_agent: an agent restart or a
      * cloud node's death costs latency, not failed sign-ins. 0: never wait. */
     agentReconnectWaitMs: z.coerce.number().int().min(0).max(60_000).default(5_000),
+    /** A new token signing key is published this long before it signs (key rotation); the JWKS
+     * cache lifetime and how often nodes reload keys follow from it (oidc/keys.ts). */
+    signingKeyPublishDelayS: z.coerce
+      .number()
+      .int()
+      .min(4)
+      .max(7 * 86400)
+      .default(3600),
     /** Inactive agents are pruned after this many days (Entra: 10). */
     pruneAfterDays: z.coerce.number().min(0.0001).max(365).default(10),
     /** Lifetime of agent certificates; they renew at two thirds of it. */

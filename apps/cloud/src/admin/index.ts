@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Oidc } from '../oidc/index.ts';
 import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
 import { openApiDocument } from './openapi.ts';
+import { apiRoutes } from './routes-apis.ts';
 import { appRoutes } from './routes-apps.ts';
 import { directoryRoutes } from './routes-directory.ts';
 import { exportRoutes } from './routes-export.ts';
@@ -25,6 +26,7 @@ export const adminRoutes = (deps: AdminDeps): RouteDef[] => [
   ...exportRoutes(deps),
   ...appRoutes(deps),
   ...groupRoutes(deps),
+  ...apiRoutes(deps),
 ];
 
 const WEB = join(import.meta.dirname, 'web');

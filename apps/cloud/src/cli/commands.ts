@@ -11,6 +11,7 @@ import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
 import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
 import { DomainName, Upn } from '../directory/util.ts';
 import { clientCommands } from './apps.ts';
+import { apiCommands } from './apis.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
 import { groupCommands } from './groups.ts';
@@ -317,6 +318,7 @@ export const commands: Record<string, Command> = {
 
   ...clientCommands,
   ...opsCommands,
+  ...apiCommands,
   ...lockoutCommands,
   ...auditCommands,
   ...backupCommands,

@@ -341,6 +341,51 @@ const serviceSettings: Migration = {
   },
 };
 
+/**
+ * APIs (resource servers) with their scopes, the scopes an administrator granted each client on
+ * each (directory/apis.ts), and each tenant's signing keys with their publish and retire times
+ * (directory/signing-keys.ts). A grant goes with its API or client (cascade).
+ */
+const apisAndSigningKeys: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('apis')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('identifier', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('scopes', 'text', (c) => c.notNull())
+      .addColumn('token_format', 'text', (c) => c.notNull())
+      .addColumn('signing_alg', 'text', (c) => c.notNull())
+      .addColumn('access_token_ttl_s', 'integer', (c) => c.notNull())
+      .addColumn('introspection_client_id', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addUniqueConstraint('apis_tenant_identifier', ['tenant_id', 'identifier'])
+      .execute();
+    await db.schema
+      .createTable('api_grants')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('api_id', 'text', (c) => c.notNull().references('apis.id').onDelete('cascade'))
+      .addColumn('client_id', 'text', (c) => c.notNull().references('clients.client_id').onDelete('cascade'))
+      .addColumn('scopes', 'text', (c) => c.notNull())
+      .addColumn('granted_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('api_grants_pk', ['api_id', 'client_id'])
+      .execute();
+    await db.schema.createIndex('api_grants_client').on('api_grants').columns(['client_id']).execute();
+    await db.schema
+      .createTable('signing_keys')
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('kid', 'text', (c) => c.notNull())
+      .addColumn('alg', 'text', (c) => c.notNull())
+      .addColumn('jwk_sealed', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('signs_from', 'bigint', (c) => c.notNull())
+      .addColumn('retires_at', 'bigint')
+      .addPrimaryKeyConstraint('signing_keys_pk', ['tenant_id', 'kid'])
+      .execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -351,6 +396,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0006_device_requester': deviceRequester,
     '0007_groups_sync_runs': groupsAndSyncRuns,
     '0008_service_settings': serviceSettings,
+    '0009_apis_signing_keys': apisAndSigningKeys,
   }),
 });
 

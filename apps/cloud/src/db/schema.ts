@@ -234,10 +234,57 @@ export interface ServiceSettingTable {
   updated_at: number;
 }
 
+/** An API (resource server) of a tenant (directory/apis.ts). */
+export interface ApiTable {
+  id: string;
+  tenant_id: string;
+  /** The resource indicator (RFC 8707) clients ask for, and the `aud` of its tokens. */
+  identifier: string;
+  name: string;
+  /** JSON array of scope names. */
+  scopes: string;
+  /** 'jwt' (RFC 9068) | 'opaque' (introspected) */
+  token_format: string;
+  /** 'ES256' | 'RS256' */
+  signing_alg: string;
+  access_token_ttl_s: number;
+  /** The confidential client the API itself authenticates as to introspect its tokens. */
+  introspection_client_id: string | null;
+  created_at: number;
+}
+
+/** The scopes an administrator granted a client on an API. */
+export interface ApiGrantTable {
+  tenant_id: string;
+  api_id: string;
+  client_id: string;
+  /** JSON array of scope names. */
+  scopes: string;
+  granted_at: number;
+}
+
+/** A token signing key of a tenant (directory/signing-keys.ts): published from created_at. */
+export interface SigningKeyTable {
+  tenant_id: string;
+  kid: string;
+  /** 'ES256' | 'RS256' */
+  alg: string;
+  /** The private JWK, sealed. */
+  jwk_sealed: string;
+  created_at: number;
+  /** It signs from then (until a newer key of its alg does). */
+  signs_from: number;
+  /** Removed from the JWKS then (null: not superseded). */
+  retires_at: number | null;
+}
+
 export interface Database {
   key_check: KeyCheckTable;
   service_settings: ServiceSettingTable;
   tenants: TenantTable;
+  apis: ApiTable;
+  api_grants: ApiGrantTable;
+  signing_keys: SigningKeyTable;
   domains: DomainTable;
   users: UserTable;
   clients: ClientTable;

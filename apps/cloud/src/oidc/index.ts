@@ -4,7 +4,7 @@
  * to the sign-in pages.
  */
 import { GatehouseError } from '@gatehouse/protocol';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CloudContext } from '../context.ts';
 import { listDomains } from '../directory/domains.ts';
 import { bindRequestLog } from '../http/request-log.ts';
@@ -30,7 +30,9 @@ export const registerOidc = (
     // oidc-provider reads request bodies itself: leave the stream untouched for it.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_req, _payload, done) => done(null));
-    scope.all('/:tenantId/v2.0/*', async (req: FastifyRequest<{ Params: { tenantId: string } }>, reply) => {
+    type TenantReq = FastifyRequest<{ Params: { tenantId: string } }>;
+    /** Hands the request to the tenant's provider, at `path` under the issuer (default: as sent). */
+    const toProvider = async (req: TenantReq, reply: FastifyReply, path?: string) => {
       const t = await oidc.forTenant(req.params.tenantId);
       if (!t) throw new GatehouseError('not_found', { tenant: req.params.tenantId });
       reply.hijack();
@@ -38,10 +40,18 @@ export const registerOidc = (
       bindRequestLog(raw, req.log);
       const url = raw.url ?? '/';
       // The mounted-app convention oidc-provider follows: url relative to the mount, originalUrl whole.
-      raw.originalUrl = url;
-      raw.url = url.slice(t.prefix.length) || '/';
+      // A request from outside the mount (RFC 8414's path-inserted metadata) is given as if made
+      // under it, so the provider still writes its endpoints under the issuer.
+      raw.originalUrl = path ? `${t.prefix}${path}` : url;
+      raw.url = path ?? (url.slice(t.prefix.length) || '/');
       t.callback(raw, reply.raw);
-    });
+    };
+    scope.all('/:tenantId/v2.0/*', (req: TenantReq, reply) => toProvider(req, reply));
+    // RFC 8414 section 3.1: metadata of an issuer with a path is also at the host's well-known
+    // path with the issuer's path appended (the provider serves the suffixed one itself).
+    scope.get('/.well-known/oauth-authorization-server/:tenantId/v2.0', (req: TenantReq, reply) =>
+      toProvider(req, reply, '/.well-known/oauth-authorization-server'),
+    );
   });
 
   registerInteractions(app, oidc, {

@@ -178,6 +178,7 @@ export const registerInteractions = (
         ? existing
         : new Grant({ accountId, clientId: String(it.params.client_id) });
     grant.addOIDCScope(requestedScopes(it));
+    await t.grantResourceScopes(grant, it.params);
     const claims = requestedClaims(it.params.claims);
     if (claims.length) grant.addOIDCClaims(claims);
     const grantId = await grant.save();

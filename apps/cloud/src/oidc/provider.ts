@@ -1,6 +1,7 @@
 /**
  * One oidc-provider instance per tenant, issuer PUBLIC_URL/TENANT_ID/v2.0, made on first use from
- * the tenant's keys and cached until invalidated (key rotation, tenant deletion).
+ * the tenant's keys and cached until invalidated (tenant deletion) or its keys change (rotation:
+ * rebuilt when a key starts signing or retires, and at least every reload interval, oidc/keys.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -10,14 +11,17 @@ import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
 import { GroupsClaimSetting, getClient } from '../directory/clients.ts';
+import { loadSigningKeys } from '../directory/signing-keys.ts';
 import { getTenantSecrets } from '../directory/tenants.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';
+import { keyCacheHeaders, keyTimings, TOKEN_TTL_S } from './keys.ts';
 import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
+import { grantResourceScopes, resourceFeatures } from './resources.ts';
 import { errorPage, logoutPage, signedOutPage } from './views.ts';
 
 export interface OidcDeps {
@@ -34,6 +38,11 @@ export interface TenantOidc {
   /** CSRF token for an interaction's forms: HMAC of its uid under the tenant's cookie key. */
   csrfToken(uid: string): string;
   checkCsrf(uid: string, token: unknown): boolean;
+  /** Adds to a user's grant the API scopes the request asked for and the client was granted. */
+  grantResourceScopes(
+    grant: InstanceType<Provider['Grant']>,
+    params: { client_id?: unknown; resource?: unknown; scope?: unknown },
+  ): Promise<void>;
 }
 
 export interface Oidc {
@@ -100,8 +109,9 @@ const configuration = (
       token_endpoint_auth_method: 'client_secret_basic',
     },
     enabledJWA: {
-      idTokenSigningAlgValues: ['ES256'],
-      userinfoSigningAlgValues: ['ES256'],
+      // Per client (id_token_signed_response_alg); OpenID Connect Discovery requires RS256.
+      idTokenSigningAlgValues: ['ES256', 'RS256'],
+      userinfoSigningAlgValues: ['ES256', 'RS256'],
       requestObjectSigningAlgValues: ['ES256', 'RS256', 'EdDSA'],
     },
     // Only methods that present the secret itself: the cloud keeps a hash of it, which cannot key
@@ -110,9 +120,12 @@ const configuration = (
     pkce: { required: () => true },
     // Seconds. Refresh tokens rotate, so an active client keeps renewing within the grant's life.
     ttl: {
-      AccessToken: 3600,
+      // An API's tokens live as long as the API asks (directory/apis.ts); keys.ts counts on these.
+      AccessToken: (_koa, token) => token.resourceServer?.accessTokenTTL ?? TOKEN_TTL_S.AccessToken,
+      ClientCredentials: (_koa, token) =>
+        token.resourceServer?.accessTokenTTL ?? TOKEN_TTL_S.ClientCredentials,
       AuthorizationCode: 60,
-      IdToken: 3600,
+      IdToken: TOKEN_TTL_S.IdToken,
       Interaction: 15 * 60,
       Session: 24 * 3600,
       RefreshToken: 14 * 86400,
@@ -123,6 +136,7 @@ const configuration = (
       devInteractions: { enabled: false },
       userinfo: { enabled: true },
       revocation: { enabled: true },
+      ...resourceFeatures(ctx.db, tenantId),
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(koa, form) {
@@ -147,6 +161,10 @@ export const createOidc = (
   lookupClient: ClientLookup = getClient,
 ): Oidc => {
   const cache = new Map<string, Promise<TenantOidc | null>>();
+  // When a tenant's provider must be rebuilt: its signing keys change then (one starts signing or
+  // retires), and a rotation made elsewhere (CLI, another node) must be published soon (keys.ts).
+  const rebuildAt = new Map<string, number>();
+  const timings = keyTimings(ctx.config);
 
   const build = async (tenantId: string): Promise<TenantOidc | null> => {
     let secrets: Awaited<ReturnType<typeof getTenantSecrets>>;
@@ -156,10 +174,12 @@ export const createOidc = (
       if (isGatehouseError(err) && err.code === 'not_found') return null;
       throw err;
     }
+    const keys = await loadSigningKeys(ctx, tenantId);
+    rebuildAt.set(tenantId, Math.min(keys.nextChangeAt ?? Infinity, ctx.now() + timings.reloadMs));
     const prefix = `/${tenantId}/v2.0`;
     const provider = new Provider(
       `${ctx.config.publicUrl}${prefix}`,
-      configuration(ctx, tenantId, deps, secrets, lookupClient),
+      configuration(ctx, tenantId, deps, { ...secrets, jwks: keys.jwks }, lookupClient),
     );
     // Set only behind a trusted TLS-terminating proxy; otherwise X-Forwarded-* could spoof the IP.
     provider.proxy = ctx.config.trustProxy;
@@ -169,6 +189,7 @@ export const createOidc = (
       return clientSecretMatches(actual, this.clientSecret);
     };
     provider.use(providerPageHeaders);
+    provider.use(keyCacheHeaders(timings.jwksMaxAgeS));
     registerPasswordGrant(provider, {
       tenantId,
       authenticator: deps.authenticator,
@@ -199,6 +220,8 @@ export const createOidc = (
       prefix,
       callback: provider.callback() as TenantOidc['callback'],
       csrfToken,
+      grantResourceScopes: (grant, params) =>
+        grantResourceScopes(ctx.db, tenantId, { clientId: String(params.client_id) }, params, grant),
       checkCsrf(uid, token) {
         if (typeof token !== 'string') return false;
         const a = Buffer.from(csrfToken(uid));
@@ -219,6 +242,11 @@ export const createOidc = (
     forTenant(tenantId) {
       if (!TENANT_ID.test(tenantId)) return Promise.resolve(null);
       let p = cache.get(tenantId);
+      if (p && (rebuildAt.get(tenantId) ?? Infinity) <= ctx.now()) {
+        // The old provider finishes the requests it has; the next build sets a new time.
+        rebuildAt.delete(tenantId);
+        p = undefined;
+      }
       if (!p) {
         p = build(tenantId);
         cache.set(tenantId, p);
