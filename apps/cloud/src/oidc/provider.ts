@@ -19,6 +19,7 @@ import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';
 import { keyCacheHeaders, keyTimings, TOKEN_TTL_S } from './keys.ts';
+import { offlineAccessConsent } from './offline-access.ts';
 import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
 import { grantResourceScopes, resourceFeatures } from './resources.ts';
@@ -189,6 +190,7 @@ export const createOidc = (
       return clientSecretMatches(actual, this.clientSecret);
     };
     provider.use(providerPageHeaders);
+    provider.use(offlineAccessConsent(provider));
     provider.use(keyCacheHeaders(timings.jwksMaxAgeS));
     registerPasswordGrant(provider, {
       tenantId,
