@@ -236,11 +236,19 @@ pages.overview = async (root) => {
   );
 };
 
+/** "+added ~updated −deleted (seen)" for users or groups of a sync run. */
+const runCounts = (c, what) =>
+  `+${c[`${what}Added`]} ~${c[`${what}Updated`]} −${c[`${what}Deleted`]} (${c[`${what}Seen`]})`;
+
 pages.pta = async (root) => {
   const holder = h('div');
   const msg = h('div', { 'aria-live': 'polite' });
   const load = async () => {
-    const [o, agents] = await Promise.all([api('/overview'), api('/agents')]);
+    const [o, agents, runs] = await Promise.all([
+      api('/overview'),
+      api('/agents'),
+      api('/sync/runs?limit=5'),
+    ]);
     const del = (a) => async () => {
       if (!confirm(`Delete agent ${a.machineName}? Its certificate stops working at once.`)) return;
       try {
@@ -307,6 +315,24 @@ pages.pta = async (root) => {
           ),
         ),
       ),
+      table(
+        'Directory sync runs',
+        ['Started', 'Status', 'Pages', 'Users (+ ~ −)', 'Groups (+ ~ −)', 'Skipped', 'Agent and DC', 'Error'],
+        runs.map((r) =>
+          h(
+            'tr',
+            { 'data-run': r.id },
+            h('td', {}, when(r.startedAt)),
+            h('td', { class: r.status === 'succeeded' ? 'active' : 'inactive' }, r.status),
+            h('td', {}, r.totalPages ? `${r.pages} of ${r.totalPages}` : String(r.pages)),
+            h('td', {}, runCounts(r.counts, 'users')),
+            h('td', {}, runCounts(r.counts, 'groups')),
+            h('td', {}, String(r.counts.skipped)),
+            h('td', {}, `${r.agentId}${r.server ? ` · ${r.server}` : ''}`),
+            h('td', {}, r.error ?? ''),
+          ),
+        ),
+      ),
     );
   };
   await load();
@@ -333,9 +359,15 @@ pages.pta = async (root) => {
               class: 'secondary',
               onclick: async () => {
                 try {
-                  const r = await api('/sync', { method: 'POST' });
-                  say(`Sync requested from agent ${r.agentId}.`);
-                  msg.replaceChildren(h('p', { class: 'info' }, 'Sync requested.'));
+                  msg.replaceChildren(h('p', { class: 'info' }, 'Sync running…'));
+                  // The answer waits for the run (up to a minute) and says what it did.
+                  const r = await api('/sync?wait=60', { method: 'POST' });
+                  const text = r.run
+                    ? `Sync ${r.run.status}: users ${runCounts(r.run.counts, 'users')}, groups ${runCounts(r.run.counts, 'groups')}.`
+                    : `Sync requested from agent ${r.agentId}; it has not started yet.`;
+                  say(text);
+                  msg.replaceChildren(h('p', { class: 'info' }, text));
+                  await load();
                 } catch (err) {
                   msg.replaceChildren(alertBox(err));
                 }
