@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
 import { registerAgent } from '../src/directory/agents.ts';
+import { createApi } from '../src/directory/apis.ts';
 import { createClient } from '../src/directory/clients.ts';
 import { createTenant } from '../src/directory/tenants.ts';
 import { createCloudUser, type Role } from '../src/directory/users.ts';
@@ -32,6 +33,9 @@ interface Fixture {
   upns: Record<string, string>;
   agentIds: string[];
   userId: string;
+  /** A registered API, and more to delete (one per call). */
+  apiId: string;
+  deletableApiIds: string[];
   /** Service principals' client_credentials tokens, by admin role ('none': an app without one). */
   spTokens: Record<Role | 'none', string>;
   /** An app every route but DELETE works on, and apps for the DELETE calls to use up. */
@@ -81,6 +85,18 @@ const makeApps = async (fx: Fixture) => {
   fx.appId = (await app('kept')).clientId;
   fx.deletableAppIds = [];
   for (let i = 0; i < 12; i++) fx.deletableAppIds.push((await app(`deletable ${i}`)).clientId);
+  const api = async (name: string) =>
+    (
+      await createApi(
+        cloud.ctx.db,
+        fx.id,
+        { name, identifier: `https://${name}.${fx.domain}/`, scopes: ['kept.read'] },
+        Date.now(),
+      )
+    ).id;
+  fx.apiId = await api('kept');
+  fx.deletableApiIds = [];
+  for (let i = 0; i < 12; i++) fx.deletableApiIds.push(await api(`deletable${i}`));
 };
 
 const makeTenant = async (fx: Fixture, label: string) => {
@@ -129,6 +145,8 @@ const BODIES: Record<string, unknown> = {
   'POST /users/{userId}/password': { password: 'New-Passw0rd!' },
   'POST /apps': { name: 'Added app', grantTypes: ['client_credentials'] },
   'PATCH /apps/{clientId}': { name: 'Renamed app', postLogoutRedirectUris: ['https://app.example/bye'] },
+  'POST /apis': { name: 'Added API', identifier: 'https://added.example/api', scopes: ['added.read'] },
+  'POST /apis/{apiId}/grants': (t: Fixture) => ({ clientId: t.appId, scopes: ['kept.read'] }),
 };
 
 /** Calls an operation with the ids of `target` in the path (agents are used up one per call). */
@@ -139,9 +157,13 @@ const call = async (op: Op, target: Fixture, token: string | null) => {
     .replace('{name}', target.domain)
     .replace('{clientId}', () =>
       op.method === 'delete' ? (target.deletableAppIds.shift() ?? 'none-left') : target.appId,
+    )
+    .replace('{apiId}', () =>
+      op.method === 'delete' ? (target.deletableApiIds.shift() ?? 'none-left') : target.apiId,
     );
   const key = `${op.method.toUpperCase()} ${op.path}`;
-  const body = BODIES[key];
+  const given = BODIES[key];
+  const body = typeof given === 'function' ? given(target) : given;
   const res = await f(`${cloud.url}/${target.id}/api/v1${path}`, {
     method: op.method.toUpperCase(),
     headers: {
@@ -166,6 +188,9 @@ const snapshot = async (tenantId: string) => {
     db.selectFrom('audit').selectAll().where('tenant_id', '=', tenantId).orderBy('id').execute(),
     db.selectFrom('lockout_counters').selectAll().where('tenant_id', '=', tenantId).execute(),
     db.selectFrom('clients').selectAll().where('tenant_id', '=', tenantId).orderBy('client_id').execute(),
+    db.selectFrom('apis').selectAll().where('tenant_id', '=', tenantId).orderBy('id').execute(),
+    db.selectFrom('api_grants').selectAll().where('tenant_id', '=', tenantId).orderBy('api_id').execute(),
+    db.selectFrom('signing_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('kid').execute(),
   ]);
   return JSON.stringify(rows);
 };
@@ -228,6 +253,13 @@ test('the OpenAPI document lists every admin route', () => {
     'PATCH /apps/{clientId}',
     'POST /apps/{clientId}/secret',
     'DELETE /apps/{clientId}',
+    'GET /apis',
+    'POST /apis',
+    'GET /apis/{apiId}',
+    'DELETE /apis/{apiId}',
+    'POST /apis/{apiId}/grants',
+    'GET /keys',
+    'POST /keys/rotate',
   ]) {
     assert.ok(names.includes(expected), `${expected} is documented`);
   }

@@ -74,21 +74,26 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('discovery names the tenant issuer and an ES256 key set', async () => {
+test('discovery names the tenant issuer and an ES256 and an RS256 key', async () => {
   assert.match(cloud.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   assert.ok(!cloud.url.endsWith(':0'));
   const config = await discover(legacy);
   const meta = config.serverMetadata();
   assert.equal(meta.issuer, issuer);
   assert.equal(meta.token_endpoint, `${issuer}/token`);
-  assert.deepEqual(meta.id_token_signing_alg_values_supported, ['ES256']);
+  // RS256 because OpenID Connect Discovery requires it; ES256 stays every client's default.
+  assert.deepEqual(meta.id_token_signing_alg_values_supported, ['ES256', 'RS256']);
   assert.deepEqual(meta.code_challenge_methods_supported, ['S256']);
   assert.ok(meta.grant_types_supported?.includes('password'));
   const jwks = (await (await f(String(meta.jwks_uri))).json()) as JSONWebKeySet;
-  assert.equal(jwks.keys.length, 1);
-  assert.equal(jwks.keys[0]?.kty, 'EC');
-  assert.equal(jwks.keys[0]?.crv, 'P-256');
-  assert.equal((jwks.keys[0] as { d?: string }).d, undefined, 'private part never published');
+  assert.deepEqual(jwks.keys.map((k) => `${k.alg} ${k.kty} ${k.crv ?? ''}`).sort(), [
+    'ES256 EC P-256',
+    'RS256 RSA ',
+  ]);
+  for (const k of jwks.keys) {
+    const priv = k as { d?: string; p?: string };
+    assert.equal(priv.d ?? priv.p, undefined, 'private part never published');
+  }
 });
 
 test('an unknown tenant is a 404 in the catalog format', async () => {
