@@ -94,20 +94,9 @@ before(async () => {
   ({ clientId } = await createClient(cloud.ctx.db, tenantId, {
     name: 'Application',
     redirectUris: [`${rpUrl}/cb`],
+    postLogoutRedirectUris: [`${rpUrl}/bye`],
     public: true,
   }));
-  // The client API has no post-logout URIs yet; oidc-provider reads them from the stored metadata.
-  const row = await cloud.ctx.db
-    .selectFrom('clients')
-    .select('metadata')
-    .where('client_id', '=', clientId)
-    .executeTakeFirstOrThrow();
-  const metadata = { ...JSON.parse(row.metadata), post_logout_redirect_uris: [`${rpUrl}/bye`] };
-  await cloud.ctx.db
-    .updateTable('clients')
-    .set({ metadata: JSON.stringify(metadata) })
-    .where('client_id', '=', clientId)
-    .execute();
   const spki = await serverSpki(cloud.url, cloud.caCert);
   browser = await launchBrowser({ pinnedSpki: [spki] });
 });

@@ -1,6 +1,8 @@
 // Gatehouse admin center: signs in with the tenant's own OIDC provider (authorization code + PKCE,
 // public client) and uses only the public admin API. The access token lives in sessionStorage.
 // DOM is built with createElement/textContent only, never innerHTML, so no data becomes markup.
+import { appsPage } from './apps.js';
+
 const tenantId = decodeURIComponent(location.pathname.split('/')[1]);
 const base = `/${encodeURIComponent(tenantId)}`;
 const issuer = `${location.origin}${base}/v2.0`;
@@ -827,6 +829,8 @@ pages.lockout = async (root) => {
   );
 };
 
+pages.apps = (root) => appsPage(root, { h, api, say, table, field, alertBox, can });
+
 pages.audit = async (root) => {
   const rows = await api('/audit?limit=200');
   root.append(
@@ -854,6 +858,7 @@ const TITLES = {
   download: 'Download agent',
   domains: 'Domains',
   users: 'Users',
+  apps: 'Applications',
   signins: 'Sign-in logs',
   lockout: 'Smart lockout',
   audit: 'Audit log',
