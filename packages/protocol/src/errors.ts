@@ -198,6 +198,13 @@ export const catalog = {
     'The administrator has not approved the code yet.',
   ),
   slow_down: e(400, 'slow_down', { retryable: true }, null, 'Polling too fast; wait longer between polls.'),
+  rate_limited: e(
+    429,
+    'temporarily_unavailable',
+    { retryable: true },
+    null,
+    'Too many requests. Try again later.',
+  ),
   expired_token: e(400, 'expired_token', {}, null, 'The device code has expired. Start again.'),
   access_denied: e(400, 'access_denied', {}, null, 'The administrator denied the request.'),
   certificate_rejected: e(401, 'invalid_client', {}, null, 'The client certificate is not accepted.'),

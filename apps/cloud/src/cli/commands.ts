@@ -97,9 +97,9 @@ export const commands: Record<string, Command> = {
       const domains = await listDomains(env.db, t.id);
       const liveness = { now: env.now(), inactiveAfterMs: env.config.inactiveAfterMs };
       const activeAgents = await countActiveAgents(env.db, t.id, liveness);
-      const { caCertPem, ...shown } = t;
       const { publicUrl } = await serviceUrls(env.db, env.config);
       const issuer = `${publicUrl}/${t.id}/v2.0`;
+      const { caCertPem, ...shown } = t;
       const json = { ...shown, caCertPem, activeAgents, domains, issuer };
       const text = [
         `tenant ${t.id} "${t.name}" created ${iso(t.createdAt)}`,
