@@ -6,14 +6,15 @@
  * cloud's configuration schema accepts.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { CloudConfigSchema, loadCloudConfig } from '../src/config.ts';
+import { CloudConfigSchema, DEFAULT_METRICS_PORT, loadCloudConfig } from '../src/config.ts';
+import { startCloud } from '../src/server.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const deploy = (...p: string[]) => join(root, 'deploy', ...p);
@@ -99,7 +100,19 @@ test('the Containerfile copies what exists and runs the cloud as a non-root user
     .flatMap((l) => l.split(/\s+/).slice(1))
     .map(Number);
   const defaults = CloudConfigSchema.parse({});
-  assert.deepEqual(exposed.sort(), [defaults.port, defaults.gatewayPort].sort());
+  assert.deepEqual(exposed.sort(), [defaults.port, defaults.gatewayPort, DEFAULT_METRICS_PORT].sort());
+  const health = runtime.find((l) => /^HEALTHCHECK /.test(l));
+  assert.ok(health, 'a health check');
+  const check = JSON.parse(health.slice(health.indexOf('CMD ') + 4)) as string[];
+  assert.equal(check[0], 'node');
+  assert.ok(existsSync(join(root, check[1]!)), `${check[1]} exists`);
+  const env = Object.fromEntries(
+    [...(runtime.find((l) => /^ENV /.test(l)) ?? '').matchAll(/(GATEHOUSE_[A-Z_]+)=(\S+)/g)].map((m) => [
+      m[1]!,
+      m[2]!,
+    ]),
+  );
+  assert.doesNotThrow(() => acceptedByCloud(env));
   // The esbuild version the image installs is read from the cloud's package.json at build time.
   const version = execFileSync(
     process.execPath,
@@ -149,4 +162,27 @@ test('the compose file: two cloud nodes built from the Containerfile, on the Pos
   assert.ok(services[new URL(example.GATEHOUSE_NATS_URL!).hostname]?.image?.startsWith('nats:'));
   for (const [, s] of Object.entries(compose.secrets ?? {}))
     assert.ok(readFileSync(join(root, '.gitignore'), 'utf8').includes(`deploy/container/${s.file}`));
+});
+
+test('the container health check answers 0 for a ready cloud and 1 when nothing answers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-readyz-'));
+  const cloud = await startCloud(
+    { dataDir: dir, port: 0, gatewayPort: 0, metricsPort: 0, logLevel: 'silent' },
+    { env: {} },
+  );
+  t.after(async () => {
+    await cloud.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // Asynchronously: the cloud answering the check runs in this process's event loop.
+  const run = (metricsPort: number) =>
+    new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [deploy('container', 'readyz.mjs')], {
+        env: { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_METRICS_PORT: String(metricsPort) },
+        stdio: 'ignore',
+      });
+      child.once('exit', (code) => resolve(code));
+    });
+  assert.equal(await run(Number(new URL(cloud.metricsUrl!).port)), 0);
+  assert.equal(await run(1), 1, 'nothing listens on port 1');
 });
