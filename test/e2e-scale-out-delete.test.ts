@@ -3,7 +3,8 @@
  * B, sign-ins through both nodes (node A has no agent, so it seals to every agent's key and relays).
  * `gatehouse agents delete`, run as its own process with the nodes' settings, returns only after
  * node B closed the connection; no sign-in started afterwards, on either node, is served by the
- * deleted agent, and none fails. Heartbeats stay at 10 s, so the old recheck would not do it.
+ * deleted agent, and none fails. The same through the admin API of node A, which holds none of the
+ * agents. Heartbeats stay at 10 s, so the old recheck would not do it.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
+import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
+import { oidcOf } from '../apps/cloud/src/http/app.ts';
+import { startCloud } from '../apps/cloud/src/server.ts';
 import { ROOT, runNode, waitFor } from './harness/children.ts';
 import {
   type AgentProc,
@@ -111,9 +116,26 @@ before(async () => {
     });
     agents.push(runAgentProc(`agent-${i}`, stateDir));
   }
+  // A third one, for the admin API test.
+  const token = String((await cli(env(), 'token', 'create', '--tenant', tenantId)).token);
+  await registerAgentProc('agent-3', join(dir, 'agent-3'), nodeB, token, {
+    directory: {
+      kind: 'openldap',
+      urls: [slapd.url],
+      bindDn: slapd.serviceDn,
+      bindPasswordFile: join(dir, 'bind-password'),
+      baseDns: [slapd.peopleDn],
+    },
+    sync: { intervalMinutes: 60 },
+  });
   await waitFor(
     'two agents on node B',
     () => nodeB.child.output().split('"agent connected"').length - 1 >= 2,
+  );
+  agents.push(runAgentProc('agent-3', join(dir, 'agent-3')));
+  await waitFor(
+    'three agents on node B',
+    () => nodeB.child.output().split('"agent connected"').length - 1 >= 3,
   );
   await cli(env(), 'settings', 'set', '--tenant', tenantId, '--pta', 'on');
   await waitFor(
@@ -149,7 +171,10 @@ const grant = async (node: CloudNode, user: string): Promise<string> => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('agents delete (CLI) closes the agent on the node holding it before it returns', { skip }, async () => {
+/** Under sign-in load through both nodes: `remove` deletes the agent; then nothing goes to it. */
+const deleteUnderLoad = async (
+  remove: (victim: string) => Promise<Record<string, unknown>>,
+): Promise<{ victim: string; returnedAt: number; answer: Record<string, unknown> }> => {
   const ids = (
     await sql<{ id: string }>('select id from agents where deleted_at is null order by created_at')
   ).map((r) => r.id);
@@ -157,28 +182,28 @@ test('agents delete (CLI) closes the agent on the node holding it before it retu
   assert.ok(victim && survivor);
   const codes: string[] = [];
   let running = true;
+  const since = Date.now();
   const loops = USERS.map(async (u, i) => {
     while (running) codes.push(await grant(i % 2 === 0 ? nodeA : nodeB, u));
   });
-  // Both agents serve before the delete (node A seals to both keys).
-  await waitFor('both agents serving', async () => {
-    const rows = await sql<{ agent_id: string }>(
-      'select distinct agent_id from signins where agent_id is not null',
-    );
-    return rows.length === 2;
-  });
-  const r = await runNode(
-    join(ROOT, 'apps/cloud/src/cli.ts'),
-    ['agents', 'delete', '--tenant', tenantId, '--id', victim, '--json'],
-    { env: env() },
-  );
-  const returnedAt = Date.now();
-  assert.equal(r.code, 0, r.stderr);
-  const answer = JSON.parse(r.stdout) as Record<string, unknown>;
-  assert.deepEqual({ closed: answer.connectionsClosed, nodes: answer.nodes }, { closed: 1, nodes: 1 });
-  await sleep(3_000);
-  running = false;
-  await Promise.all(loops);
+  let answer: Record<string, unknown>;
+  let returnedAt: number;
+  try {
+    // Every live agent serves before the delete (node A seals to every key).
+    await waitFor('every agent serving', async () => {
+      const rows = await sql<{ agent_id: string }>(
+        'select distinct agent_id from signins where agent_id is not null and at >= $1',
+        [since],
+      );
+      return rows.length === ids.length;
+    });
+    answer = await remove(victim);
+    returnedAt = Date.now();
+    await sleep(3_000);
+  } finally {
+    running = false;
+    await Promise.all(loops);
+  }
   const late = await sql<{ request_id: string }>(
     'select request_id from signins where agent_id = $1 and at >= $2',
     [victim, returnedAt],
@@ -194,7 +219,71 @@ test('agents delete (CLI) closes the agent on the node holding it before it retu
     [],
     'every sign-in succeeded',
   );
+  return { victim, returnedAt, answer };
+};
+
+test('agents delete (CLI) closes the agent on the node holding it before it returns', { skip }, async () => {
+  const { victim, returnedAt, answer } = await deleteUnderLoad(async (victim) => {
+    const r = await runNode(
+      join(ROOT, 'apps/cloud/src/cli.ts'),
+      ['agents', 'delete', '--tenant', tenantId, '--id', victim, '--json'],
+      { env: env() },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  });
+  assert.deepEqual({ closed: answer.connectionsClosed, nodes: answer.nodes }, { closed: 1, nodes: 1 });
   // Node B logged the close before the CLI returned.
+  const closedLine = nodeB.child
+    .output()
+    .split('\n')
+    .find((l) => l.includes('deleted agent disconnected') && l.includes(victim));
+  assert.ok(closedLine, 'node B closed the deleted agent');
+  assert.ok(Number((JSON.parse(closedLine) as { time: number }).time) <= returnedAt);
+});
+
+test('DELETE /agents/:id on node A closes the agent node B holds before it answers', { skip }, async (t) => {
+  // An access token of the tenant's provider, stored in the shared database like any other: a
+  // third, in-process node of the same cluster mints it (the nodes are child processes).
+  const minter = await startCloud(
+    {},
+    {
+      env: {
+        ...env(),
+        GATEHOUSE_NODE_ID: 'minter',
+        GATEHOUSE_PORT: '0',
+        GATEHOUSE_GATEWAY_PORT: '0',
+        GATEHOUSE_DATA_DIR: join(dir, 'minter'),
+        GATEHOUSE_LOG_LEVEL: 'silent',
+      },
+    },
+  );
+  t.after(() => minter.stop());
+  const admin = await createCloudUser(minter.ctx.db, tenantId, {
+    upn: `hybrid@${DOMAIN}`,
+    password: `Hybrid-${PASSWORD}`,
+    roles: ['hybrid_identity_admin'],
+  });
+  const oidc = (await oidcOf(minter.app)!.forTenant(tenantId))!;
+  const client = await oidc.provider.Client.find(ADMIN_CLIENT_ID);
+  const grant = new oidc.provider.Grant({ accountId: admin.id, clientId: ADMIN_CLIENT_ID });
+  grant.addOIDCScope('openid profile');
+  const token = await new oidc.provider.AccessToken({
+    accountId: admin.id,
+    client: client!,
+    grantId: await grant.save(),
+    gty: 'authorization_code',
+    scope: 'openid profile',
+  }).save();
+  const { victim, returnedAt, answer } = await deleteUnderLoad(async (victim) => {
+    const res = await f(`${nodeA.url}/${tenantId}/api/v1/agents/${victim}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()) as Record<string, unknown>;
+  });
+  assert.equal(answer.connectionsClosed, 1, 'node A reports the connection node B closed');
   const closedLine = nodeB.child
     .output()
     .split('\n')
