@@ -25,7 +25,7 @@ const ALICE_PASSWORD = `Alice-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 const dir = mkdtempSync(join(tmpdir(), 'gh-admin-e2e-'));
 // `npm run screenshots` refreshes the ones in the docs; a plain test run leaves the tree untouched.
 const SHOTS =
-  process.env.GATEHOUSE_SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
+  process.env.SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
 const cloudDir = join(dir, 'cloud');
 
 let slapd: SlapdInstance;

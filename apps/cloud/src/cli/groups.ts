@@ -12,6 +12,7 @@ import { type Command, command, count, iso, many, OPERATOR, str, table, tenant }
 
 export const groupCommands: Record<string, Command> = {
   'groups list': command({
+    summary: 'the groups synced from the directory, with member counts',
     usage: '--tenant T [--search S] [--limit N]',
     options: { tenant: str, search: str, limit: str },
     schema: z.object({
@@ -39,6 +40,7 @@ export const groupCommands: Record<string, Command> = {
   }),
 
   'sync runs': command({
+    summary: 'the directory sync runs, newest first, with what each did',
     usage: '--tenant T [--limit N]',
     options: { tenant: str, limit: str },
     schema: z.object({ tenant, limit: count.max(500).default(20) }),
@@ -67,6 +69,7 @@ export const groupCommands: Record<string, Command> = {
   }),
 
   'client set-groups': command({
+    summary: "which groups an application's tokens carry, and in what form",
     usage:
       '--tenant T --client C --include none|all|security|assigned [--format id|netbios|name] [--limit N] [--assign GROUP_ID]...',
     options: { tenant: str, client: str, include: str, format: str, limit: str, assign: many },
