@@ -21,8 +21,7 @@ import { pinnedFetch } from './harness/pinned-fetch.ts';
 
 const PW = `Admin-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 const dir = mkdtempSync(join(tmpdir(), 'gh-admin-apps-'));
-const SHOTS =
-  process.env.SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
+const SHOTS = process.env.SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
 let cloud: RunningCloud;
 let browser: Browser;
 let page: Page;

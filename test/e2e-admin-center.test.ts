@@ -24,8 +24,7 @@ const ADMIN_PASSWORD = `Admin-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 const ALICE_PASSWORD = `Alice-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 const dir = mkdtempSync(join(tmpdir(), 'gh-admin-e2e-'));
 // `npm run screenshots` refreshes the ones in the docs; a plain test run leaves the tree untouched.
-const SHOTS =
-  process.env.SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
+const SHOTS = process.env.SCREENSHOTS === 'docs' ? join(ROOT, 'docs', 'screenshots') : join(dir, 'shots');
 const cloudDir = join(dir, 'cloud');
 
 let slapd: SlapdInstance;
