@@ -35,9 +35,11 @@ export const openSqlite = (file: string): { dialect: SqliteDialect; raw: Databas
   ownerOnly(file);
   const raw = new DatabaseSync(file);
   // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
-  // which is what a sign-in log needs (an OS crash may lose the last transactions).
+  // which is what a sign-in log needs (an OS crash may lose the last transactions). The busy
+  // timeout comes first: setting the journal mode takes a lock, and another process (the running
+  // cloud, when this is the CLI) may hold it for a moment.
   raw.exec(
-    'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+    'PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;',
   );
   const checkpointer = file === ':memory:' ? undefined : startCheckpointer(raw, file);
   const cache = new Map<string, SqliteStatement>();
