@@ -70,13 +70,23 @@ const confidential = async (name: string, patch: Record<string, unknown> = {}): 
 };
 const SERVICE = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
 
+/**
+ * `command --flag value ...` as `command --flag=value ...`: a random state, verifier or secret can
+ * start with '-', which argparse would otherwise read as the next option.
+ */
+const flagPairs = ([command, ...rest]: string[]): string[] => {
+  const out = [command!];
+  for (let i = 0; i < rest.length; i += 2) out.push(`${rest[i]}=${rest[i + 1]}`);
+  return out;
+};
+
 // biome-ignore lint/suspicious/noExplicitAny: the Python side's JSON is checked field by field.
 const authlib = (args: string[]): Promise<Record<string, any>> =>
   new Promise((done, fail) => {
     execFile(
       // Debian's interpreter, which has Debian's python3-authlib (scripts/ensure-system.ts).
       '/usr/bin/python3',
-      [join(ROOT, 'test/harness/authlib_rp.py'), ...args, '--issuer', issuer, '--ca', caFile],
+      [join(ROOT, 'test/harness/authlib_rp.py'), ...flagPairs(args), `--issuer=${issuer}`, `--ca=${caFile}`],
       { timeout: 30_000 },
       (err, stdout, stderr) => {
         try {
