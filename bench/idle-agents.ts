@@ -17,8 +17,8 @@ import pino from 'pino';
 import { AGENT_FILE, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
 import { openState } from '../apps/cloud/src/bootstrap.ts';
 import { loadCloudConfig } from '../apps/cloud/src/config.ts';
-import { createRegistrationToken } from '../apps/cloud/src/directory/registration-tokens.ts';
-import { createTenant as createTenantRow } from '../apps/cloud/src/directory/tenants.ts';
+import { createRegistrationToken } from '../apps/cloud/src/store/registration-tokens.ts';
+import { createTenant as createTenantRow } from '../apps/cloud/src/store/tenants.ts';
 import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
 import { startSlapd } from '../test/harness/slapd.ts';
 import {

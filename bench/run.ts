@@ -204,9 +204,9 @@ try {
     pgDb = await createTempDatabase();
     if (!pgDb || !(await natsAvailable())) throw new Error('--nodes needs PostgreSQL and NATS running');
     shared = {
-      GATEHOUSE_DATABASE: pgDb.url,
-      GATEHOUSE_NATS_URL: NATS_URL,
-      GATEHOUSE_SECRET_KEY: randomBytes(32).toString('base64'),
+      GATEHOUSE_CLOUD_DATABASE: pgDb.url,
+      GATEHOUSE_CLOUD_NATS_URL: NATS_URL,
+      GATEHOUSE_CLOUD_SECRET_KEY: randomBytes(32).toString('base64'),
     };
   }
   say(`cloud: starting ${nodes} node(s)`);
@@ -217,7 +217,7 @@ try {
       await startCloud(join(work, 'cloud'), {
         name,
         nodeOptions: nodeOptions(name),
-        env: { ...shared, ...(nodes > 1 ? { GATEHOUSE_NODE_ID: `node-${n}` } : {}) },
+        env: { ...shared, ...(nodes > 1 ? { GATEHOUSE_CLOUD_NODE_ID: `node-${n}` } : {}) },
       }),
     );
   }

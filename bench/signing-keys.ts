@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { loadSigningKeys, rotateSigningKeys } from '../apps/cloud/src/directory/signing-keys.ts';
-import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
 import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { startCloud } from '../apps/cloud/src/server.ts';
+import { loadSigningKeys, rotateSigningKeys } from '../apps/cloud/src/store/signing-keys.ts';
+import { createTenant } from '../apps/cloud/src/store/tenants.ts';
 
 const rounds = Number(process.argv[2] ?? 50);
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-keys-'));

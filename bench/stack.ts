@@ -55,12 +55,12 @@ export const startCloud = async (
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ...opts.env,
-    GATEHOUSE_DATA_DIR: dataDir,
-    GATEHOUSE_PORT: String(port),
-    GATEHOUSE_GATEWAY_PORT: String(gatewayPort),
-    GATEHOUSE_METRICS_PORT: String(metricsPort),
-    GATEHOUSE_PUBLIC_URL: url,
-    GATEHOUSE_LOG_LEVEL: opts.logLevel ?? 'warn',
+    GATEHOUSE_CLOUD_DATA_DIR: dataDir,
+    GATEHOUSE_CLOUD_PORT: String(port),
+    GATEHOUSE_CLOUD_GATEWAY_PORT: String(gatewayPort),
+    GATEHOUSE_CLOUD_METRICS_PORT: String(metricsPort),
+    GATEHOUSE_CLOUD_PUBLIC_URL: url,
+    GATEHOUSE_CLOUD_LOG_LEVEL: opts.logLevel ?? 'warn',
   };
   const caFile = join(dataDir, 'tls', 'ca.pem');
   const launch = async () => {

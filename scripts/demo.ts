@@ -22,8 +22,8 @@ const USERS = [
   { uid: 'bob', cn: 'Bob Brown' },
   { uid: 'carol', cn: 'Carol Chen' },
 ];
-const PORT = Number(process.env.GATEHOUSE_PORT ?? 8443);
-const GATEWAY_PORT = Number(process.env.GATEHOUSE_GATEWAY_PORT ?? 8444);
+const PORT = Number(process.env.GATEHOUSE_CLOUD_PORT ?? 8443);
+const GATEWAY_PORT = Number(process.env.GATEHOUSE_CLOUD_GATEWAY_PORT ?? 8444);
 const APP_PORT = Number(process.env.SAMPLE_APP_PORT ?? 3000);
 
 const DATA = join(ROOT, '.data', 'demo');
@@ -36,10 +36,10 @@ const APP_URL = `http://127.0.0.1:${APP_PORT}`;
 
 const cloudEnv: NodeJS.ProcessEnv = {
   ...process.env,
-  GATEHOUSE_DATA_DIR: CLOUD_DIR,
-  GATEHOUSE_PORT: String(PORT),
-  GATEHOUSE_GATEWAY_PORT: String(GATEWAY_PORT),
-  GATEHOUSE_PUBLIC_URL: PUBLIC_URL,
+  GATEHOUSE_CLOUD_DATA_DIR: CLOUD_DIR,
+  GATEHOUSE_CLOUD_PORT: String(PORT),
+  GATEHOUSE_CLOUD_GATEWAY_PORT: String(GATEWAY_PORT),
+  GATEHOUSE_CLOUD_PUBLIC_URL: PUBLIC_URL,
 };
 
 const step = (msg: string) => process.stdout.write(`- ${msg}\n`);
@@ -90,8 +90,8 @@ const main = async () => {
   process.stdout.write('Gatehouse demo\n\n');
   const busy: string[] = [];
   for (const [port, what, env] of [
-    [PORT, 'the cloud (HTTPS)', 'GATEHOUSE_PORT'],
-    [GATEWAY_PORT, 'the agent gateway', 'GATEHOUSE_GATEWAY_PORT'],
+    [PORT, 'the cloud (HTTPS)', 'GATEHOUSE_CLOUD_PORT'],
+    [GATEWAY_PORT, 'the agent gateway', 'GATEHOUSE_CLOUD_GATEWAY_PORT'],
     [APP_PORT, 'the sample app', 'SAMPLE_APP_PORT'],
   ] as const) {
     if (!(await portFree(port)))
@@ -270,7 +270,7 @@ Password grant (legacy clients), e.g.:
 
 Operator CLI against this demo:
 
-  GATEHOUSE_DATA_DIR=${CLOUD_DIR} npm run gatehouse -- signins list --tenant ${tenantId}
+  GATEHOUSE_CLOUD_DATA_DIR=${CLOUD_DIR} npm run gatehouse -- signins list --tenant ${tenantId}
 
 Press Ctrl-C to stop everything.
 `);

@@ -10,8 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { catalog } from '@gatehouse/protocol';
-import { updateSettings } from '../apps/cloud/src/directory/tenants.ts';
 import { createSmartLockout } from '../apps/cloud/src/lockout/smart-lockout.ts';
+import { updateSettings } from '../apps/cloud/src/store/tenants.ts';
 import { waitFor } from './harness/children.ts';
 import {
   AD_LOCKOUT_THRESHOLD,

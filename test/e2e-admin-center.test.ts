@@ -38,7 +38,7 @@ const outputs: string[] = [];
 
 const gatehouse = async (...args: string[]): Promise<Record<string, unknown>> => {
   const r = await runNode(join(ROOT, 'apps/cloud/src/cli.ts'), [...args, '--json'], {
-    env: { ...process.env, GATEHOUSE_DATA_DIR: cloudDir, GATEHOUSE_PUBLIC_URL: cloud.url },
+    env: { ...process.env, GATEHOUSE_CLOUD_DATA_DIR: cloudDir, GATEHOUSE_CLOUD_PUBLIC_URL: cloud.url },
   });
   outputs.push(r.stdout, r.stderr);
   assert.equal(r.code, 0, `gatehouse ${args.join(' ')}: ${r.stderr}`);

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
 import { oidcOf } from '../apps/cloud/src/http/app.ts';
+import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { ROOT, runNode } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
@@ -104,8 +104,8 @@ const deleteUnderLoad = async (del: (agentId: string) => Promise<Record<string, 
 
 test('agents delete (CLI, another process) closes the connection before it returns', async () => {
   const env = {
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_'))),
-    GATEHOUSE_DATA_DIR: stack.cloud.ctx.config.dataDir,
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_CLOUD_'))),
+    GATEHOUSE_CLOUD_DATA_DIR: stack.cloud.ctx.config.dataDir,
   };
   let text = '';
   const victim = await deleteUnderLoad(async (agentId) => {

@@ -20,8 +20,8 @@ import {
   type RegisterResponse,
 } from '@gatehouse/protocol';
 import WebSocket from 'ws';
-import { createRegistrationToken } from '../apps/cloud/src/directory/registration-tokens.ts';
-import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
+import { createRegistrationToken } from '../apps/cloud/src/store/registration-tokens.ts';
+import { createTenant } from '../apps/cloud/src/store/tenants.ts';
 import { newAgentKeys } from '../apps/cloud/test/gateway-harness.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';

@@ -17,11 +17,11 @@ import { createLocalJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } 
 import * as oidc from 'openid-client';
 import type { Browser } from 'playwright-core';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { createApi, grantApi } from '../apps/cloud/src/directory/apis.ts';
-import { createClient } from '../apps/cloud/src/directory/clients.ts';
-import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
 import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { type RunningCloud, startCloud } from '../apps/cloud/src/server.ts';
+import { createApi, grantApi } from '../apps/cloud/src/store/apis.ts';
+import { createClient } from '../apps/cloud/src/store/clients.ts';
+import { createTenant } from '../apps/cloud/src/store/tenants.ts';
 import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { ROOT, waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
@@ -109,9 +109,9 @@ const cli = (args: string[]): Promise<unknown> =>
         timeout: 60_000,
         env: {
           ...process.env,
-          GATEHOUSE_DATA_DIR: join(dir, 'cloud'),
-          GATEHOUSE_LOG_LEVEL: 'silent',
-          GATEHOUSE_SIGNING_KEY_PUBLISH_DELAY_S: String(PUBLISH_DELAY_S),
+          GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'cloud'),
+          GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
+          GATEHOUSE_CLOUD_SIGNING_KEY_PUBLISH_DELAY_S: String(PUBLISH_DELAY_S),
         },
       },
       (err, stdout, stderr) =>

@@ -48,7 +48,7 @@ const runDoc = (name: string, vars: Record<string, string>) =>
   new Promise<{ code: number; out: string }>((resolve, reject) => {
     const script = `set -euo pipefail\ngatehouse() { "${process.execPath}" "${CLI}" "$@"; }\n${docBlock(name)}`;
     const p = spawn('bash', ['-c', script], {
-      env: { PATH: process.env.PATH, GATEHOUSE_LOG_LEVEL: 'silent', ...vars },
+      env: { PATH: process.env.PATH, GATEHOUSE_CLOUD_LOG_LEVEL: 'silent', ...vars },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -113,8 +113,8 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       const took = await runDoc(
         `${engine}-backup`,
         source
-          ? { BACKUP: backup, GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_DATABASE: source.url }
-          : { BACKUP: backup, GATEHOUSE_DATA_DIR: dataDir },
+          ? { BACKUP: backup, GATEHOUSE_CLOUD_DATA_DIR: dataDir, GATEHOUSE_CLOUD_DATABASE: source.url }
+          : { BACKUP: backup, GATEHOUSE_CLOUD_DATA_DIR: dataDir },
       );
       assert.equal(took.code, 0, took.out);
       // The load goes on for a while after the backup too: the copy must not disturb it either.
@@ -126,14 +126,14 @@ for (const engine of ['sqlite', 'postgres'] as const) {
         assert.equal(statSync(backup).mode & 0o777, 0o700);
         for (const f of ['gatehouse.db', 'secret.key', 'tls/ca.key', 'tls/server.key', 'manifest.json'])
           assert.equal(statSync(join(backup, f)).mode & 0o777, 0o600, f);
-        const again = await runDoc('sqlite-backup', { BACKUP: backup, GATEHOUSE_DATA_DIR: dataDir });
+        const again = await runDoc('sqlite-backup', { BACKUP: backup, GATEHOUSE_CLOUD_DATA_DIR: dataDir });
         assert.equal(again.code, 1, 'a second backup into the same directory is refused');
         assert.match(again.out, /conflict/);
       } else {
         const refused = await runDoc('sqlite-backup', {
           BACKUP: join(dir, 'refused'),
-          GATEHOUSE_DATA_DIR: dataDir,
-          GATEHOUSE_DATABASE: source!.url,
+          GATEHOUSE_CLOUD_DATA_DIR: dataDir,
+          GATEHOUSE_CLOUD_DATABASE: source!.url,
         });
         assert.equal(refused.code, 1);
         assert.match(
@@ -150,7 +150,7 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       const put = await runDoc(
         `${engine}-restore`,
         target
-          ? { BACKUP: backup, GATEHOUSE_DATA_DIR: newDataDir, GATEHOUSE_DATABASE: target.url }
+          ? { BACKUP: backup, GATEHOUSE_CLOUD_DATA_DIR: newDataDir, GATEHOUSE_CLOUD_DATABASE: target.url }
           : { BACKUP: backup, NEW_DATA_DIR: newDataDir },
       );
       assert.equal(put.code, 0, put.out);

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
-import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
 import { type RunningCloud, startCloud } from '../apps/cloud/src/server.ts';
+import { createTenant } from '../apps/cloud/src/store/tenants.ts';
+import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { type Child, ROOT, spawnNode, waitFor } from './harness/children.ts';
 

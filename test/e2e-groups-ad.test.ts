@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/directory/clients.ts';
-import { listGroups } from '../apps/cloud/src/directory/groups.ts';
-import { listSyncRuns } from '../apps/cloud/src/directory/sync-runs.ts';
+import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/store/clients.ts';
+import { listGroups } from '../apps/cloud/src/store/groups.ts';
+import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
 import { waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import {

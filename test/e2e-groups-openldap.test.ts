@@ -11,10 +11,10 @@ import { after, before, test } from 'node:test';
 import { createLocalJWKSet, type JWTPayload, jwtVerify } from 'jose';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
 import { main } from '../apps/cloud/src/cli.ts';
-import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/directory/clients.ts';
-import { listGroups } from '../apps/cloud/src/directory/groups.ts';
-import { listSyncRuns } from '../apps/cloud/src/directory/sync-runs.ts';
 import { oidcOf } from '../apps/cloud/src/http/app.ts';
+import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/store/clients.ts';
+import { listGroups } from '../apps/cloud/src/store/groups.ts';
+import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
 import { waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
@@ -228,7 +228,10 @@ test('Sync now answers with what the run did; a membership change reaches the to
     stderr: (s: string) => void out.push(s),
     readStdin: async () => '',
   };
-  const env = { GATEHOUSE_DATA_DIR: stack.cloud.ctx.config.dataDir, GATEHOUSE_LOG_LEVEL: 'silent' };
+  const env = {
+    GATEHOUSE_CLOUD_DATA_DIR: stack.cloud.ctx.config.dataDir,
+    GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
+  };
   assert.equal(await main(['sync', 'runs', '--tenant', stack.tenantId, '--json'], io, env), 0, out.join(''));
   const cliRuns = JSON.parse(out.pop()!) as { id: string }[];
   assert.equal(cliRuns[0]!.id, body.runId);

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { catalog } from '@gatehouse/protocol';
-import { listAudit } from '../apps/cloud/src/directory/audit.ts';
-import { getTenant, updateSettings } from '../apps/cloud/src/directory/tenants.ts';
+import { listAudit } from '../apps/cloud/src/store/audit.ts';
+import { getTenant, updateSettings } from '../apps/cloud/src/store/tenants.ts';
 import { waitFor } from './harness/children.ts';
 import {
   AD_LOCKOUT_THRESHOLD,

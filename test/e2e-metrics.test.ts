@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
+import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { parseScrape, type Scrape } from './harness/prometheus.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';

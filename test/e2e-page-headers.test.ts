@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { createClient } from '../apps/cloud/src/directory/clients.ts';
-import { addDomain, setDomainKind, verifyDomain } from '../apps/cloud/src/directory/domains.ts';
-import { createTenant } from '../apps/cloud/src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../apps/cloud/src/server.ts';
+import { createClient } from '../apps/cloud/src/store/clients.ts';
+import { addDomain, setDomainKind, verifyDomain } from '../apps/cloud/src/store/domains.ts';
+import { createTenant } from '../apps/cloud/src/store/tenants.ts';
 import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { waitFor } from './harness/children.ts';
 

@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { createCloudUser } from '../apps/cloud/src/directory/users.ts';
 import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { startCloud } from '../apps/cloud/src/server.ts';
+import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { ROOT, runNode, waitFor } from './harness/children.ts';
 import {
   type AgentProc,
@@ -62,12 +62,12 @@ const sql = async <T>(q: string, params: unknown[] = []): Promise<T[]> => {
     await c.end();
   }
 };
-const env = () => ({ ...clusterEnv(settings, secretKey), GATEHOUSE_PUBLIC_URL: nodeA.url });
+const env = () => ({ ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_URL: nodeA.url });
 
 before(async () => {
   if (skip) return;
   db = pgDb!;
-  settings = { dir, databaseUrl: db.url, extra: { GATEHOUSE_LOG_LEVEL: 'debug' } };
+  settings = { dir, databaseUrl: db.url, extra: { GATEHOUSE_CLOUD_LOG_LEVEL: 'debug' } };
   slapd = await startSlapd({
     users: USERS.map((uid) => ({ uid, cn: uid, mail: `${uid}@${DOMAIN}`, password: PASSWORD })),
   });
@@ -250,11 +250,11 @@ test('DELETE /agents/:id on node A closes the agent node B holds before it answe
     {
       env: {
         ...env(),
-        GATEHOUSE_NODE_ID: 'minter',
-        GATEHOUSE_PORT: '0',
-        GATEHOUSE_GATEWAY_PORT: '0',
-        GATEHOUSE_DATA_DIR: join(dir, 'minter'),
-        GATEHOUSE_LOG_LEVEL: 'silent',
+        GATEHOUSE_CLOUD_NODE_ID: 'minter',
+        GATEHOUSE_CLOUD_PORT: '0',
+        GATEHOUSE_CLOUD_GATEWAY_PORT: '0',
+        GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'minter'),
+        GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
       },
     },
   );

@@ -155,10 +155,10 @@ before(async () => {
     dir,
     databaseUrl: db.url,
     extra: {
-      GATEHOUSE_HEARTBEAT_MS: '1000',
-      GATEHOUSE_INACTIVE_AFTER_MS: '3000',
-      GATEHOUSE_AGENT_TIMEOUT_MS: '8000',
-      GATEHOUSE_LOG_LEVEL: 'debug',
+      GATEHOUSE_CLOUD_HEARTBEAT_MS: '1000',
+      GATEHOUSE_CLOUD_INACTIVE_AFTER_MS: '3000',
+      GATEHOUSE_CLOUD_AGENT_TIMEOUT_MS: '8000',
+      GATEHOUSE_CLOUD_LOG_LEVEL: 'debug',
     },
   };
   slapd = await startSlapd({
@@ -173,7 +173,7 @@ before(async () => {
   nodeA = await startNode(settings, secretKey, 'node-a');
   nodeB = await startNode(settings, secretKey, 'node-b');
   caCert = readFileSync(join(dir, 'cloud', 'tls', 'ca.pem'), 'utf8');
-  const env = { ...clusterEnv(settings, secretKey), GATEHOUSE_PUBLIC_URL: nodeA.url };
+  const env = { ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_URL: nodeA.url };
   const adminFile = join(dir, 'admin-password');
   writeFileSync(adminFile, `Admin-${CANARY}`, { mode: 0o600 });
   const t = await cli(

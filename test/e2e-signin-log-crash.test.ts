@@ -215,7 +215,7 @@ const crashTest = async (s: Shape) => {
 test('kill -9 under load on SQLite: every sign-in that issued tokens is in the log', async () => {
   const secretKey = newSecretKey();
   const file = () => join(dir, 'sqlite', 'cloud', 'gatehouse.db');
-  const s = await setUp('sqlite', { GATEHOUSE_SECRET_KEY: secretKey }, () => sqliteRows(file())());
+  const s = await setUp('sqlite', { GATEHOUSE_CLOUD_SECRET_KEY: secretKey }, () => sqliteRows(file())());
   await crashTest(s);
 });
 
@@ -225,7 +225,7 @@ test('kill -9 under load on PostgreSQL: every sign-in that issued tokens is in t
   const db = pgDb as TempDatabase;
   const s = await setUp(
     'postgres',
-    { GATEHOUSE_DATABASE: db.url, GATEHOUSE_SECRET_KEY: newSecretKey() },
+    { GATEHOUSE_CLOUD_DATABASE: db.url, GATEHOUSE_CLOUD_SECRET_KEY: newSecretKey() },
     pgRows(db.url),
   );
   await crashTest(s);

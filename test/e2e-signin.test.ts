@@ -54,7 +54,11 @@ let firstToken: string;
 const cloudLog: string[] = [];
 const outputs: string[] = [];
 
-const cliEnv = () => ({ ...process.env, GATEHOUSE_DATA_DIR: cloudDir, GATEHOUSE_PUBLIC_URL: cloud.url });
+const cliEnv = () => ({
+  ...process.env,
+  GATEHOUSE_CLOUD_DATA_DIR: cloudDir,
+  GATEHOUSE_CLOUD_PUBLIC_URL: cloud.url,
+});
 
 /** The operator CLI as a separate process on the cloud's data directory. */
 const gatehouse = async (...args: string[]): Promise<{ code: number; json: Record<string, unknown> }> => {

@@ -1,13 +1,13 @@
 // The container's health check: GET /readyz on the metrics listener, over HTTPS, trusting only the
 // service CA in the data directory (never an unverified connection). Exit 0 when ready, 1 otherwise.
-// Its own settings are not GATEHOUSE_* variables: the cloud refuses names it does not know.
+// Its own settings are not GATEHOUSE_CLOUD_* variables: the cloud refuses names it does not know.
 // HEALTHCHECK_CA_FILE and HEALTHCHECK_SERVERNAME: for a service certificate given in configuration.
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 
-const dataDir = process.env.GATEHOUSE_DATA_DIR ?? '/var/lib/gatehouse';
-const port = Number(process.env.GATEHOUSE_METRICS_PORT ?? 9464);
+const dataDir = process.env.GATEHOUSE_CLOUD_DATA_DIR ?? '/var/lib/gatehouse';
+const port = Number(process.env.GATEHOUSE_CLOUD_METRICS_PORT ?? 9464);
 let ca;
 try {
   ca = readFileSync(process.env.HEALTHCHECK_CA_FILE ?? join(dataDir, 'tls', 'ca.pem'));

@@ -26,7 +26,7 @@ export const natsAvailable = async (): Promise<boolean> => {
 export interface ClusterSettings {
   dir: string;
   databaseUrl: string;
-  /** Extra GATEHOUSE_* settings for every node. */
+  /** Extra GATEHOUSE_CLOUD_* settings for every node. */
   extra?: Record<string, string>;
 }
 
@@ -42,16 +42,16 @@ export interface CloudNode {
   outputs: string[];
 }
 
-/** This process's environment without GATEHOUSE_* settings (the test's own would leak in). */
+/** This process's environment without GATEHOUSE_CLOUD_* settings (the test's own would leak in). */
 const baseEnv = () =>
-  Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
+  Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_CLOUD_')));
 
 export const clusterEnv = (s: ClusterSettings, secretKey: string): NodeJS.ProcessEnv => ({
   ...baseEnv(),
-  GATEHOUSE_DATABASE: s.databaseUrl,
-  GATEHOUSE_NATS_URL: NATS_URL,
-  GATEHOUSE_DATA_DIR: join(s.dir, 'cloud'),
-  GATEHOUSE_SECRET_KEY: secretKey,
+  GATEHOUSE_CLOUD_DATABASE: s.databaseUrl,
+  GATEHOUSE_CLOUD_NATS_URL: NATS_URL,
+  GATEHOUSE_CLOUD_DATA_DIR: join(s.dir, 'cloud'),
+  GATEHOUSE_CLOUD_SECRET_KEY: secretKey,
   ...s.extra,
 });
 
@@ -71,11 +71,11 @@ export const startNode = async (
     const metricsPort = await freePort();
     env = {
       ...clusterEnv(s, secretKey),
-      GATEHOUSE_NODE_ID: id,
-      GATEHOUSE_PORT: String(port),
-      GATEHOUSE_GATEWAY_PORT: String(gatewayPort),
-      GATEHOUSE_METRICS_PORT: String(metricsPort),
-      GATEHOUSE_PUBLIC_URL: `https://127.0.0.1:${port}`,
+      GATEHOUSE_CLOUD_NODE_ID: id,
+      GATEHOUSE_CLOUD_PORT: String(port),
+      GATEHOUSE_CLOUD_GATEWAY_PORT: String(gatewayPort),
+      GATEHOUSE_CLOUD_METRICS_PORT: String(metricsPort),
+      GATEHOUSE_CLOUD_PUBLIC_URL: `https://127.0.0.1:${port}`,
     };
   }
   const child = spawnNode(id, join(ROOT, 'apps/cloud/src/main.ts'), [], { env });
@@ -85,9 +85,9 @@ export const startNode = async (
   });
   const node: CloudNode = {
     id,
-    url: String(env.GATEHOUSE_PUBLIC_URL),
-    gatewayUrl: `wss://127.0.0.1:${env.GATEHOUSE_GATEWAY_PORT}`,
-    metricsUrl: `https://127.0.0.1:${env.GATEHOUSE_METRICS_PORT}`,
+    url: String(env.GATEHOUSE_CLOUD_PUBLIC_URL),
+    gatewayUrl: `wss://127.0.0.1:${env.GATEHOUSE_CLOUD_GATEWAY_PORT}`,
+    metricsUrl: `https://127.0.0.1:${env.GATEHOUSE_CLOUD_METRICS_PORT}`,
     child,
     env,
     outputs: again?.outputs ?? [],
@@ -129,7 +129,7 @@ export const registerAgentProc = async (
   const r = await registerAgentCli(
     {
       cloudUrl: node.url,
-      caFile: join(String(node.env.GATEHOUSE_DATA_DIR), 'tls', 'ca.pem'),
+      caFile: join(String(node.env.GATEHOUSE_CLOUD_DATA_DIR), 'tls', 'ca.pem'),
       token,
       stateDir,
     },

@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '../../apps/cloud/src/directory/clients.ts';
-import { verifyDomain } from '../../apps/cloud/src/directory/domains.ts';
-import { createRegistrationToken } from '../../apps/cloud/src/directory/registration-tokens.ts';
-import { createTenant, updateSettings } from '../../apps/cloud/src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../../apps/cloud/src/server.ts';
+import { createClient } from '../../apps/cloud/src/store/clients.ts';
+import { verifyDomain } from '../../apps/cloud/src/store/domains.ts';
+import { createRegistrationToken } from '../../apps/cloud/src/store/registration-tokens.ts';
+import { createTenant, updateSettings } from '../../apps/cloud/src/store/tenants.ts';
 import { type Child, ROOT, registerAgentCli, spawnNode, waitFor } from './children.ts';
 import { pinnedFetch } from './pinned-fetch.ts';
 

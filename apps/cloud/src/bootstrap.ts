@@ -13,9 +13,9 @@ import type { Logger } from 'pino';
 import type { CloudConfig } from './config.ts';
 import type { ServiceTls } from './context.ts';
 import { type Db, openDb } from './db/index.ts';
-import { keyOpensCheck, probeState, writeKeyCheck } from './directory/key-check.ts';
-import { getTenantSecrets, listTenants } from './directory/tenants.ts';
 import { createSecretBox, type SecretBox } from './secrets.ts';
+import { keyOpensCheck, probeState, writeKeyCheck } from './store/key-check.ts';
+import { getTenantSecrets, listTenants } from './store/tenants.ts';
 
 /** Owner-only, also when it already existed with a looser mode (the SQLite files: db/sqlite.ts). */
 const ensureDir = (dir: string) => {
@@ -51,7 +51,8 @@ const toKey = (b64: string, where: string): Key => {
 };
 
 const readKey = (config: CloudConfig, keyFile: string): Key | undefined => {
-  if (config.secretKey !== undefined) return toKey(config.secretKey, 'secretKey (GATEHOUSE_SECRET_KEY)');
+  if (config.secretKey !== undefined)
+    return toKey(config.secretKey, 'secretKey (GATEHOUSE_CLOUD_SECRET_KEY)');
   if (existsSync(keyFile)) return toKey(readFileSync(keyFile, 'utf8'), keyFile);
   return undefined;
 };
@@ -74,7 +75,7 @@ const checkKey = async (
   s: { config: CloudConfig; keyFile: string; key: Key | undefined; create: boolean },
 ): Promise<{ key: Key; writeCheck: boolean }> => {
   const where = describeDb(s.config.database);
-  const lookedFor = `set secretKey (GATEHOUSE_SECRET_KEY) or put it in ${s.keyFile}`;
+  const lookedFor = `set secretKey (GATEHOUSE_CLOUD_SECRET_KEY) or put it in ${s.keyFile}`;
   const probe = await probeState(raw);
   if (probe.sealed !== null) {
     if (!s.key)
@@ -131,7 +132,7 @@ export const openState = async (
   if (!create && file !== undefined && !existsSync(file))
     throw invalid(
       'dataDir',
-      `no Gatehouse database at ${file} (data directory ${config.dataDir}, key ${config.secretKey === undefined ? keyFile : 'secretKey'}): set GATEHOUSE_DATA_DIR or GATEHOUSE_DATABASE to the cloud's, or run \`gatehouse init\` to set up a new one`,
+      `no Gatehouse database at ${file} (data directory ${config.dataDir}, key ${config.secretKey === undefined ? keyFile : 'secretKey'}): set GATEHOUSE_CLOUD_DATA_DIR or GATEHOUSE_CLOUD_DATABASE to the cloud's, or run \`gatehouse init\` to set up a new one`,
     );
   // PostgreSQL needs the data directory only for a new key (and later the service TLS).
   if (create && file !== undefined) ensureDir(config.dataDir);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `gatehouse`: the service operator's command line. It opens the same state as the server (same
- * GATEHOUSE_* environment), so it works on a stopped or running embedded install alike.
+ * GATEHOUSE_CLOUD_* environment), so it works on a stopped or running embedded install alike.
  *
  * Exit status: 0 success, 2 bad usage, 1 a catalog error (or anything unexpected).
  */

@@ -2,7 +2,7 @@
  * The cloud's configuration: one zod schema for the config file and the environment. Every
  * problem is reported at once (config_invalid, with each path), then the result is frozen.
  *
- * Sources, later wins: defaults < JSON file named by GATEHOUSE_CONFIG < GATEHOUSE_* variables.
+ * Sources, later wins: defaults < JSON file named by GATEHOUSE_CLOUD_CONFIG < GATEHOUSE_CLOUD_* variables.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -152,7 +152,7 @@ export type CloudConfig = Readonly<
   }
 >;
 
-const ENV_PREFIX = 'GATEHOUSE_';
+const ENV_PREFIX = 'GATEHOUSE_CLOUD_';
 const keyFromEnv = (name: string): string =>
   name
     .slice(ENV_PREFIX.length)
@@ -165,16 +165,17 @@ export const loadCloudConfig = (
   overrides: Record<string, unknown> = {},
 ): CloudConfig => {
   let fromFile: Record<string, unknown> = {};
-  if (env.GATEHOUSE_CONFIG) {
+  if (env.GATEHOUSE_CLOUD_CONFIG) {
     try {
-      fromFile = JSON.parse(readFileSync(env.GATEHOUSE_CONFIG, 'utf8')) as Record<string, unknown>;
+      fromFile = JSON.parse(readFileSync(env.GATEHOUSE_CLOUD_CONFIG, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      throw new GatehouseError('config_invalid', [{ path: 'GATEHOUSE_CONFIG', message: String(err) }]);
+      throw new GatehouseError('config_invalid', [{ path: 'GATEHOUSE_CLOUD_CONFIG', message: String(err) }]);
     }
   }
   const fromEnv: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k.startsWith(ENV_PREFIX) && k !== 'GATEHOUSE_CONFIG' && v !== undefined) fromEnv[keyFromEnv(k)] = v;
+    if (k.startsWith(ENV_PREFIX) && k !== 'GATEHOUSE_CLOUD_CONFIG' && v !== undefined)
+      fromEnv[keyFromEnv(k)] = v;
   }
   const parsed = CloudConfigSchema.safeParse({ ...fromFile, ...fromEnv, ...overrides });
   if (!parsed.success) {

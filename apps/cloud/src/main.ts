@@ -1,5 +1,5 @@
 /**
- * `npm run cloud`: runs the cloud from GATEHOUSE_* settings until SIGINT or SIGTERM, then stops
+ * `npm run cloud`: runs the cloud from GATEHOUSE_CLOUD_* settings until SIGINT or SIGTERM, then stops
  * gracefully: no new connections, in-flight sign-ins finish (up to drainMs), agents are let go.
  * Errors nothing caught follow process-policy.ts: a rejection is logged and counted, an uncaught
  * exception drains the process the same way and exits 1.

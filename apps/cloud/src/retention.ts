@@ -9,9 +9,9 @@
  */
 import type { Logger } from 'pino';
 import type { Db } from './db/index.ts';
-import { pruneAudit } from './directory/audit.ts';
-import { listTenants } from './directory/tenants.ts';
 import { pruneSignIns } from './signin/log.ts';
+import { pruneAudit } from './store/audit.ts';
+import { listTenants } from './store/tenants.ts';
 
 const DAY_MS = 86_400_000;
 

@@ -9,9 +9,6 @@ import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
-import { tenantsByActiveAgents } from './directory/agents.ts';
-import { audit } from './directory/audit.ts';
-import { recordServiceUrls } from './directory/service-urls.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway } from './gateway/index.ts';
 import { buildApp, oidcOf } from './http/app.ts';
@@ -24,6 +21,9 @@ import { addSource, bucketOf } from './metrics/sources.ts';
 import { type Retention, startRetention } from './retention.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
 import { smartLockoutPolicy } from './signin/lockout.ts';
+import { tenantsByActiveAgents } from './store/agents.ts';
+import { audit } from './store/audit.ts';
+import { recordServiceUrls } from './store/service-urls.ts';
 
 export interface RunningCloud {
   /** The public base URL (issuers are URL/TENANT_ID/v2.0). */
@@ -47,7 +47,7 @@ export interface RunningCloud {
 }
 
 export interface StartOptions {
-  /** Environment to read GATEHOUSE_* from (default: process.env). */
+  /** Environment to read GATEHOUSE_CLOUD_* from (default: process.env). */
   env?: NodeJS.ProcessEnv;
   /** Where logs go (default: stdout). Tests pass a stream to inspect them. */
   logDestination?: DestinationStream;

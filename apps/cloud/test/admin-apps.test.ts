@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
-import { createTenant } from '../src/directory/tenants.ts';
-import { createCloudUser } from '../src/directory/users.ts';
 import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createTenant } from '../src/store/tenants.ts';
+import { createCloudUser } from '../src/store/users.ts';
 
 let dir: string;
 let cloud: RunningCloud;

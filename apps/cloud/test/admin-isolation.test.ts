@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
-import { registerAgent } from '../src/directory/agents.ts';
-import { createApi } from '../src/directory/apis.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { createTenant } from '../src/directory/tenants.ts';
-import { createCloudUser, type Role } from '../src/directory/users.ts';
 import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { registerAgent } from '../src/store/agents.ts';
+import { createApi } from '../src/store/apis.ts';
+import { createClient } from '../src/store/clients.ts';
+import { createTenant } from '../src/store/tenants.ts';
+import { createCloudUser, type Role } from '../src/store/users.ts';
 
 let dir: string;
 let cloud: RunningCloud;

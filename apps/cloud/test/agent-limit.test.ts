@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { isGatehouseError, MAX_AGENTS_PER_TENANT } from '@gatehouse/protocol';
 import { createTempDatabase } from '../../../test/harness/postgres.ts';
-import { deleteAgent, listAgents, registerAgent } from '../src/directory/agents.ts';
+import { deleteAgent, listAgents, registerAgent } from '../src/store/agents.ts';
 import {
   consumeRegistrationToken,
   createRegistrationToken,
   peekRegistrationToken,
-} from '../src/directory/registration-tokens.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+} from '../src/store/registration-tokens.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import { openTestState } from './directory-fixtures.ts';
 
 const pg = await createTempDatabase();

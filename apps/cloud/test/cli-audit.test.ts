@@ -7,8 +7,8 @@ import { after, before, test } from 'node:test';
 import { runNode } from '../../../test/harness/children.ts';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { findByLogin } from '../src/directory/users.ts';
 import { verifyPassword } from '../src/signin/password.ts';
+import { findByLogin } from '../src/store/users.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const NEW_PASSWORD = `Reset-${Math.random().toString(36).slice(2, 10)}-Pw9`;
@@ -23,7 +23,11 @@ const gh = async (args: string[], stdin?: string) => {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gh-cli-audit-'));
-  env = { PATH: process.env.PATH, GATEHOUSE_DATA_DIR: join(dir, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
+  env = {
+    PATH: process.env.PATH,
+    GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data'),
+    GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
+  };
   writeFileSync(join(dir, 'pw'), 'First-Passw0rd!', { mode: 0o600 });
   assert.equal((await gh(['init'])).code, 0);
   const t = await gh([

@@ -1,7 +1,7 @@
 /**
  * `gatehouse restore` refuses what it cannot trust and leaves nothing behind: a file that differs
  * from the manifest, a key that is not the database's (a backup whose key came from
- * GATEHOUSE_SECRET_KEY, restored with another), a directory that is not a backup. The real CLI.
+ * GATEHOUSE_CLOUD_SECRET_KEY, restored with another), a directory that is not a backup. The real CLI.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -20,14 +20,14 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const gh = async (env: Record<string, string>, ...args: string[]) => {
   const r = await runNode(CLI, [...args, '--json'], {
-    env: { PATH: process.env.PATH, GATEHOUSE_LOG_LEVEL: 'silent', ...env },
+    env: { PATH: process.env.PATH, GATEHOUSE_CLOUD_LOG_LEVEL: 'silent', ...env },
   });
   return { code: r.code, out: r.stdout.trim() ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
 };
 
 test('restore checks the manifest and the key, and removes what it wrote when either fails', async () => {
   const key = randomBytes(32).toString('base64');
-  const data = { GATEHOUSE_DATA_DIR: join(dir, 'cloud'), GATEHOUSE_SECRET_KEY: key };
+  const data = { GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'cloud'), GATEHOUSE_CLOUD_SECRET_KEY: key };
   assert.equal((await gh(data, 'init')).code, 0);
   const bk = join(dir, 'bk');
   const made = await gh(data, 'backup', '--out', bk);
@@ -40,7 +40,7 @@ test('restore checks the manifest and the key, and removes what it wrote when ei
   assert.equal(noKey.code, 1);
   assert.equal(noKey.out.error, 'config_invalid');
   const wrongKey = await gh(
-    { GATEHOUSE_SECRET_KEY: randomBytes(32).toString('base64') },
+    { GATEHOUSE_CLOUD_SECRET_KEY: randomBytes(32).toString('base64') },
     'restore',
     '--from',
     bk,
@@ -52,16 +52,16 @@ test('restore checks the manifest and the key, and removes what it wrote when ei
   assert.match(JSON.stringify(wrongKey.out.detail), /not the one the backed-up database was set up with/);
   assert.ok(!existsSync(target), 'a failed restore leaves no data directory behind');
 
-  const ok = await gh({ GATEHOUSE_SECRET_KEY: key }, 'restore', '--from', bk, '--data-dir', target);
+  const ok = await gh({ GATEHOUSE_CLOUD_SECRET_KEY: key }, 'restore', '--from', bk, '--data-dir', target);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(
-    (await gh({ GATEHOUSE_DATA_DIR: target, GATEHOUSE_SECRET_KEY: key }, 'tenant', 'list')).code,
+    (await gh({ GATEHOUSE_CLOUD_DATA_DIR: target, GATEHOUSE_CLOUD_SECRET_KEY: key }, 'tenant', 'list')).code,
     0,
   );
 
   appendFileSync(join(bk, 'gatehouse.db'), 'x');
   const altered = await gh(
-    { GATEHOUSE_SECRET_KEY: key },
+    { GATEHOUSE_CLOUD_SECRET_KEY: key },
     'restore',
     '--from',
     bk,
@@ -74,7 +74,7 @@ test('restore checks the manifest and the key, and removes what it wrote when ei
 
   const notBackup = join(dir, 'not-a-backup');
   const none = await gh(
-    { GATEHOUSE_SECRET_KEY: key },
+    { GATEHOUSE_CLOUD_SECRET_KEY: key },
     'restore',
     '--from',
     notBackup,

@@ -16,7 +16,7 @@ const version = (pkg: string) => JSON.parse(readFileSync(join(ROOT, pkg), 'utf8'
 const empty = mkdtempSync(join(tmpdir(), 'gatehouse-help-'));
 after(() => rmSync(empty, { recursive: true, force: true }));
 // No state anywhere: help and usage errors must never need (or create) a data directory.
-const env = { GATEHOUSE_DATA_DIR: join(empty, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
+const env = { GATEHOUSE_CLOUD_DATA_DIR: join(empty, 'data'), GATEHOUSE_CLOUD_LOG_LEVEL: 'silent' };
 
 const run = async (argv: string[]) => {
   let stdout = '';

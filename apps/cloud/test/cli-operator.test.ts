@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { listAudit } from '../src/directory/audit.ts';
-import { consumeRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { findByLogin } from '../src/directory/users.ts';
 import { verifyPassword } from '../src/signin/password.ts';
+import { listAudit } from '../src/store/audit.ts';
+import { consumeRegistrationToken } from '../src/store/registration-tokens.ts';
+import { findByLogin } from '../src/store/users.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = 'apps/cloud/src/cli.ts';
@@ -39,9 +39,12 @@ const gh = (args: string[], input?: string, viaNpx = false): Promise<Run> =>
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-'));
   writeFileSync(join(dir, 'admin.pw'), `${CANARY}\n`, { mode: 0o600 });
-  env = { ...process.env, GATEHOUSE_DATA_DIR: join(dir, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
+  env = { ...process.env, GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data'), GATEHOUSE_CLOUD_LOG_LEVEL: 'silent' };
   for (const k of Object.keys(env))
-    if (k.startsWith('GATEHOUSE_') && !['GATEHOUSE_DATA_DIR', 'GATEHOUSE_LOG_LEVEL'].includes(k))
+    if (
+      k.startsWith('GATEHOUSE_CLOUD_') &&
+      !['GATEHOUSE_CLOUD_DATA_DIR', 'GATEHOUSE_CLOUD_LOG_LEVEL'].includes(k)
+    )
       delete env[k];
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -271,7 +274,7 @@ test('second tenant from stdin; domains, users, clients, tokens, settings, agent
   );
 
   // What the CLI wrote is real state: the token registers once, the password verifies, the audit trail exists.
-  const { db } = await openState(loadCloudConfig({ GATEHOUSE_DATA_DIR: join(dir, 'data') }));
+  const { db } = await openState(loadCloudConfig({ GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data') }));
   try {
     assert.equal(await consumeRegistrationToken(db, token, Date.now()), tenantId);
     const admin = await findByLogin(db, tenantId, 'admin@contoso.com', 'upn');

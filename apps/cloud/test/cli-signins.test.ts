@@ -6,11 +6,15 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+import { createTenant } from '../src/store/tenants.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-signins-'));
-const env = { PATH: process.env.PATH, GATEHOUSE_DATA_DIR: join(dir, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
+const env = {
+  PATH: process.env.PATH,
+  GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data'),
+  GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
+};
 let tenantId: string;
 const T0 = Date.parse('2026-11-01T10:00:00Z');
 

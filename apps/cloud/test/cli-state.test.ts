@@ -31,10 +31,10 @@ const MAIN = join(ROOT, 'apps/cloud/src/main.ts');
 const newKey = () => randomBytes(32).toString('base64');
 let dir: string;
 
-/** PATH only: the test's own GATEHOUSE_* settings must not leak in. */
+/** PATH only: the test's own GATEHOUSE_CLOUD_* settings must not leak in. */
 const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH,
-  GATEHOUSE_LOG_LEVEL: 'silent',
+  GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
   ...extra,
 });
 
@@ -88,7 +88,9 @@ const refusedEverywhere = async (env: NodeJS.ProcessEnv, tenantId: string, cwd?:
 
 /** The cloud's own entry point, expected to refuse: exit 1 with config_invalid, quickly. */
 const cloudRefuses = async (env: NodeJS.ProcessEnv): Promise<string> => {
-  const r = await runNode(MAIN, [], { env: { ...env, GATEHOUSE_PORT: '0', GATEHOUSE_GATEWAY_PORT: '0' } });
+  const r = await runNode(MAIN, [], {
+    env: { ...env, GATEHOUSE_CLOUD_PORT: '0', GATEHOUSE_CLOUD_GATEWAY_PORT: '0' },
+  });
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stderr, /The configuration is not valid/);
   return r.stderr;
@@ -105,7 +107,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('the CLI in an empty directory refuses, names where it looked, and writes nothing', async () => {
   const empty = join(dir, 'empty');
   mkdirSync(empty);
-  // No GATEHOUSE_DATA_DIR: the default, .data/cloud under the working directory.
+  // No GATEHOUSE_CLOUD_DATA_DIR: the default, .data/cloud under the working directory.
   const details = await refusedEverywhere(baseEnv({}), '00000000-0000-4000-8000-000000000000', empty);
   for (const d of details) {
     assert.equal(d.path, 'dataDir');
@@ -117,7 +119,7 @@ test('the CLI in an empty directory refuses, names where it looked, and writes n
   // A data directory named but wrong is not created either.
   const wrong = join(dir, 'no-such-dir');
   const [d] = await refusedEverywhere(
-    baseEnv({ GATEHOUSE_DATA_DIR: wrong }),
+    baseEnv({ GATEHOUSE_CLOUD_DATA_DIR: wrong }),
     '00000000-0000-4000-8000-000000000000',
   );
   assert.ok(d!.message.includes(wrong), d!.message);
@@ -126,7 +128,7 @@ test('the CLI in an empty directory refuses, names where it looked, and writes n
 
 test('SQLite: init sets up once; a wrong or missing key is refused by the CLI and the cloud, nothing written', async () => {
   const data = join(dir, 'sqlite');
-  const env = baseEnv({ GATEHOUSE_DATA_DIR: data });
+  const env = baseEnv({ GATEHOUSE_CLOUD_DATA_DIR: data });
   const init = await gh(env, ['init']);
   assert.equal(init.code, 0, init.stderr);
   assert.deepEqual(init.out, {
@@ -144,7 +146,7 @@ test('SQLite: init sets up once; a wrong or missing key is refused by the CLI an
   const before = { files: files(), db: sha(join(data, 'gatehouse.db')) };
 
   // Wrong key from the environment (the scale-out mistake, on the embedded shape).
-  const wrongEnv = { ...env, GATEHOUSE_SECRET_KEY: newKey() };
+  const wrongEnv = { ...env, GATEHOUSE_CLOUD_SECRET_KEY: newKey() };
   for (const d of await refusedEverywhere(wrongEnv, tenantId)) {
     assert.equal(d.path, 'secretKey');
     assert.match(d.message, /not the one the database at .*gatehouse\.db was set up with/);
@@ -173,7 +175,7 @@ test('SQLite: init sets up once; a wrong or missing key is refused by the CLI an
     [tenantId],
   );
   assert.equal(
-    (await gh({ ...env, GATEHOUSE_SECRET_KEY: key }, ['token', 'create', '--tenant', tenantId])).code,
+    (await gh({ ...env, GATEHOUSE_CLOUD_SECRET_KEY: key }, ['token', 'create', '--tenant', tenantId])).code,
     0,
   );
   const cloud = await startCloud({ port: 0, gatewayPort: 0 }, { env });
@@ -182,7 +184,7 @@ test('SQLite: init sets up once; a wrong or missing key is refused by the CLI an
 
 test('SQLite: a database from before key checks gets its check value at the cloud start, with the key it has', async () => {
   const data = join(dir, 'upgrade');
-  const env = baseEnv({ GATEHOUSE_DATA_DIR: data });
+  const env = baseEnv({ GATEHOUSE_CLOUD_DATA_DIR: data });
   assert.equal((await gh(env, ['init'])).code, 0);
   const t = await tenantCreate(env, 'old.example');
   assert.equal(t.code, 0, t.stderr);
@@ -195,7 +197,10 @@ test('SQLite: a database from before key checks gets its check value at the clou
   assert.equal(cli.out.error, 'config_invalid');
   assert.match(cli.out.detail[0].message, /has not been set up .*start the cloud once/);
   // A wrong key cannot become the database's key: it does not open the tenant's sealed secrets.
-  assert.match(await cloudRefuses({ ...env, GATEHOUSE_SECRET_KEY: newKey() }), /does not open the secrets/);
+  assert.match(
+    await cloudRefuses({ ...env, GATEHOUSE_CLOUD_SECRET_KEY: newKey() }),
+    /does not open the secrets/,
+  );
   const check = new DatabaseSync(join(data, 'gatehouse.db'), { readOnly: true });
   assert.equal(check.prepare('SELECT count(*) AS n FROM key_check').get()!.n, 0);
   check.close();
@@ -204,7 +209,7 @@ test('SQLite: a database from before key checks gets its check value at the clou
   await cloud.stop();
   assert.equal((await gh(env, ['tenant', 'list'])).code, 0);
   assert.equal(
-    (await gh({ ...env, GATEHOUSE_SECRET_KEY: newKey() }, ['tenant', 'list'])).out.error,
+    (await gh({ ...env, GATEHOUSE_CLOUD_SECRET_KEY: newKey() }, ['tenant', 'list'])).out.error,
     'config_invalid',
   );
 });
@@ -226,8 +231,12 @@ test('PostgreSQL: the nodes key is checked by every command and at start; nothin
   pgDb = await createTempDatabase();
   if (!pgDb) return t.skip('no PostgreSQL server');
   const key = newKey();
-  const shared = { GATEHOUSE_DATABASE: pgDb.url };
-  const nodeEnv = baseEnv({ ...shared, GATEHOUSE_DATA_DIR: join(dir, 'node'), GATEHOUSE_SECRET_KEY: key });
+  const shared = { GATEHOUSE_CLOUD_DATABASE: pgDb.url };
+  const nodeEnv = baseEnv({
+    ...shared,
+    GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'node'),
+    GATEHOUSE_CLOUD_SECRET_KEY: key,
+  });
   const tables = `SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'`;
 
   // Not set up yet: an ordinary command does not even migrate the empty database.
@@ -253,20 +262,23 @@ test('PostgreSQL: the nodes key is checked by every command and at start; nothin
 
   // An operator host without the nodes' key: no DATA_DIR/secret.key there, none is made.
   const opDir = join(dir, 'operator');
-  const noKey = baseEnv({ ...shared, GATEHOUSE_DATA_DIR: opDir });
+  const noKey = baseEnv({ ...shared, GATEHOUSE_CLOUD_DATA_DIR: opDir });
   for (const d of await refusedEverywhere(noKey, tenantId)) {
     assert.equal(d.path, 'secretKey');
     assert.ok(d.message.includes(join(opDir, 'secret.key')), d.message);
   }
   assert.equal(existsSync(opDir), false);
   // A wrong key, for the CLI and for a node (which would otherwise join NATS and serve 500s).
-  const wrong = { ...nodeEnv, GATEHOUSE_SECRET_KEY: newKey() };
+  const wrong = { ...nodeEnv, GATEHOUSE_CLOUD_SECRET_KEY: newKey() };
   for (const d of await refusedEverywhere(wrong, tenantId))
     assert.match(d.message, /not the one the database/);
-  assert.match(await cloudRefuses({ ...wrong, GATEHOUSE_NATS_URL: NATS_URL }), /not the one the database/);
+  assert.match(
+    await cloudRefuses({ ...wrong, GATEHOUSE_CLOUD_NATS_URL: NATS_URL }),
+    /not the one the database/,
+  );
   const bare = join(dir, 'node-without-key');
   assert.match(
-    await cloudRefuses({ ...noKey, GATEHOUSE_DATA_DIR: bare, GATEHOUSE_NATS_URL: NATS_URL }),
+    await cloudRefuses({ ...noKey, GATEHOUSE_CLOUD_DATA_DIR: bare, GATEHOUSE_CLOUD_NATS_URL: NATS_URL }),
     /secretKey/,
   );
   assert.equal(existsSync(bare), false, 'a node without the key makes no key of its own');

@@ -11,9 +11,9 @@ import {
   registerAgent,
   touchAgent,
   updateAgentCert,
-} from '../src/directory/agents.ts';
-import { consumeRegistrationToken, createRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+} from '../src/store/agents.ts';
+import { consumeRegistrationToken, createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 
 let s: TestState;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { isGatehouseError } from '@gatehouse/protocol';
-import { addDomain, listDomains, setDomainKind, verifyDomain } from '../src/directory/domains.ts';
-import { createTenant, getTenant, getTenantSecrets, updateSettings } from '../src/directory/tenants.ts';
-import { getUser } from '../src/directory/users.ts';
+import { addDomain, listDomains, setDomainKind, verifyDomain } from '../src/store/domains.ts';
+import { createTenant, getTenant, getTenantSecrets, updateSettings } from '../src/store/tenants.ts';
+import { getUser } from '../src/store/users.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 
 let s: TestState;

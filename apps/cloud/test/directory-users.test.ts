@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { isGatehouseError, type SyncedUser } from '@gatehouse/protocol';
 import { clientSecretMatches, hashClientSecret } from '../src/db/at-rest.ts';
-import { createClient, getClient, listClients } from '../src/directory/clients.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+import { verifyPassword } from '../src/signin/password.ts';
+import { createClient, getClient, listClients } from '../src/store/clients.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import {
   createCloudUser,
   findByLogin,
@@ -12,8 +13,7 @@ import {
   listUsers,
   setCloudPassword,
   upsertSyncedUsers,
-} from '../src/directory/users.ts';
-import { verifyPassword } from '../src/signin/password.ts';
+} from '../src/store/users.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 
 let s: TestState;

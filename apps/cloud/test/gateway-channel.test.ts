@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createCsr, MAX_FRAME_BYTES, signAgentCsr } from '@gatehouse/protocol';
-import { deleteAgent, getAgent } from '../src/directory/agents.ts';
-import { createTenant, getTenantSecrets } from '../src/directory/tenants.ts';
+import { deleteAgent, getAgent } from '../src/store/agents.ts';
+import { createTenant, getTenantSecrets } from '../src/store/tenants.ts';
 import {
   type AgentCredentials,
   connectAgent,

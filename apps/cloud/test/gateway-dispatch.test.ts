@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
 import type { ValidationRequest } from '../src/context.ts';
-import { deleteAgent } from '../src/directory/agents.ts';
-import { createTenant } from '../src/directory/tenants.ts';
+import { deleteAgent } from '../src/store/agents.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import {
   ADMIN_PASSWORD,
   type AgentCredentials,

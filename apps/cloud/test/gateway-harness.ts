@@ -23,10 +23,10 @@ import WebSocket from 'ws';
 import { loadServiceTls, openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
 import type { CloudContext, Dispatcher } from '../src/context.ts';
-import { createRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { createTenant } from '../src/directory/tenants.ts';
 import { createGateway, type Gateway } from '../src/gateway/index.ts';
 import { createAuthenticator } from '../src/signin/authenticator.ts';
+import { createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { createTenant } from '../src/store/tenants.ts';
 
 export const ADMIN_PASSWORD = 'Admin-Pa55word-for-tests';
 

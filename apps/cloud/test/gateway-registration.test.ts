@@ -10,12 +10,12 @@ import {
   type RegisterResponse,
   verifyIssuedBy,
 } from '@gatehouse/protocol';
-import { getAgent } from '../src/directory/agents.ts';
-import { listAudit } from '../src/directory/audit.ts';
-import { createRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { getTenant } from '../src/directory/tenants.ts';
-import { createCloudUser } from '../src/directory/users.ts';
 import { pageCsp } from '../src/http/page.ts';
+import { getAgent } from '../src/store/agents.ts';
+import { listAudit } from '../src/store/audit.ts';
+import { createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { getTenant } from '../src/store/tenants.ts';
+import { createCloudUser } from '../src/store/users.ts';
 import {
   ADMIN_PASSWORD,
   type Env,

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedGroup, SyncedUser } from '@gatehouse/protocol';
-import { groupsOfUser, listGroups } from '../src/directory/groups.ts';
-import { getSyncRun, listSyncRuns, STALLED_AFTER_MS, startSyncRun } from '../src/directory/sync-runs.ts';
+import { groupsOfUser, listGroups } from '../src/store/groups.ts';
+import { getSyncRun, listSyncRuns, STALLED_AFTER_MS, startSyncRun } from '../src/store/sync-runs.ts';
 import {
   connectAgent,
   type Env,

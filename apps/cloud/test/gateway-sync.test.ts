@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedUser } from '@gatehouse/protocol';
-import { listAudit } from '../src/directory/audit.ts';
+import { listAudit } from '../src/store/audit.ts';
 import {
   connectAgent,
   type Env,

@@ -44,9 +44,9 @@ const probe = async (cloud: RunningCloud, base = cloud.url) => {
 test('metricsPort: 9464 by default, any free port when port is 0, off for none', async () => {
   assert.equal(loadCloudConfig({}, { port: 8443 }).metricsPort, DEFAULT_METRICS_PORT);
   assert.equal(loadCloudConfig({}, { port: 0 }).metricsPort, 0);
-  assert.equal(loadCloudConfig({ GATEHOUSE_METRICS_PORT: 'off' }).metricsPort, 'off');
-  assert.equal(loadCloudConfig({ GATEHOUSE_METRICS_PORT: '9100' }).metricsPort, 9100);
-  assert.throws(() => loadCloudConfig({ GATEHOUSE_METRICS_PORT: 'none' }), { code: 'config_invalid' });
+  assert.equal(loadCloudConfig({ GATEHOUSE_CLOUD_METRICS_PORT: 'off' }).metricsPort, 'off');
+  assert.equal(loadCloudConfig({ GATEHOUSE_CLOUD_METRICS_PORT: '9100' }).metricsPort, 9100);
+  assert.throws(() => loadCloudConfig({ GATEHOUSE_CLOUD_METRICS_PORT: 'none' }), { code: 'config_invalid' });
   const off = await start({ metricsPort: 'off' });
   try {
     assert.equal(off.metricsUrl, undefined);

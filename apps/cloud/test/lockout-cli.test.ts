@@ -6,11 +6,11 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { registerAgent, touchAgent } from '../src/directory/agents.ts';
-import { listAudit } from '../src/directory/audit.ts';
-import { createTenant, effectiveLockout } from '../src/directory/tenants.ts';
 import { lockoutWarnings } from '../src/lockout/policy-check.ts';
 import { createSmartLockout } from '../src/lockout/smart-lockout.ts';
+import { registerAgent, touchAgent } from '../src/store/agents.ts';
+import { listAudit } from '../src/store/audit.ts';
+import { createTenant, effectiveLockout } from '../src/store/tenants.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 let dir: string;
@@ -30,7 +30,11 @@ const gh = (args: string[]): Promise<{ code: number; stdout: string; stderr: str
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gatehouse-lockout-cli-'));
-  env = { PATH: process.env.PATH, GATEHOUSE_DATA_DIR: join(dir, 'data'), GATEHOUSE_LOG_LEVEL: 'silent' };
+  env = {
+    PATH: process.env.PATH,
+    GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data'),
+    GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
+  };
   writeFileSync(join(dir, 'pw'), 'Admin-pass-1234!');
   const { db, secrets } = await openState(loadCloudConfig(env));
   const t = await createTenant(

@@ -48,10 +48,17 @@ const refused = (port: number) =>
 
 test('SIGTERM to `npm run cloud` stops the cloud itself and frees its port', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-npm-cloud-'));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_CLOUD_')),
+  );
   const npm = spawn('npm', ['run', '--silent', 'cloud'], {
     cwd: root,
-    env: { ...env, GATEHOUSE_DATA_DIR: dir, GATEHOUSE_PORT: '0', GATEHOUSE_GATEWAY_PORT: '0' },
+    env: {
+      ...env,
+      GATEHOUSE_CLOUD_DATA_DIR: dir,
+      GATEHOUSE_CLOUD_PORT: '0',
+      GATEHOUSE_CLOUD_GATEWAY_PORT: '0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so the clean-up reaches a cloud that outlived npm.
     detached: true,

@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as oc from 'openid-client';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { createTenant } from '../src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createClient } from '../src/store/clients.ts';
+import { createTenant } from '../src/store/tenants.ts';
 
 const PW = 'Admin-Passw0rd!';
 const APP = 'https://app.example.test';

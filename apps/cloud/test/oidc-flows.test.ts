@@ -16,9 +16,9 @@ import { after, before, test } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import * as oc from 'openid-client';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { createTenant, updateSettings } from '../src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createClient } from '../src/store/clients.ts';
+import { createTenant, updateSettings } from '../src/store/tenants.ts';
 
 const CANARY = `Canary-${randomBytes(9).toString('base64url')}`;
 const REDIRECT = 'https://app.example.test/callback';

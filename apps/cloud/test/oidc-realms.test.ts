@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as oc from 'openid-client';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { addDomain, setDomainKind, verifyDomain } from '../src/directory/domains.ts';
-import { createTenant, updateSettings } from '../src/directory/tenants.ts';
-import { upsertSyncedUsers } from '../src/directory/users.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createClient } from '../src/store/clients.ts';
+import { addDomain, setDomainKind, verifyDomain } from '../src/store/domains.ts';
+import { createTenant, updateSettings } from '../src/store/tenants.ts';
+import { upsertSyncedUsers } from '../src/store/users.ts';
 
 const REDIRECT = 'https://app.example.test/callback';
 const IDP = 'https://idp.fabrikam.example/sso';

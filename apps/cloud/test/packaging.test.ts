@@ -2,7 +2,7 @@
  * The deployment files in deploy/: images cannot be built on the test machines, so this checks what
  * can be checked without a container runtime. The systemd unit passes `systemd-analyze verify` and
  * stays hardened; the Containerfile and the compose file copy and run paths that exist, as a
- * non-root user, on the ports the cloud listens on; every GATEHOUSE_* setting they name is one the
+ * non-root user, on the ports the cloud listens on; every GATEHOUSE_CLOUD_* setting they name is one the
  * cloud's configuration schema accepts.
  */
 import assert from 'node:assert/strict';
@@ -20,10 +20,10 @@ const root = join(import.meta.dirname, '..', '..', '..');
 const deploy = (...p: string[]) => join(root, 'deploy', ...p);
 const INSTALL_DIR = '/opt/gatehouse';
 
-/** GATEHOUSE_* assignments in env-file syntax (commented-out examples included). */
+/** GATEHOUSE_CLOUD_* assignments in env-file syntax (commented-out examples included). */
 const envAssignments = (text: string): Record<string, string> =>
   Object.fromEntries(
-    [...text.matchAll(/^#?\s*(GATEHOUSE_[A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim()]),
+    [...text.matchAll(/^#?\s*(GATEHOUSE_CLOUD_[A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim()]),
   );
 
 /** Loads the settings as the cloud would, with files the test cannot have replaced by readable ones. */
@@ -32,11 +32,11 @@ const acceptedByCloud = (env: Record<string, string>) => {
   const filled = Object.fromEntries(
     Object.entries(env).map(([k, v]) => {
       if (k.endsWith('_FILE')) return [k, readable];
-      if (k === 'GATEHOUSE_SECRET_KEY') return [k, v || randomBytes(32).toString('base64')];
+      if (k === 'GATEHOUSE_CLOUD_SECRET_KEY') return [k, v || randomBytes(32).toString('base64')];
       return [k, v];
     }),
   );
-  return loadCloudConfig({ ...filled, GATEHOUSE_DATA_DIR: tmpdir() });
+  return loadCloudConfig({ ...filled, GATEHOUSE_CLOUD_DATA_DIR: tmpdir() });
 };
 
 test('the systemd unit verifies and stays hardened (exposure at most 2.0 of 10)', (t) => {
@@ -60,22 +60,26 @@ test('the systemd unit verifies and stays hardened (exposure at most 2.0 of 10)'
   assert.match(unit, /^DynamicUser=yes$/m);
   assert.match(unit, /^UMask=0077$/m);
   const env = Object.fromEntries(
-    [...unit.matchAll(/^Environment=(GATEHOUSE_[A-Z_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]),
+    [...unit.matchAll(/^Environment=(GATEHOUSE_CLOUD_[A-Z_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]),
   );
-  assert.equal(env.GATEHOUSE_DATA_DIR, '/var/lib/gatehouse', 'state lives in StateDirectory=gatehouse');
+  assert.equal(env.GATEHOUSE_CLOUD_DATA_DIR, '/var/lib/gatehouse', 'state lives in StateDirectory=gatehouse');
   assert.doesNotThrow(() => acceptedByCloud(env));
 });
 
-test('every GATEHOUSE_* setting the deployment files name is accepted; an unknown one is not', () => {
+test('every GATEHOUSE_CLOUD_* setting the deployment files name is accepted; an unknown one is not', () => {
   const example = envAssignments(readFileSync(deploy('container', 'cloud.env.example'), 'utf8'));
   assert.ok(Object.keys(example).length >= 5, 'the example names the scale-out settings');
   const config = acceptedByCloud(example);
   assert.match(config.database, /^postgres:\/\//);
   assert.ok(config.natsUrl, 'the scale-out shape names NATS');
   // The check above can fail: the schema is strict about names.
-  assert.throws(() => acceptedByCloud({ ...example, GATEHOUSE_NOT_A_SETTING: '1' }), {
+  assert.throws(() => acceptedByCloud({ ...example, GATEHOUSE_CLOUD_NOT_A_SETTING: '1' }), {
     code: 'config_invalid',
   });
+  // The agent's settings in the same shell (one host running both, a shared env file) are not the
+  // cloud's business: distinct prefixes, so neither app refuses the other's names.
+  const shared = { ...example, GATEHOUSE_AGENT_DIRECTORY__URLS: 'ldaps://dc1', GATEHOUSE_AGENT_CONFIG: '/x' };
+  assert.equal(acceptedByCloud(shared).natsUrl, config.natsUrl);
 });
 
 test('the Containerfile copies what exists and runs the cloud as a non-root user', () => {
@@ -107,10 +111,9 @@ test('the Containerfile copies what exists and runs the cloud as a non-root user
   assert.equal(check[0], 'node');
   assert.ok(existsSync(join(root, check[1]!)), `${check[1]} exists`);
   const env = Object.fromEntries(
-    [...(runtime.find((l) => /^ENV /.test(l)) ?? '').matchAll(/(GATEHOUSE_[A-Z_]+)=(\S+)/g)].map((m) => [
-      m[1]!,
-      m[2]!,
-    ]),
+    [...(runtime.find((l) => /^ENV /.test(l)) ?? '').matchAll(/(GATEHOUSE_CLOUD_[A-Z_]+)=(\S+)/g)].map(
+      (m) => [m[1]!, m[2]!],
+    ),
   );
   assert.doesNotThrow(() => acceptedByCloud(env));
   // The esbuild version the image installs is read from the cloud's package.json at build time.
@@ -158,8 +161,8 @@ test('the compose file: two cloud nodes built from the Containerfile, on the Pos
     for (const dep of Object.keys(s.depends_on ?? {})) assert.ok(services[dep], `${name} depends on ${dep}`);
   }
   // The example's database and NATS addresses name services of this file.
-  assert.ok(services[new URL(example.GATEHOUSE_DATABASE!).hostname]?.image?.startsWith('postgres:'));
-  assert.ok(services[new URL(example.GATEHOUSE_NATS_URL!).hostname]?.image?.startsWith('nats:'));
+  assert.ok(services[new URL(example.GATEHOUSE_CLOUD_DATABASE!).hostname]?.image?.startsWith('postgres:'));
+  assert.ok(services[new URL(example.GATEHOUSE_CLOUD_NATS_URL!).hostname]?.image?.startsWith('nats:'));
   for (const [, s] of Object.entries(compose.secrets ?? {}))
     assert.ok(readFileSync(join(root, '.gitignore'), 'utf8').includes(`deploy/container/${s.file}`));
 });
@@ -178,7 +181,7 @@ test('the container health check answers 0 for a ready cloud and 1 when nothing 
   const run = (metricsPort: number) =>
     new Promise<number | null>((resolve) => {
       const child = spawn(process.execPath, [deploy('container', 'readyz.mjs')], {
-        env: { GATEHOUSE_DATA_DIR: dir, GATEHOUSE_METRICS_PORT: String(metricsPort) },
+        env: { GATEHOUSE_CLOUD_DATA_DIR: dir, GATEHOUSE_CLOUD_METRICS_PORT: String(metricsPort) },
         stdio: 'ignore',
       });
       child.once('exit', (code) => resolve(code));

@@ -21,11 +21,11 @@ import { openOidcPayload } from '../src/db/at-rest.ts';
 import type { Database, Db } from '../src/db/index.ts';
 import { convertSecrets } from '../src/db/migrations.ts';
 import { openSqlite } from '../src/db/sqlite.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { createRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { createTenant, updateSettings } from '../src/directory/tenants.ts';
 import { createSecretBox } from '../src/secrets.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createClient } from '../src/store/clients.ts';
+import { createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { createTenant, updateSettings } from '../src/store/tenants.ts';
 
 process.umask(0o000);
 

@@ -3,13 +3,13 @@ import { performance } from 'node:perf_hooks';
 import { after, before, test } from 'node:test';
 import { agentOutcomes, isGatehouseError } from '@gatehouse/protocol';
 import type { ValidationAnswer } from '../src/context.ts';
-import { addDomain, setDomainKind, verifyDomain } from '../src/directory/domains.ts';
-import { createTenant, updateSettings } from '../src/directory/tenants.ts';
-import { upsertSyncedUsers } from '../src/directory/users.ts';
 import { createSmartLockout } from '../src/lockout/smart-lockout.ts';
 import { type AuthenticatorService, createAuthenticator } from '../src/signin/authenticator.ts';
 import { type LockoutPolicy, smartLockoutPolicy } from '../src/signin/lockout.ts';
 import { listSignIns } from '../src/signin/log.ts';
+import { addDomain, setDomainKind, verifyDomain } from '../src/store/domains.ts';
+import { createTenant, updateSettings } from '../src/store/tenants.ts';
+import { upsertSyncedUsers } from '../src/store/users.ts';
 import { openTestState, scriptedDispatcher, type TestState } from './directory-fixtures.ts';
 
 const CANARY = 'Canary-Pa55word-7f3c91';

@@ -12,9 +12,9 @@ import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { createTenant, updateSettings } from '../src/directory/tenants.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { createClient } from '../src/store/clients.ts';
+import { createTenant, updateSettings } from '../src/store/tenants.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const PASSWORD = 'Event-canary-pw-7f3a!';
@@ -58,8 +58,8 @@ const cli = (args: string[]) =>
     // Only the data directory: no port, no public URL, as on an operator's shell.
     const env = {
       PATH: process.env.PATH,
-      GATEHOUSE_DATA_DIR: join(dir, 'data'),
-      GATEHOUSE_LOG_LEVEL: 'silent',
+      GATEHOUSE_CLOUD_DATA_DIR: join(dir, 'data'),
+      GATEHOUSE_CLOUD_LOG_LEVEL: 'silent',
     };
     execFile(
       process.execPath,

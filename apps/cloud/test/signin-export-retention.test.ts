@@ -14,11 +14,11 @@ import { createTempDatabase, type TempDatabase } from '../../../test/harness/pos
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
 import { csvCell } from '../src/admin/routes-export.ts';
 import type { Db } from '../src/db/index.ts';
-import { audit } from '../src/directory/audit.ts';
-import { createTenant } from '../src/directory/tenants.ts';
-import { createCloudUser } from '../src/directory/users.ts';
 import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { audit } from '../src/store/audit.ts';
+import { createTenant } from '../src/store/tenants.ts';
+import { createCloudUser } from '../src/store/users.ts';
 
 const DAY = 86_400_000;
 let dir: string;

@@ -8,9 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/index.ts';
-import { createTenant } from '../src/directory/tenants.ts';
 import { type AuthenticatorService, createAuthenticator } from '../src/signin/authenticator.ts';
 import { createSignInLog, listSignIns, type SignInRow } from '../src/signin/log.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 
 const ADMIN_PW = 'Break-glass-pw-1';

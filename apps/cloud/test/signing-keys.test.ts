@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { listSigningKeys, loadSigningKeys, rotateSigningKeys } from '../src/directory/signing-keys.ts';
-import { createTenant, getTenantSecrets } from '../src/directory/tenants.ts';
+import { listSigningKeys, loadSigningKeys, rotateSigningKeys } from '../src/store/signing-keys.ts';
+import { createTenant, getTenantSecrets } from '../src/store/tenants.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 
 let st: TestState;

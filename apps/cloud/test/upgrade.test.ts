@@ -21,12 +21,12 @@ import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
 import { pendingMigrations } from '../src/db/migrations.ts';
 import { openSqlite } from '../src/db/sqlite.ts';
-import { listAgents } from '../src/directory/agents.ts';
-import { createClient } from '../src/directory/clients.ts';
-import { consumeRegistrationToken, createRegistrationToken } from '../src/directory/registration-tokens.ts';
-import { createTenant } from '../src/directory/tenants.ts';
 import { startCloud } from '../src/server.ts';
 import { listSignIns } from '../src/signin/log.ts';
+import { listAgents } from '../src/store/agents.ts';
+import { createClient } from '../src/store/clients.ts';
+import { consumeRegistrationToken, createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { createTenant } from '../src/store/tenants.ts';
 import { firstReleaseMigrations } from './fixtures/first-release-schema.ts';
 
 const PASSWORD = 'Upgrade-admin-pw-1';

@@ -10,13 +10,13 @@ import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { audit } from '../directory/audit.ts';
-import { getApp } from '../directory/clients.ts';
-import { getTenant } from '../directory/tenants.ts';
-import { getUser, type User } from '../directory/users.ts';
-import { parse } from '../directory/util.ts';
 import { accessTokenTenant } from '../oidc/adapter.ts';
 import type { Oidc } from '../oidc/index.ts';
+import { audit } from '../store/audit.ts';
+import { getApp } from '../store/clients.ts';
+import { getTenant } from '../store/tenants.ts';
+import { getUser, type User } from '../store/users.ts';
+import { parse } from '../store/util.ts';
 import { ADMIN_CLIENT_ID } from './client.ts';
 
 /** read: every admin role; hybrid: agents, sign-in settings, lockout, sync; users: unlock and

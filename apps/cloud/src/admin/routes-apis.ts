@@ -3,6 +3,7 @@
  * the tenant's token signing keys with their rotation. Every change writes an audit row.
  */
 import { z } from 'zod';
+import { keyTimings, maxSignedTokenTtlS } from '../oidc/keys.ts';
 import {
   CreateApiInput,
   createApi,
@@ -11,9 +12,8 @@ import {
   getApi,
   grantApi,
   listApis,
-} from '../directory/apis.ts';
-import { listSigningKeys, rotateSigningKeys } from '../directory/signing-keys.ts';
-import { keyTimings, maxSignedTokenTtlS } from '../oidc/keys.ts';
+} from '../store/apis.ts';
+import { listSigningKeys, rotateSigningKeys } from '../store/signing-keys.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 

@@ -18,8 +18,8 @@ import {
   rotateClientSecret,
   UpdateClientInput,
   updateClient,
-} from '../directory/clients.ts';
-import { ROLES } from '../directory/users.ts';
+} from '../store/clients.ts';
+import { ROLES } from '../store/users.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 

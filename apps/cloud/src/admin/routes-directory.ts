@@ -5,12 +5,12 @@
  */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
-import { listAudit } from '../directory/audit.ts';
-import { addDomain, type Domain, listDomains, setDomainKind, verifyDomain } from '../directory/domains.ts';
-import { getUser, listUsers, Password, setCloudPassword } from '../directory/users.ts';
-import { DomainName } from '../directory/util.ts';
 import { createSmartLockout } from '../lockout/smart-lockout.ts';
 import { listSignIns } from '../signin/log.ts';
+import { listAudit } from '../store/audit.ts';
+import { addDomain, type Domain, listDomains, setDomainKind, verifyDomain } from '../store/domains.ts';
+import { getUser, listUsers, Password, setCloudPassword } from '../store/users.ts';
+import { DomainName } from '../store/util.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 

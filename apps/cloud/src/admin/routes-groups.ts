@@ -5,11 +5,11 @@
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { getClient } from '../directory/clients.ts';
-import { type Group, groupsOfUser, listGroups } from '../directory/groups.ts';
-import { getSyncRun, listSyncRuns, type SyncRun } from '../directory/sync-runs.ts';
-import { getUser } from '../directory/users.ts';
 import { claimValue, groupsForClient, settingOf } from '../oidc/groups-claim.ts';
+import { getClient } from '../store/clients.ts';
+import { type Group, groupsOfUser, listGroups } from '../store/groups.ts';
+import { getSyncRun, listSyncRuns, type SyncRun } from '../store/sync-runs.ts';
+import { getUser } from '../store/users.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 

@@ -3,11 +3,11 @@
  * Every change writes an audit row with actor "operator".
  */
 import { z } from 'zod';
-import { createApi, deleteApi, grantApi, listApis } from '../directory/apis.ts';
-import { audit } from '../directory/audit.ts';
-import { listSigningKeys, rotateSigningKeys } from '../directory/signing-keys.ts';
-import { getTenant } from '../directory/tenants.ts';
 import { keyTimings, maxSignedTokenTtlS } from '../oidc/keys.ts';
+import { createApi, deleteApi, grantApi, listApis } from '../store/apis.ts';
+import { audit } from '../store/audit.ts';
+import { listSigningKeys, rotateSigningKeys } from '../store/signing-keys.ts';
+import { getTenant } from '../store/tenants.ts';
 import {
   type CliEnv,
   type Command,

@@ -4,7 +4,7 @@
  * Every change writes an audit row with actor "operator".
  */
 import { z } from 'zod';
-import { audit } from '../directory/audit.ts';
+import { audit } from '../store/audit.ts';
 import {
   type AppView,
   createClient,
@@ -15,10 +15,10 @@ import {
   rotateClientSecret,
   type UpdateClientInput,
   updateClient,
-} from '../directory/clients.ts';
-import { serviceUrls } from '../directory/service-urls.ts';
-import { getTenant } from '../directory/tenants.ts';
-import { ROLES } from '../directory/users.ts';
+} from '../store/clients.ts';
+import { serviceUrls } from '../store/service-urls.ts';
+import { getTenant } from '../store/tenants.ts';
+import { ROLES } from '../store/users.ts';
 import {
   type CliEnv,
   type Command,

@@ -1,10 +1,10 @@
 /** Operator commands for the audit log and cloud-only password resets (parity with the admin API). */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
-import { audit, listAudit } from '../directory/audit.ts';
-import { getTenant } from '../directory/tenants.ts';
-import { findByLogin, setCloudPassword } from '../directory/users.ts';
-import { Upn } from '../directory/util.ts';
+import { audit, listAudit } from '../store/audit.ts';
+import { getTenant } from '../store/tenants.ts';
+import { findByLogin, setCloudPassword } from '../store/users.ts';
+import { Upn } from '../store/util.ts';
 import {
   type Command,
   command,

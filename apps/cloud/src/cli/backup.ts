@@ -39,7 +39,7 @@ export const backupCommands: Record<string, Command> = {
       const keyNote =
         m.secretKey === 'secret.key'
           ? 'secret key: in the backup (secret.key): keep the backup as safe as the cloud'
-          : 'secret key: NOT in the backup (it comes from GATEHOUSE_SECRET_KEY): keep it with the backup';
+          : 'secret key: NOT in the backup (it comes from GATEHOUSE_CLOUD_SECRET_KEY): keep it with the backup';
       return {
         json: { out: a.out, ...m },
         text: [
@@ -69,7 +69,7 @@ export const backupCommands: Record<string, Command> = {
         json: { dataDir: a['data-dir'], ...m },
         text: [
           `restored ${a.from} (backed up ${m.createdAt}) into ${a['data-dir']}; the key opens its database`,
-          `start the cloud with GATEHOUSE_DATA_DIR=${a['data-dir']}${m.secretKey === 'configured' ? ' and the same GATEHOUSE_SECRET_KEY' : ''}`,
+          `start the cloud with GATEHOUSE_CLOUD_DATA_DIR=${a['data-dir']}${m.secretKey === 'configured' ? ' and the same GATEHOUSE_CLOUD_SECRET_KEY' : ''}`,
         ].join('\n'),
       };
     },

@@ -3,13 +3,13 @@
  * row with actor "operator".
  */
 import { z } from 'zod';
-import { countActiveAgents } from '../directory/agents.ts';
-import { audit } from '../directory/audit.ts';
-import { addDomain, listDomains, setDomainKind, verifyDomain } from '../directory/domains.ts';
-import { serviceUrls } from '../directory/service-urls.ts';
-import { createTenant, getTenant, listTenants } from '../directory/tenants.ts';
-import { createCloudUser, listUsers, ROLES } from '../directory/users.ts';
-import { DomainName, Upn } from '../directory/util.ts';
+import { countActiveAgents } from '../store/agents.ts';
+import { audit } from '../store/audit.ts';
+import { addDomain, listDomains, setDomainKind, verifyDomain } from '../store/domains.ts';
+import { serviceUrls } from '../store/service-urls.ts';
+import { createTenant, getTenant, listTenants } from '../store/tenants.ts';
+import { createCloudUser, listUsers, ROLES } from '../store/users.ts';
+import { DomainName, Upn } from '../store/util.ts';
 import { apiCommands } from './apis.ts';
 import { clientCommands } from './apps.ts';
 import { auditCommands } from './audit.ts';

@@ -3,11 +3,11 @@
  * directory sync runs. Changes write an audit row with actor "operator".
  */
 import { z } from 'zod';
-import { audit } from '../directory/audit.ts';
-import { setClientGroups } from '../directory/clients.ts';
-import { listGroups } from '../directory/groups.ts';
-import { listSyncRuns } from '../directory/sync-runs.ts';
-import { getTenant } from '../directory/tenants.ts';
+import { audit } from '../store/audit.ts';
+import { setClientGroups } from '../store/clients.ts';
+import { listGroups } from '../store/groups.ts';
+import { listSyncRuns } from '../store/sync-runs.ts';
+import { getTenant } from '../store/tenants.ts';
 import { type Command, command, count, iso, many, OPERATOR, str, table, tenant } from './shared.ts';
 
 export const groupCommands: Record<string, Command> = {

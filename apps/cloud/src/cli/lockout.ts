@@ -1,12 +1,12 @@
 /** Operator commands for smart lockout: a user's lockout state, unlock, and the policy check. */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
-import { audit } from '../directory/audit.ts';
-import { getTenant } from '../directory/tenants.ts';
-import { findByLogin } from '../directory/users.ts';
-import { Upn } from '../directory/util.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { createSmartLockout } from '../lockout/smart-lockout.ts';
+import { audit } from '../store/audit.ts';
+import { getTenant } from '../store/tenants.ts';
+import { findByLogin } from '../store/users.ts';
+import { Upn } from '../store/util.ts';
 import { type CliEnv, type Command, command, iso, OPERATOR, str, table, tenant } from './shared.ts';
 
 const userOf = async (env: CliEnv, tenantId: string, upn: string) => {

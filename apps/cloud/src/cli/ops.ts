@@ -5,14 +5,14 @@
  */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
-import { countActiveAgents, deleteAgent, listAgents } from '../directory/agents.ts';
-import { audit } from '../directory/audit.ts';
-import { createRegistrationToken } from '../directory/registration-tokens.ts';
-import { serviceUrls } from '../directory/service-urls.ts';
-import { getTenant, updateSettings } from '../directory/tenants.ts';
 import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { listSignIns } from '../signin/log.ts';
+import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
+import { audit } from '../store/audit.ts';
+import { createRegistrationToken } from '../store/registration-tokens.ts';
+import { serviceUrls } from '../store/service-urls.ts';
+import { getTenant, updateSettings } from '../store/tenants.ts';
 import { type Command, command, count, iso, OPERATOR, onOff, str, table, tenant } from './shared.ts';
 
 export const opsCommands: Record<string, Command> = {

@@ -21,8 +21,8 @@ import { dirname, join } from 'node:path';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '@gatehouse/protocol';
 import { Kysely } from 'kysely';
-import { keyOpensCheck, probeState } from '../directory/key-check.ts';
 import { createSecretBox } from '../secrets.ts';
+import { keyOpensCheck, probeState } from '../store/key-check.ts';
 import { openSqlite } from './sqlite.ts';
 
 export const MANIFEST = 'manifest.json';
@@ -43,7 +43,7 @@ export interface Manifest {
   createdAt: string;
   /** File name (relative to the backup directory) to its SHA-256. */
   files: Record<string, string>;
-  /** Where the secret key is: in the backup, or given by configuration (GATEHOUSE_SECRET_KEY). */
+  /** Where the secret key is: in the backup, or given by configuration (GATEHOUSE_CLOUD_SECRET_KEY). */
   secretKey: 'secret.key' | 'configured';
   /** Whether the generated service TLS is in the backup (not when tlsCertFile/tlsKeyFile are set). */
   tls: boolean;
@@ -153,7 +153,7 @@ const keyMatches = async (dbFile: string, keyB64: string): Promise<boolean> => {
 export const restoreSqlite = async (s: {
   from: string;
   dataDir: string;
-  /** GATEHOUSE_SECRET_KEY, for a backup of a cloud whose key came from configuration. */
+  /** GATEHOUSE_CLOUD_SECRET_KEY, for a backup of a cloud whose key came from configuration. */
   configuredKey: string | undefined;
 }): Promise<Manifest> => {
   const m = readManifest(s.from);
@@ -163,7 +163,7 @@ export const restoreSqlite = async (s: {
     throw new GatehouseError('config_invalid', [
       {
         path: 'secretKey',
-        message: `the backup at ${s.from} holds no secret.key (the cloud's key came from configuration): set GATEHOUSE_SECRET_KEY to it`,
+        message: `the backup at ${s.from} holds no secret.key (the cloud's key came from configuration): set GATEHOUSE_CLOUD_SECRET_KEY to it`,
       },
     ]);
   const existed = existsSync(s.dataDir);
@@ -174,7 +174,7 @@ export const restoreSqlite = async (s: {
       throw new GatehouseError('config_invalid', [
         {
           path: 'secretKey',
-          message: `the key ${m.secretKey === 'secret.key' ? `in ${s.from}/secret.key` : 'from GATEHOUSE_SECRET_KEY'} is not the one the backed-up database was set up with`,
+          message: `the key ${m.secretKey === 'secret.key' ? `in ${s.from}/secret.key` : 'from GATEHOUSE_CLOUD_SECRET_KEY'} is not the one the backed-up database was set up with`,
         },
       ]);
   } catch (err) {

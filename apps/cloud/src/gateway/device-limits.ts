@@ -13,7 +13,7 @@ import rateLimit from '@fastify/rate-limit';
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../db/index.ts';
-import { pendingDeviceCodes } from '../directory/device-codes.ts';
+import { pendingDeviceCodes } from '../store/device-codes.ts';
 
 export const DEVICE_LIMITS = {
   /** Requests per client address (IPv6: per /64, the plugin's default grouping) per window. */

@@ -4,9 +4,8 @@
  * screen readers, a visible focus ring. Every value is escaped; a password is never written back.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-
-import type { PendingDeviceCode } from '../directory/device-codes.ts';
 import { esc, htmlPage } from '../http/page.ts';
+import type { PendingDeviceCode } from '../store/device-codes.ts';
 
 /** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
 export const CSRF_COOKIE = '__Host-gh_device_nonce';

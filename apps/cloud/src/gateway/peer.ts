@@ -6,7 +6,7 @@
 import type { TLSSocket } from 'node:tls';
 import { agentIdentity, GatehouseError, verifyIssuedBy } from '@gatehouse/protocol';
 import type { Db } from '../db/index.ts';
-import { getAgent } from '../directory/agents.ts';
+import { getAgent } from '../store/agents.ts';
 
 export interface AuthenticatedPeer {
   agentId: string;

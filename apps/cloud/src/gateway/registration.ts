@@ -17,14 +17,14 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { assertAgentCapacity, registerAgent } from '../directory/agents.ts';
-import { audit } from '../directory/audit.ts';
-import { findPendingDeviceCode, insertDeviceCode } from '../directory/device-codes.ts';
-import { consumeRegistrationToken, peekRegistrationToken } from '../directory/registration-tokens.ts';
-import { getTenant, getTenantSecrets } from '../directory/tenants.ts';
-import { isUniqueViolation } from '../directory/util.ts';
 import { pageHeaders, readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
+import { assertAgentCapacity, registerAgent } from '../store/agents.ts';
+import { audit } from '../store/audit.ts';
+import { findPendingDeviceCode, insertDeviceCode } from '../store/device-codes.ts';
+import { consumeRegistrationToken, peekRegistrationToken } from '../store/registration-tokens.ts';
+import { getTenant, getTenantSecrets } from '../store/tenants.ts';
+import { isUniqueViolation } from '../store/util.ts';
 import { type DeviceLimiter, registerDeviceLimits, sendRetryAfter } from './device-limits.ts';
 import {
   CSRF_COOKIE,

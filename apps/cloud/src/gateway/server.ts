@@ -18,9 +18,9 @@ import {
 } from '@gatehouse/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CloudContext } from '../context.ts';
-import { updateAgentCert } from '../directory/agents.ts';
-import { audit } from '../directory/audit.ts';
-import { getTenantSecrets } from '../directory/tenants.ts';
+import { updateAgentCert } from '../store/agents.ts';
+import { audit } from '../store/audit.ts';
+import { getTenantSecrets } from '../store/tenants.ts';
 import { type AuthenticatedPeer, authenticatePeer, type TenantCaCache } from './peer.ts';
 
 export const RENEW_PATH = '/agent/v1/renew';

@@ -8,16 +8,16 @@
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
-import { audit } from '../directory/audit.ts';
-import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../directory/groups.ts';
+import { audit } from '../store/audit.ts';
+import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../store/groups.ts';
 import {
   emptyCounts,
   finishSyncRunRecord,
   type SyncCounts,
   startSyncRun,
   updateSyncRun,
-} from '../directory/sync-runs.ts';
-import { finishSyncRun, upsertSyncedUsers } from '../directory/users.ts';
+} from '../store/sync-runs.ts';
+import { finishSyncRun, upsertSyncedUsers } from '../store/users.ts';
 import type { AgentConnection } from './connection.ts';
 
 /** A run this large is a runaway agent, not a directory (the cloud would hold every anchor). */

@@ -5,7 +5,7 @@
  * `effectiveLockout`); these warnings tell the administrator what is actually applied.
  */
 import type { DirectoryLockoutPolicy } from '@gatehouse/protocol';
-import { effectiveLockout, lockoutBounds } from '../directory/tenants.ts';
+import { effectiveLockout, lockoutBounds } from '../store/tenants.ts';
 
 export interface LockoutWarning {
   code:

@@ -6,8 +6,8 @@
  * source whose endpoint lists the user's groups to a bearer of the user's access token.
  */
 import type { Db } from '../db/index.ts';
-import { GroupsClaimSetting } from '../directory/clients.ts';
-import { type Group, groupsOfUser } from '../directory/groups.ts';
+import { GroupsClaimSetting } from '../store/clients.ts';
+import { type Group, groupsOfUser } from '../store/groups.ts';
 
 export const GROUPS_SOURCE = 'src1';
 

@@ -14,7 +14,7 @@
 import type Provider from 'oidc-provider';
 import type { CloudConfig } from '../config.ts';
 import type { Db } from '../db/index.ts';
-import { listApis, MAX_API_TOKEN_TTL_S } from '../directory/apis.ts';
+import { listApis, MAX_API_TOKEN_TTL_S } from '../store/apis.ts';
 
 type Middleware = Parameters<Provider['use']>[0];
 

@@ -10,11 +10,11 @@ import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'o
 import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
-import { GroupsClaimSetting, getClient } from '../directory/clients.ts';
-import { loadSigningKeys } from '../directory/signing-keys.ts';
-import { getTenantSecrets } from '../directory/tenants.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
+import { GroupsClaimSetting, getClient } from '../store/clients.ts';
+import { loadSigningKeys } from '../store/signing-keys.ts';
+import { getTenantSecrets } from '../store/tenants.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';

@@ -8,7 +8,7 @@
  */
 import { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Db } from '../db/index.ts';
-import { apiForClient, apisIntrospectedBy } from '../directory/apis.ts';
+import { apiForClient, apisIntrospectedBy } from '../store/apis.ts';
 
 type Features = NonNullable<Configuration['features']>;
 type Client = NonNullable<KoaContextWithOIDC['oidc']['client']>;

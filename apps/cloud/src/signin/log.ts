@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { SignInTable } from '../db/schema.ts';
-import { parse } from '../directory/util.ts';
+import { parse } from '../store/util.ts';
 
 export type SignInRow = Insertable<SignInTable>;
 

@@ -2,7 +2,7 @@
  * The addresses the running cloud answers on (its public URL and the agents' gateway URL), as the
  * cloud itself last started with them. The CLI runs in another environment (an operator's shell,
  * not the unit's), so what it prints as an issuer or a registration command comes from here, not
- * from its own GATEHOUSE_* variables, which may say nothing about the port the cloud really took.
+ * from its own GATEHOUSE_CLOUD_* variables, which may say nothing about the port the cloud really took.
  */
 import type { Db } from '../db/index.ts';
 

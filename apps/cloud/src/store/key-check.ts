@@ -1,7 +1,7 @@
 /**
  * The key check value: a constant sealed once with the secret key the database was set up with.
  * Every entry point opens it before it writes or serves anything, so a process holding another
- * key (a CLI run without the nodes' GATEHOUSE_SECRET_KEY, a node started with a wrong one) is
+ * key (a CLI run without the nodes' GATEHOUSE_CLOUD_SECRET_KEY, a node started with a wrong one) is
  * refused at once instead of sealing data nobody else can open, or answering 500s.
  *
  * It is read before migrations run (a wrong key must not even upgrade the schema), so the table
