@@ -159,6 +159,17 @@ const keyFromEnv = (name: string): string =>
     .toLowerCase()
     .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
+/**
+ * A setting under the name it had before the cloud took its own prefix (GATEHOUSE_PORT): refused
+ * with the new name rather than ignored, so an upgraded host does not start on defaults.
+ */
+const isFirstReleaseName = (name: string): boolean =>
+  name.startsWith('GATEHOUSE_') &&
+  !name.startsWith(ENV_PREFIX) &&
+  !name.startsWith('GATEHOUSE_AGENT_') &&
+  (name === 'GATEHOUSE_CONFIG' ||
+    keyFromEnv(name.replace('GATEHOUSE_', ENV_PREFIX)) in CloudConfigSchema.shape);
+
 /** Builds the config from defaults, an optional file, env vars and explicit overrides. */
 export const loadCloudConfig = (
   env: NodeJS.ProcessEnv = process.env,
@@ -173,6 +184,16 @@ export const loadCloudConfig = (
     }
   }
   const fromEnv: Record<string, unknown> = {};
+  const renamed = Object.keys(env).filter(isFirstReleaseName);
+  if (renamed.length > 0) {
+    throw new GatehouseError(
+      'config_invalid',
+      renamed.map((k) => ({
+        path: k,
+        message: `renamed: the cloud reads ${k.replace('GATEHOUSE_', ENV_PREFIX)}`,
+      })),
+    );
+  }
   for (const [k, v] of Object.entries(env)) {
     if (k.startsWith(ENV_PREFIX) && k !== 'GATEHOUSE_CLOUD_CONFIG' && v !== undefined)
       fromEnv[keyFromEnv(k)] = v;

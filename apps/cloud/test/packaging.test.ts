@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { GatehouseError } from '@gatehouse/protocol';
 import { parse as parseYaml } from 'yaml';
 import { CloudConfigSchema, DEFAULT_METRICS_PORT, loadCloudConfig } from '../src/config.ts';
 import { startCloud } from '../src/server.ts';
@@ -80,6 +81,15 @@ test('every GATEHOUSE_CLOUD_* setting the deployment files name is accepted; an 
   // cloud's business: distinct prefixes, so neither app refuses the other's names.
   const shared = { ...example, GATEHOUSE_AGENT_DIRECTORY__URLS: 'ldaps://dc1', GATEHOUSE_AGENT_CONFIG: '/x' };
   assert.equal(acceptedByCloud(shared).natsUrl, config.natsUrl);
+  // A setting under its first release's name is refused with the name it has now, not ignored.
+  assert.throws(
+    () => loadCloudConfig({ GATEHOUSE_PORT: '8443' }),
+    (e: GatehouseError) => {
+      assert.equal(e.code, 'config_invalid');
+      assert.match(JSON.stringify(e.detail), /GATEHOUSE_CLOUD_PORT/);
+      return true;
+    },
+  );
 });
 
 test('the Containerfile copies what exists and runs the cloud as a non-root user', () => {
