@@ -29,7 +29,6 @@ const signIn = (username: string, password: string, method: 'browser' | 'passwor
 
 before(async () => {
   s = await openTestState({ agentTimeoutMs: 5_000 });
-  s.ctx.dispatcher = dispatcher;
   ({ tenantId } = await createTenant(s.ctx, {
     name: 'Contoso',
     domain: 'contoso.com',
@@ -57,7 +56,7 @@ before(async () => {
     { anchor: 'guid-bob', upn: 'bob@contoso.com', dn: 'CN=Bob,OU=Staff,DC=contoso,DC=com', enabled: false },
     { anchor: 'guid-fed', upn: 'fred@fabrikam-partner.com', dn: 'CN=Fred,DC=contoso,DC=com', enabled: true },
   ]);
-  auth = createAuthenticator(s.ctx);
+  auth = createAuthenticator(s.ctx, { dispatcher });
 });
 after(async () => {
   await auth.close();
@@ -224,6 +223,7 @@ test('the lockout seam is consulted before dispatch and told every outcome', asy
     recordSuccess: async (_a, ticket) => void calls.push(`success ${String(ticket)}`),
   };
   const a2 = createAuthenticator(s.ctx, {
+    dispatcher,
     lockout: locking,
     signInLog: { write: async () => {}, flush: async () => {}, close: async () => {} },
   });
@@ -248,6 +248,7 @@ test('the lockout seam is consulted before dispatch and told every outcome', asy
   // With smart lockout behind the seam: two wrong passwords (threshold 2) lock alice before any third bind.
   await settings({ lockoutThreshold: 2 });
   const a3 = createAuthenticator(s.ctx, {
+    dispatcher,
     lockout: smartLockoutPolicy(createSmartLockout(s.ctx.db, s.ctx.secrets, s.ctx.now)),
   });
   answer = () => ({ outcome: 'invalid_credentials' });
@@ -270,17 +271,17 @@ test('the lockout seam is consulted before dispatch and told every outcome', asy
 
 test('an unknown name is counted and locked exactly like a user, and a locked answer takes as long as a wrong password', async () => {
   await settings({ lockoutThreshold: 3, legacyAuth: true });
-  const a4 = createAuthenticator(s.ctx, {
-    lockout: smartLockoutPolicy(createSmartLockout(s.ctx.db, s.ctx.secrets, s.ctx.now)),
-    signInLog: { write: async () => {}, flush: async () => {}, close: async () => {} },
-  });
   // The directory takes about 40 ms to refuse a wrong password.
   answer = () => ({ outcome: 'invalid_credentials' });
   const slow = scriptedDispatcher(async () => {
     await new Promise((r) => setTimeout(r, 40));
     return { outcome: 'invalid_credentials' };
   });
-  s.ctx.dispatcher = slow;
+  const a4 = createAuthenticator(s.ctx, {
+    dispatcher: slow,
+    lockout: smartLockoutPolicy(createSmartLockout(s.ctx.db, s.ctx.secrets, s.ctx.now)),
+    signInLog: { write: async () => {}, flush: async () => {}, close: async () => {} },
+  });
   const timed = async (username: string, password: string, method: 'browser' | 'password_grant') => {
     const t = performance.now();
     const r = await a4.authenticate({ tenantId, username, password, method, clientIp: '203.0.113.9' });
@@ -317,7 +318,6 @@ test('an unknown name is counted and locked exactly like a user, and a locked an
     assert.ok(subjects.every((r) => !r.user_id.includes('nobody')));
     assert.ok(subjects.some((r) => r.user_id.startsWith('~')));
   } finally {
-    s.ctx.dispatcher = dispatcher;
     await a4.close();
     await settings({ lockoutThreshold: 10, legacyAuth: false });
   }

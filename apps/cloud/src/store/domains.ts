@@ -167,3 +167,15 @@ export const setDomainKind = async (
     .execute();
   return getDomain(db, tenantId, n);
 };
+
+/** The tenant's verified federated domains and where each signs in (home realm discovery). */
+export const listFederatedRedirects = async (db: Db, tenantId: string): Promise<Map<string, string>> => {
+  const rows = await db
+    .selectFrom('domains')
+    .select(['name', 'federation_url'])
+    .where('tenant_id', '=', tenantId)
+    .where('kind', '=', 'federated')
+    .where('verified', '=', 1)
+    .execute();
+  return new Map(rows.flatMap((d) => (d.federation_url ? [[d.name, d.federation_url]] : [])));
+};

@@ -235,6 +235,12 @@ export const setCloudPassword = async (
     .execute();
 };
 
+/** Replaces a hash made with older scrypt parameters, after a sign-in proved the password (no
+ * updated_at: the account did not change). */
+export const replacePasswordHash = async (db: Db, userId: string, hash: string): Promise<void> => {
+  await db.updateTable('users').set({ password_hash: hash }).where('id', '=', userId).execute();
+};
+
 export interface SyncUpsertSummary {
   created: number;
   updated: number;
