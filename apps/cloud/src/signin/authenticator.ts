@@ -1,7 +1,8 @@
 /**
- * The sign-in, as the steps of docs/architecture.md ("The sign-in, step by step"). `signIn` runs
- * them in order and each is a named function below, in that order:
+ * The sign-in, as the steps of docs/architecture.md ("The sign-in, step by step"), each a named
+ * function below in the order it runs. `signIn` runs all but the first, the page's (`discover`):
  *
+ *   realmOfDomain         the sign-in page's discovery, before the password: federated or not
  *   receive               the input, parsed; the tenant's settings and federated domains
  *   isBlockedLegacyClient a password grant the tenant does not allow (before any lookup)
  *   discoverHomeRealm     the user, and where their password is checked: cloud hash, agent, nowhere
@@ -122,6 +123,13 @@ async function decide(p: Pipeline, s: SignIn): Promise<SignInOutcome> {
   return outcome;
 }
 
+/** The sign-in page's discovery, by the name's domain alone: a federated domain signs in elsewhere. */
+async function realmOfDomain(p: Pipeline, tenantId: string, username: string): Promise<Realm> {
+  const { federated } = await p.tenants.get(parse(z.string().min(1).max(128), tenantId));
+  const redirect = federated.get(domainOf(String(username)));
+  return redirect ? { kind: 'federated', redirect } : { kind: 'password' };
+}
+
 async function receive(p: Pipeline, input: SignInInput): Promise<SignIn> {
   const started = performance.now();
   const at = p.ctx.now();
@@ -145,13 +153,6 @@ async function receive(p: Pipeline, input: SignInInput): Promise<SignIn> {
 /** Policy first: a blocked legacy client costs nothing, not even a lookup. */
 function isBlockedLegacyClient(s: SignIn): boolean {
   return s.input.method === 'password_grant' && !s.tenant.legacyAuth;
-}
-
-/** The sign-in page's discovery, by the name's domain alone: a federated domain signs in elsewhere. */
-async function realmOfDomain(p: Pipeline, tenantId: string, username: string): Promise<Realm> {
-  const { federated } = await p.tenants.get(parse(z.string().min(1).max(128), tenantId));
-  const redirect = federated.get(domainOf(String(username)));
-  return redirect ? { kind: 'federated', redirect } : { kind: 'password' };
 }
 
 /** The user the name denotes, and where their password is checked. */

@@ -38,8 +38,9 @@ export type Realm =
 
 export interface Authenticator {
   discover(tenantId: string, username: string): Promise<Realm>;
-  /** Runs the whole sign-in: lockout check, cloud hash or agent validation, sign-in log. Never throws
-   * for a credential or infrastructure outcome; those come back as `ok: false` with a catalog code. */
+  /** Runs the whole sign-in (authenticator.ts `signIn`, one named function a step): lockout check,
+   * cloud hash or agent validation, sign-in log. Never throws for a credential or infrastructure
+   * outcome; those come back as `ok: false` with a catalog code. */
   authenticate(input: SignInInput): Promise<SignInResult>;
   /** Loads a user for token claims (after sign-in or on refresh). */
   findUser(tenantId: string, userId: string): Promise<SignedInUser | null>;
