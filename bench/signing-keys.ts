@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { startCloud } from '../apps/cloud/src/server.ts';
 import { loadSigningKeys, rotateSigningKeys } from '../apps/cloud/src/store/signing-keys.ts';
 import { createTenant } from '../apps/cloud/src/store/tenants.ts';
@@ -32,7 +31,7 @@ try {
     domain: 'bench.example',
     admin: { upn: 'admin@bench.example', password: 'Bench-Passw0rd!' },
   });
-  const oidc = oidcOf(cloud.app)!;
+  const oidc = cloud.oidc;
   const firstUse = await time(() => oidc.forTenant(tenantId)); // seeds the RS256 key
   const load: number[] = [];
   const rebuild: number[] = [];

@@ -142,7 +142,7 @@ before(async () => {
   );
   configureAgent(first);
   agents.push(spawnNode('agent1', join(ROOT, 'apps/agent/src/main.ts'), ['run', '--state-dir', first]));
-  await waitFor('the first agent', async () => (await cloud.ctx.dispatcher.activeAgentCount(tenantId)) > 0);
+  await waitFor('the first agent', async () => (await cloud.dispatcher.activeAgentCount(tenantId)) > 0);
   await gatehouse('settings', 'set', '--tenant', tenantId, '--pta', 'on');
   await waitFor('the first sync', async () => {
     const page = (await gatehouse('user', 'list', '--tenant', tenantId)) as { users: { upn: string }[] };

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { ROOT, runNode } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
@@ -142,7 +141,7 @@ test('DELETE /agents/:id (admin API) closes the connection before it answers', a
     password: `Hybrid-${PASSWORD}`,
     roles: ['hybrid_identity_admin'],
   });
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const client = await t.provider.Client.find(ADMIN_CLIENT_ID);
   const grant = new t.provider.Grant({ accountId: admin.id, clientId: ADMIN_CLIENT_ID });
   grant.addOIDCScope('openid profile');

@@ -17,10 +17,9 @@ import { createLocalJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } 
 import * as oidc from 'openid-client';
 import type { Browser } from 'playwright-core';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { type RunningCloud, startCloud } from '../apps/cloud/src/server.ts';
 import { createApi, grantApi } from '../apps/cloud/src/store/apis.ts';
-import { createClient } from '../apps/cloud/src/store/clients.ts';
+import { type CreateClientInput, createClient } from '../apps/cloud/src/store/clients.ts';
 import { createTenant } from '../apps/cloud/src/store/tenants.ts';
 import { launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { ROOT, waitFor } from './harness/children.ts';
@@ -49,26 +48,11 @@ let webRs: Client;
 let daemon: Client;
 let reportsApi: Client;
 
-/** Sets oidc-provider metadata the client API does not take (yet) straight on the stored row. */
-const patchMetadata = async (clientId: string, patch: Record<string, unknown>) => {
-  const row = await cloud.ctx.db
-    .selectFrom('clients')
-    .select('metadata')
-    .where('client_id', '=', clientId)
-    .executeTakeFirstOrThrow();
-  await cloud.ctx.db
-    .updateTable('clients')
-    .set({ metadata: JSON.stringify({ ...JSON.parse(row.metadata), ...patch }) })
-    .where('client_id', '=', clientId)
-    .execute();
-};
-
-const confidential = async (name: string, patch: Record<string, unknown> = {}): Promise<Client> => {
-  const c = await createClient(cloud.ctx.db, tenantId, { name, redirectUris: [REDIRECT] });
-  if (Object.keys(patch).length) await patchMetadata(c.clientId, patch);
+const confidential = async (name: string, input: Partial<CreateClientInput> = {}): Promise<Client> => {
+  const c = await createClient(cloud.ctx.db, tenantId, { name, redirectUris: [REDIRECT], ...input });
   return { clientId: c.clientId, clientSecret: c.clientSecret! };
 };
-const SERVICE = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
+const SERVICE: Partial<CreateClientInput> = { grantTypes: ['client_credentials'], redirectUris: [] };
 
 /**
  * `command --flag value ...` as `command --flag=value ...`: a random state, verifier or secret can
@@ -182,7 +166,19 @@ before(async () => {
   }));
   issuer = `${cloud.url}/${tenantId}/v2.0`;
   web = await confidential('Web app');
-  webRs = await confidential('Web app (RS256)', { id_token_signed_response_alg: 'RS256' });
+  // The operator's way to register an RS256 relying party (the API's idTokenAlg: admin-apps.test.ts).
+  webRs = (await cli([
+    'client',
+    'create',
+    '--tenant',
+    tenantId,
+    '--name',
+    'Web app (RS256)',
+    '--redirect-uri',
+    REDIRECT,
+    '--id-token-alg',
+    'RS256',
+  ])) as Client;
   daemon = await confidential('Nightly job', SERVICE);
   reportsApi = await confidential('Reports API (introspects)', SERVICE);
   const now = Date.now();
@@ -459,7 +455,7 @@ test('key rotation: published before it signs; old and new tokens both validate 
 });
 
 test('the admin API registers, lists, grants and deletes APIs and lists the keys', async () => {
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const user = await cloud.ctx.db
     .selectFrom('users')
     .select('id')

@@ -11,7 +11,6 @@ import { after, before, test } from 'node:test';
 import { createLocalJWKSet, type JWTPayload, jwtVerify } from 'jose';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
 import { main } from '../apps/cloud/src/cli.ts';
-import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/store/clients.ts';
 import { listGroups } from '../apps/cloud/src/store/groups.ts';
 import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
@@ -167,7 +166,7 @@ test('past the limit the claim is a pointer; the endpoint answers the user with 
 
 test('Sync now answers with what the run did; a membership change reaches the token', async () => {
   await slapd.ldapModify(`dn: ${g('Ledger')}\nchangetype: modify\nadd: member\nmember: ${p('ben')}\n`);
-  const t = (await oidcOf(stack.cloud.app)!.forTenant(stack.tenantId))!;
+  const t = (await stack.cloud.oidc.forTenant(stack.tenantId))!;
   const admin = await stack.cloud.ctx.db
     .selectFrom('users')
     .select('id')

@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
-import { oidcOf } from '../apps/cloud/src/http/app.ts';
 import { startCloud } from '../apps/cloud/src/server.ts';
 import { createCloudUser } from '../apps/cloud/src/store/users.ts';
 import { ROOT, runNode, waitFor } from './harness/children.ts';
@@ -264,7 +263,7 @@ test('DELETE /agents/:id on node A closes the agent node B holds before it answe
     password: `Hybrid-${PASSWORD}`,
     roles: ['hybrid_identity_admin'],
   });
-  const oidc = (await oidcOf(minter.app)!.forTenant(tenantId))!;
+  const oidc = (await minter.oidc.forTenant(tenantId))!;
   const client = await oidc.provider.Client.find(ADMIN_CLIENT_ID);
   const grant = new oidc.provider.Grant({ accountId: admin.id, clientId: ADMIN_CLIENT_ID });
   grant.addOIDCScope('openid profile');

@@ -204,7 +204,7 @@ before(async () => {
   agent = spawnNode('agent', join(ROOT, 'apps/agent/src/main.ts'), ['run', '--state-dir', agentDir]);
   await waitFor(
     'the agent to be active',
-    async () => (await cloud.ctx.dispatcher.activeAgentCount(tenantId)) > 0,
+    async () => (await cloud.dispatcher.activeAgentCount(tenantId)) > 0,
   );
   await ok('settings', 'set', '--tenant', tenantId, '--pta', 'on', '--legacy-auth', 'on');
   await waitFor('the first sync', async () => {
@@ -349,7 +349,7 @@ test('with no agent connected, a synced user gets no_agent within a second', asy
   await agent.stop();
   await waitFor(
     'the gateway to see the agent gone',
-    async () => (await cloud.ctx.dispatcher.activeAgentCount(tenantId)) === 0,
+    async () => (await cloud.dispatcher.activeAgentCount(tenantId)) === 0,
     10_000,
   );
   // An agent that left moments ago is waited for (agentReconnectWaitMs); past that, no waiting.
@@ -369,7 +369,7 @@ test('with no agent connected, a synced user gets no_agent within a second', asy
 });
 
 test('the cloud-only administrator signs in while no agent is connected', async () => {
-  assert.equal(await cloud.ctx.dispatcher.activeAgentCount(tenantId), 0);
+  assert.equal(await cloud.dispatcher.activeAgentCount(tenantId), 0);
   const ctx = await newContext(browser);
   const page = await ctx.newPage();
   await browserSignIn(page, ADMIN, ADMIN_CANARY);

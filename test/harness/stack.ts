@@ -163,7 +163,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
           ? { lockoutThreshold: opts.lockout.threshold, lockoutDurationS: opts.lockout.durationS }
           : {}),
       },
-      { activeAgents: await cloud.ctx.dispatcher.activeAgentCount(tenantId) },
+      { activeAgents: await cloud.dispatcher.activeAgentCount(tenantId) },
     );
     cloud.authenticator.invalidate(tenantId);
     await waitFor(

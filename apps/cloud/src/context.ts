@@ -1,7 +1,6 @@
 /**
- * What every part of the cloud receives: configuration, state, logger, secrets, TLS material and
- * the dispatcher that carries validation requests to agents. Parts depend on this, not on each
- * other, so the gateway, the OIDC provider and the admin API can be composed in any shape.
+ * What every part of the cloud receives: configuration, state, logger, secrets and TLS material;
+ * and the dispatcher's contract, which the gateway and the scale-out router both fulfil.
  */
 import type { AgentOutcome, SignInOutcome } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
@@ -54,13 +53,15 @@ export interface Dispatcher {
   activeAgentCount(tenantId: string): Promise<number>;
 }
 
+/**
+ * Built once, after the ports are bound (listeners.ts), and never changed: the configuration's
+ * URLs already carry the real ports. Parts that need each other get them as arguments (server.ts).
+ */
 export interface CloudContext {
   readonly config: CloudConfig;
   readonly db: Db;
   readonly log: Logger;
   readonly secrets: SecretBox;
   readonly tls: ServiceTls;
-  /** Set by the gateway when the cloud is composed. */
-  dispatcher: Dispatcher;
   readonly now: () => number;
 }

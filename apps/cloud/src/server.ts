@@ -1,7 +1,9 @@
 /**
- * Composes the cloud in one process: state, TLS, gateway, authenticator, HTTPS app. Port 0 is
- * allowed (tests): the public URL then takes the port actually bound, before any tenant's
- * provider is built (they are built on first request), so issuers carry the real port.
+ * The cloud's one composition root. The parts are built in order, each given what it needs as
+ * arguments: state -> bound ports and the final config -> dispatch (gateway, NATS router) ->
+ * authenticator -> OIDC providers -> the HTTPS app and the admin API. Nothing is reassigned
+ * afterwards; the context is frozen. Port 0 is allowed (tests): the ports are bound before the
+ * config is final, so issuers and the gateway URL carry the real ones.
  */
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
@@ -10,14 +12,16 @@ import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig } from './config.ts';
 import type { CloudContext, Dispatcher } from './context.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
-import { createGateway, type Gateway } from './gateway/index.ts';
-import { buildApp, oidcOf } from './http/app.ts';
+import { createGateway, type Gateway, type GatewayOptions } from './gateway/index.ts';
+import { buildApp } from './http/app.ts';
 import { createLogger } from './http/logger.ts';
+import { bindListeners, type Listeners, resolveAddresses } from './listeners.ts';
 import { createSmartLockout } from './lockout/smart-lockout.ts';
 import { ensureNatsGauge } from './metrics/families.ts';
 import { createHealth, type Health } from './metrics/health.ts';
 import { type MetricsListener, startMetricsListener } from './metrics/listener.ts';
 import { addSource, bucketOf } from './metrics/sources.ts';
+import { createOidc, type Oidc } from './oidc/index.ts';
 import { type Retention, startRetention } from './retention.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
 import { smartLockoutPolicy } from './signin/lockout.ts';
@@ -35,7 +39,11 @@ export interface RunningCloud {
   caCert: string;
   /** The composed parts, for tests and the operator tooling (e.g. revoke an agent, flush sign-in logs). */
   gateway: Gateway;
+  /** What carries validations to agents: the gateway's own, or the scale-out router. */
+  dispatcher: Dispatcher;
   authenticator: AuthenticatorService;
+  /** The tenants' OIDC providers (e.g. to invalidate a tenant after its keys change). */
+  oidc: Oidc;
   /** The sign-in and audit log retention sweep (runs on its own; `sweep()` runs one now). */
   retention: Retention;
   app: FastifyInstance;
@@ -51,15 +59,9 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Where logs go (default: stdout). Tests pass a stream to inspect them. */
   logDestination?: DestinationStream;
+  /** The gateway's in-flight and held-request bounds (tests make them small). */
+  gateway?: Pick<GatewayOptions, 'maxInFlight' | 'maxHeld'>;
 }
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-const withPort = (url: string, port: number): string => {
-  const u = new URL(url);
-  u.port = String(port);
-  return u.href.replace(/\/+$/, '');
-};
 
 /** A host for a URL: IPv6 literals in brackets; any-address binds are reached on loopback. */
 const urlHost = (host: string): string => {
@@ -67,19 +69,99 @@ const urlHost = (host: string): string => {
   return host.includes(':') ? `[${host}]` : host;
 };
 
-const notComposed: Dispatcher = {
-  validate: async () => ({ outcome: 'no_agent' }),
-  activeAgentCount: async () => 0,
+/** Stop steps, run last-registered first. */
+type Cleanup = (() => Promise<unknown>)[];
+
+/**
+ * This node's gateway and, in the scale-out shape, the NATS router in front of it: the dispatcher
+ * the authenticator gets is the router there, the gateway's own here.
+ */
+const composeDispatch = async (
+  ctx: CloudContext,
+  listeners: Listeners,
+  cleanup: Cleanup,
+  bounds: StartOptions['gateway'] = {},
+): Promise<{ gateway: Gateway; dispatcher: Dispatcher; router: ClusterRouter | undefined }> => {
+  const { config } = ctx;
+  let router: ClusterRouter | undefined;
+  // Presence is reported from the first agent on; the router exists before the gateway serves.
+  const gateway = createGateway(
+    ctx,
+    { server: listeners.gateway },
+    { ...bounds, onTenantPresence: (t, present) => router?.presence(t, present) },
+  );
+  cleanup.push(() => gateway.close());
+  if (!config.natsUrl) return { gateway, dispatcher: gateway.dispatcher, router };
+  const r = await createClusterRouter({
+    natsUrl: config.natsUrl,
+    security: {
+      caFile: config.natsCaFile,
+      certFile: config.natsCertFile,
+      keyFile: config.natsKeyFile,
+      user: config.natsUser,
+      passwordFile: config.natsPasswordFile,
+    },
+    nodeId: config.nodeId,
+    db: ctx.db,
+    log: ctx.log,
+    now: ctx.now,
+    inactiveAfterMs: config.inactiveAfterMs,
+    reconnectWaitMs: config.agentReconnectWaitMs,
+    local: gateway.local,
+    closeDeleted: gateway.closeDeleted,
+  });
+  router = r;
+  gateway.useClusterRevocation(r.revocation);
+  cleanup.push(() => r.close(config.drainMs));
+  return { gateway, dispatcher: r, router };
 };
+
+/** The sign-in pipeline with smart lockout, whose locks are audited. */
+const composeAuthenticator = (ctx: CloudContext, dispatcher: Dispatcher): AuthenticatorService => {
+  const { db, log } = ctx;
+  const smart = createSmartLockout(db, ctx.secrets, ctx.now, {
+    onError: (err) => log.warn({ err }, 'smart lockout sweep failed; retried in a minute'),
+  });
+  const lockout = smartLockoutPolicy(smart, (a, until) => {
+    audit(db, {
+      tenantId: a.tenantId,
+      actor: 'smart-lockout',
+      action: 'user.locked',
+      target: a.userId ?? a.login,
+      detail: { until, location: a.origin.deviceId || a.origin.ip ? 'known-origin' : 'unknown-origin' },
+    }).catch((err: unknown) => log.error({ err }, 'audit of a lockout failed'));
+  });
+  return createAuthenticator(ctx, { dispatcher, lockout });
+};
+
+/** Gauges read at scrape time: connections, tenants by agent count, NATS. */
+const addMetricSources = (ctx: CloudContext, gateway: Gateway, router: ClusterRouter | undefined) =>
+  addSource({
+    connections: () => {
+      const all = gateway.connections();
+      const ready = all.filter((c) => c.ready).length;
+      return { ready, hello: all.length - ready };
+    },
+    tenantsByAgents: async () => {
+      const counts = { '0': 0, '1': 0, '2': 0, '3+': 0 };
+      const rows = await tenantsByActiveAgents(ctx.db, {
+        now: ctx.now(),
+        inactiveAfterMs: ctx.config.inactiveAfterMs,
+      });
+      for (const r of rows) counts[bucketOf(r.agents)] += r.tenants;
+      return counts;
+    },
+    nats: () => router?.connected(),
+  });
 
 export const startCloud = async (
   overrides: Partial<Record<keyof CloudConfig, unknown>> = {},
   opts: StartOptions = {},
 ): Promise<RunningCloud> => {
-  const config = loadCloudConfig(opts.env ?? process.env, overrides);
-  const log = createLogger(config, opts.logDestination);
-  const { db, secrets } = await openState(config, log);
-  const cleanup: (() => Promise<unknown>)[] = [async () => db.destroy()];
+  const base = loadCloudConfig(opts.env ?? process.env, overrides);
+  const log = createLogger(base, opts.logDestination);
+  const { db, secrets } = await openState(base, log);
+  const cleanup: Cleanup = [async () => db.destroy()];
   // Closed last but for the database: while the node drains, its /readyz still says so.
   let metrics: MetricsListener | undefined;
   cleanup.push(async () => metrics?.close());
@@ -88,7 +170,7 @@ export const startCloud = async (
   const stop = async () => {
     health?.drain();
     // Balancers see 503 on /readyz and move on before the ports close (drainDelayMs).
-    if (serving && config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
+    if (serving && base.drainDelayMs > 0) await new Promise((r) => setTimeout(r, base.drainDelayMs));
     serving = false;
     for (const step of cleanup.reverse()) {
       await step().catch((err: unknown) => log.error({ err }, 'shutdown step failed'));
@@ -96,57 +178,14 @@ export const startCloud = async (
     log.flush();
   };
   try {
-    const tls = await loadServiceTls(config);
-    const ctx: Mutable<CloudContext> = {
-      config,
-      db,
-      log,
-      secrets,
-      tls,
-      dispatcher: notComposed,
-      now: Date.now,
-    };
-    let router: ClusterRouter | undefined;
-    const gateway = createGateway(ctx, { onTenantPresence: (t, present) => router?.presence(t, present) });
-    ctx.dispatcher = gateway.dispatcher;
-    cleanup.push(() => gateway.close());
-    if (config.natsUrl) {
-      const r = await createClusterRouter({
-        natsUrl: config.natsUrl,
-        security: {
-          caFile: config.natsCaFile,
-          certFile: config.natsCertFile,
-          keyFile: config.natsKeyFile,
-          user: config.natsUser,
-          passwordFile: config.natsPasswordFile,
-        },
-        nodeId: config.nodeId,
-        db,
-        log,
-        now: ctx.now,
-        inactiveAfterMs: config.inactiveAfterMs,
-        reconnectWaitMs: config.agentReconnectWaitMs,
-        local: gateway.local,
-        closeDeleted: gateway.closeDeleted,
-      });
-      router = r;
-      gateway.useClusterRevocation(r.revocation);
-      ctx.dispatcher = r;
-      cleanup.push(() => r.close(config.drainMs));
-    }
-    const smart = createSmartLockout(db, secrets, ctx.now, {
-      onError: (err) => log.warn({ err }, 'smart lockout sweep failed; retried in a minute'),
-    });
-    const lockout = smartLockoutPolicy(smart, (a, until) => {
-      audit(db, {
-        tenantId: a.tenantId,
-        actor: 'smart-lockout',
-        action: 'user.locked',
-        target: a.userId ?? a.login,
-        detail: { until, location: a.origin.deviceId || a.origin.ip ? 'known-origin' : 'unknown-origin' },
-      }).catch((err: unknown) => log.error({ err }, 'audit of a lockout failed'));
-    });
-    const authenticator = createAuthenticator(ctx, { lockout });
+    const tls = await loadServiceTls(base);
+    // Bound first, so the configuration every part receives already has the real ports.
+    const listeners = await bindListeners(base, tls);
+    cleanup.push(() => listeners.close());
+    const config = resolveAddresses(base, listeners);
+    const ctx: CloudContext = Object.freeze({ config, db, log, secrets, tls, now: Date.now });
+    const { gateway, dispatcher, router } = await composeDispatch(ctx, listeners, cleanup, opts.gateway);
+    const authenticator = composeAuthenticator(ctx, dispatcher);
     cleanup.push(() => authenticator.close());
     const retention = startRetention(
       { db, now: ctx.now, log },
@@ -157,46 +196,24 @@ export const startCloud = async (
       },
     );
     cleanup.push(() => retention.close());
-    const nats = router;
-    if (nats) ensureNatsGauge();
-    health = createHealth({ db, log, nats: nats ? () => nats.connected() : undefined });
-    const app = buildApp(ctx, { authenticator, gateway, health });
-    registerAdmin(app, { ctx, gateway, authenticator, oidc: oidcOf(app)! });
+    if (router) ensureNatsGauge();
+    health = createHealth({ db, log, nats: router ? () => router.connected() : undefined });
+    const oidc = createOidc(ctx, { authenticator });
+    const app = buildApp(ctx, { serverFactory: listeners.factory, authenticator, oidc, gateway, health });
+    registerAdmin(app, { ctx, gateway, authenticator, oidc });
     // Stopping runs these in reverse: relayed requests stop coming, the HTTPS port stops taking
     // connections and finishes the sign-ins it holds, then the agents go.
-    cleanup.push(() => app.close());
-    cleanup.push(async () => router?.stopServing());
-
-    await app.listen({ port: config.port, host: config.host });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    if (config.port === 0)
-      ctx.config = Object.freeze({ ...ctx.config, publicUrl: withPort(config.publicUrl, port) });
-
-    const defaultGatewayUrl = `wss://${new URL(config.publicUrl).hostname}:${config.gatewayPort}`;
-    const { port: gatewayPort } = await gateway.listen();
-    if (config.gatewayPort === 0 && config.gatewayUrl === defaultGatewayUrl) {
-      ctx.config = Object.freeze({ ...ctx.config, gatewayUrl: withPort(config.gatewayUrl, gatewayPort) });
-    }
-    // The CLI prints issuers and registration commands from these, not from its own environment.
-    await recordServiceUrls(db, ctx.config, ctx.now());
-    const removeSource = addSource({
-      connections: () => {
-        const all = gateway.connections();
-        const ready = all.filter((c) => c.ready).length;
-        return { ready, hello: all.length - ready };
-      },
-      tenantsByAgents: async () => {
-        const counts = { '0': 0, '1': 0, '2': 0, '3+': 0 };
-        const rows = await tenantsByActiveAgents(db, {
-          now: ctx.now(),
-          inactiveAfterMs: config.inactiveAfterMs,
-        });
-        for (const r of rows) counts[bucketOf(r.agents)] += r.tenants;
-        return counts;
-      },
-      nats: () => nats?.connected(),
+    cleanup.push(async () => {
+      await listeners.closePublic();
+      await app.close();
     });
+    cleanup.push(async () => router?.stopServing());
+    await app.ready();
+    listeners.serve();
+    await gateway.start();
+    // The CLI prints issuers and registration commands from these, not from its own environment.
+    await recordServiceUrls(db, config, ctx.now());
+    const removeSource = addMetricSources(ctx, gateway, router);
     cleanup.push(async () => removeSource());
     if (config.metricsPort !== 'off') {
       metrics = await startMetricsListener({
@@ -209,14 +226,16 @@ export const startCloud = async (
       });
     }
     serving = true;
-    log.info({ url: ctx.config.publicUrl, gatewayUrl: ctx.config.gatewayUrl }, 'gatehouse cloud started');
+    log.info({ url: config.publicUrl, gatewayUrl: config.gatewayUrl }, 'gatehouse cloud started');
     return {
-      url: ctx.config.publicUrl,
-      gatewayUrl: ctx.config.gatewayUrl,
+      url: config.publicUrl,
+      gatewayUrl: config.gatewayUrl,
       ctx,
       caCert: tls.caCert,
       gateway,
+      dispatcher,
       authenticator,
+      oidc,
       retention,
       app,
       health,

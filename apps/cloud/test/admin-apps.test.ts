@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
-import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import { createCloudUser } from '../src/store/users.ts';
@@ -28,7 +27,7 @@ let readerToken = '';
 let carolId = '';
 
 const mint = async (tenantId: string, accountId: string): Promise<string> => {
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const client = (await t.provider.Client.find(ADMIN_CLIENT_ID))!;
   const grant = new t.provider.Grant({ accountId, clientId: ADMIN_CLIENT_ID });
   grant.addOIDCScope('openid profile');
@@ -256,4 +255,74 @@ test("a service principal's changes are audited under its name", async () => {
     body: `grant_type=client_credentials&client_id=${ADMIN_CLIENT_ID}`,
   });
   assert.ok(res.status >= 400);
+});
+
+test('the ID token algorithm and the groups claim are set through POST and PATCH /apps', async () => {
+  const created = await api(T.a, adminToken, 'POST', '/apps', {
+    name: 'Legacy portal',
+    redirectUris: ['https://legacy.example/cb'],
+    idTokenAlg: 'RS256',
+  });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  assert.equal(created.body.idTokenAlg, 'RS256');
+  const id = String(created.body.clientId);
+  const t = (await cloud.oidc.forTenant(T.a))!;
+  // What the provider signs the app's ID tokens with (the code flow itself: test/e2e-apis.test.ts).
+  assert.equal((await t.provider.Client.find(id))?.idTokenSignedResponseAlg, 'RS256');
+  const plain = await api(T.a, adminToken, 'POST', '/apps', {
+    name: 'Plain',
+    redirectUris: ['https://plain.example/cb'],
+  });
+  assert.equal(plain.body.idTokenAlg, 'ES256', 'the default');
+
+  const patched = await api(T.a, adminToken, 'PATCH', `/apps/${id}`, {
+    idTokenAlg: 'ES256',
+    groups: { include: 'security', format: 'name' },
+  });
+  assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  assert.equal(patched.body.idTokenAlg, 'ES256');
+  assert.deepEqual(patched.body.groups, { include: 'security', format: 'name', limit: 200, assigned: [] });
+  assert.equal(patched.body.name, 'Legacy portal', 'the other fields stay');
+  await afterClientCache();
+  const client = (await t.provider.Client.find(id)) as unknown as {
+    idTokenSignedResponseAlg: string;
+    metadata(): Record<string, unknown>;
+  };
+  assert.equal(client.idTokenSignedResponseAlg, 'ES256');
+  assert.deepEqual((client.metadata() as { gatehouse_groups?: unknown }).gatehouse_groups, {
+    include: 'security',
+    format: 'name',
+    limit: 200,
+    assigned: [],
+  });
+
+  for (const body of [{ idTokenAlg: 'HS256' }, { idTokenAlg: 'rs256' }, { groups: { include: 'some' } }]) {
+    const bad = await api(T.a, adminToken, 'PATCH', `/apps/${id}`, body);
+    assert.deepEqual([bad.status, bad.body.error], [400, 'validation_failed'], JSON.stringify(body));
+  }
+  const badCreate = await api(T.a, adminToken, 'POST', '/apps', {
+    name: 'x',
+    redirectUris: ['https://x.example/cb'],
+    idTokenAlg: 'none',
+  });
+  assert.deepEqual([badCreate.status, badCreate.body.error], [400, 'validation_failed']);
+  assert.equal((await api(T.a, readerToken, 'GET', `/apps/${id}`)).body.idTokenAlg, 'ES256');
+
+  const doc = (await (await f(`${cloud.url}/${T.a}/api/v1/openapi.json`)).json()) as {
+    paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> } }>>;
+  };
+  for (const [path, method] of [
+    ['/apps', 'post'],
+    ['/apps/{clientId}', 'patch'],
+  ] as const) {
+    const schema = JSON.stringify(
+      doc.paths[path]?.[method]?.requestBody?.content['application/json']?.schema,
+    );
+    assert.match(schema, /"idTokenAlg":\{[^}]*"enum":\["ES256","RS256"\]/, `${method} ${path} documents it`);
+  }
+  assert.match(
+    JSON.stringify(doc.paths['/apps/{clientId}']?.patch?.requestBody),
+    /"groups"/,
+    'PATCH documents groups',
+  );
 });

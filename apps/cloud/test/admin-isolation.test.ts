@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
-import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 import { registerAgent } from '../src/store/agents.ts';
 import { createApi } from '../src/store/apis.ts';
@@ -48,7 +47,7 @@ type Op = { path: string; method: string; permission: string; roles: string[] };
 let ops: Op[] = [];
 
 const mint = async (tenantId: string, accountId: string): Promise<string> => {
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const client = await t.provider.Client.find(ADMIN_CLIENT_ID);
   assert.ok(client, 'the admin center client exists in every tenant');
   const grant = new t.provider.Grant({ accountId, clientId: ADMIN_CLIENT_ID });
@@ -71,7 +70,7 @@ const mintServicePrincipal = async (tenantId: string, role: Role | 'none'): Prom
     grantTypes: ['client_credentials'],
     adminRoles: role === 'none' ? [] : [role],
   });
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const client = (await t.provider.Client.find(clientId))!;
   return new t.provider.ClientCredentials({ client }).save();
 };

@@ -40,7 +40,6 @@ export const openTestState = async (overrides: Record<string, unknown> = {}): Pr
     secrets,
     log: pino({ level: 'silent' }),
     tls: { caCert: '', cert: '', key: '' },
-    dispatcher: scriptedDispatcher(() => ({ outcome: 'no_agent' })),
     now: () => Date.now(),
   };
   return {

@@ -47,11 +47,11 @@ test('a registered agent connects over mutual TLS, says hello and gets a welcome
   const row = await getAgent(env.ctx.db, creds.agentId);
   assert.ok(row!.lastSeenAt! > Date.now() - 5000, 'presence recorded at hello');
   assert.equal(row!.externalIp, '127.0.0.1');
-  assert.equal(await env.ctx.dispatcher.activeAgentCount(env.tenantId), 1);
+  assert.equal(await env.dispatcher.activeAgentCount(env.tenantId), 1);
   agent.close();
   await agent.closed;
   await waitFor(() => env.gateway.connections().length === 0, 3000, 'connection gone');
-  assert.equal(await env.ctx.dispatcher.activeAgentCount(env.tenantId), 0);
+  assert.equal(await env.dispatcher.activeAgentCount(env.tenantId), 0);
 });
 
 test('no client certificate: 401 certificate_rejected before the upgrade', async () => {
@@ -135,7 +135,7 @@ test('malformed frames get protocol_error, three in a row close the socket, othe
     if (m.type === 'validate')
       good.send({ type: 'result', id: m.id, outcome: 'success', agentMs: 1, directoryMs: 1 });
   };
-  const answer = await env.ctx.dispatcher.validate({
+  const answer = await env.dispatcher.validate({
     tenantId: env.tenantId,
     requestId: 'after-malformed',
     user: { upn: 'alice@contoso.example', dn: 'cn=alice', anchor: 'a1' },
@@ -171,7 +171,7 @@ test('an oversized frame closes only that connection (1009)', async () => {
     3000,
     'big gone',
   );
-  assert.equal(await env.ctx.dispatcher.activeAgentCount(env.tenantId), 1, 'the other agent is still active');
+  assert.equal(await env.dispatcher.activeAgentCount(env.tenantId), 1, 'the other agent is still active');
   other.close();
   await other.closed;
 });
@@ -203,5 +203,5 @@ test('an agent that never says hello, or goes silent, is dropped', async () => {
   await silent.closed;
   const took = Date.now() - t0;
   assert.ok(took >= 1000 && took < 4000, `dropped after ${took} ms`);
-  assert.equal(await env.ctx.dispatcher.activeAgentCount(env.tenantId), 0);
+  assert.equal(await env.dispatcher.activeAgentCount(env.tenantId), 0);
 });

@@ -68,7 +68,7 @@ const answering = async () => {
 };
 
 const signIn = (id: string) =>
-  env.ctx.dispatcher.validate({
+  env.dispatcher.validate({
     tenantId: env.tenantId,
     requestId: id,
     user: { upn: 'alice@contoso.example', dn: 'cn=alice', anchor: 'a1' },

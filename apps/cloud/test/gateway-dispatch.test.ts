@@ -84,7 +84,7 @@ test('round trip: the password is sealed to the agent key and bound to the reque
   const creds = await registerAgent(env);
   const agent = await connectAgent(env, creds);
   const req = request();
-  const pending = env.ctx.dispatcher.validate(req);
+  const pending = env.dispatcher.validate(req);
   const v = await agent.next('validate');
   assert.equal(v.id, req.requestId);
   assert.equal(v.tenantId, env.tenantId);
@@ -137,13 +137,13 @@ test('no agent seen recently: no_agent at once', async () => {
   // A tenant that never had an agent.
   const never = await freshTenant();
   let t0 = performance.now();
-  let answer = await env.ctx.dispatcher.validate(request({ tenantId: never, deadline: Date.now() + 10_000 }));
+  let answer = await env.dispatcher.validate(request({ tenantId: never, deadline: Date.now() + 10_000 }));
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(performance.now() - t0 < 100, 'no waiting');
   // A tenant whose agent left longer ago than the reconnect window (the round trip's agent).
   await new Promise((r) => setTimeout(r, RECONNECT_WAIT_MS + 100));
   t0 = performance.now();
-  answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 10_000 }));
+  answer = await env.dispatcher.validate(request({ deadline: Date.now() + 10_000 }));
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(performance.now() - t0 < 100, 'no waiting once the window has passed');
 });
@@ -153,7 +153,7 @@ test('an agent that reconnects: the request held for it succeeds', async () => {
   const creds = await registerAgent(env, 'restarts', tenantId);
   const first = await connectAgent(env, creds);
   await closeAll(first);
-  const held = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
+  const held = env.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
   let settled = false;
   void held.then(() => {
     settled = true;
@@ -181,7 +181,7 @@ test('an agent that dies mid-request and comes back: the request completes on it
   first.onMessage = (m) => {
     if (m.type === 'validate') first.ws.terminate();
   };
-  const pending = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
+  const pending = env.dispatcher.validate(request({ tenantId, deadline: Date.now() + 5000 }));
   await first.closed;
   await waitFor(() => env.gateway.local.held === 1, 2000, 'the in-flight request held');
   const again = await connectAgent(env, creds);
@@ -196,7 +196,7 @@ test('nobody comes back: no_agent when the reconnect window ends, not at the dea
   const creds = await registerAgent(env, 'gone', tenantId);
   await closeAll(await connectAgent(env, creds));
   const t0 = performance.now();
-  const answer = await env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  const answer = await env.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
   const waited = performance.now() - t0;
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(waited > RECONNECT_WAIT_MS - 400 && waited < RECONNECT_WAIT_MS + 1000, `waited ${waited} ms`);
@@ -208,14 +208,14 @@ test('a deleted agent is not waited for: its tenant gets no_agent at once, its r
   const creds = await registerAgent(env, 'deleted', tenantId);
   const agent = await connectAgent(env, creds);
   // A request in flight when the delete lands is not parked for a reconnect that cannot happen.
-  const inFlight = env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  const inFlight = env.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
   await waitFor(() => env.gateway.local.inFlight === 1, 2000, 'the request reached the agent');
   await deleteAgent(env.ctx.db, tenantId, creds.agentId);
   const t0 = performance.now();
   assert.equal(await env.gateway.closeDeleted({ tenantId, agentId: creds.agentId }), 1);
   await agent.closed;
   assert.equal((await inFlight).outcome, 'no_agent');
-  const answer = await env.ctx.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
+  const answer = await env.dispatcher.validate(request({ tenantId, deadline: Date.now() + 10_000 }));
   assert.equal(answer.outcome, 'no_agent');
   assert.ok(performance.now() - t0 < RECONNECT_WAIT_MS - 500, `no waiting (${performance.now() - t0} ms)`);
   assert.equal(env.gateway.local.held, 0);
@@ -227,11 +227,11 @@ test('held requests are bounded: past the bound, no_agent at once', async () => 
   await closeAll(await connectAgent(env, creds));
   const deadline = Date.now() + 5000;
   const held = Array.from({ length: MAX_HELD }, () =>
-    env.ctx.dispatcher.validate(request({ tenantId, deadline })),
+    env.dispatcher.validate(request({ tenantId, deadline })),
   );
   assert.equal(env.gateway.local.held, MAX_HELD);
   const t0 = performance.now();
-  assert.equal((await env.ctx.dispatcher.validate(request({ tenantId, deadline }))).outcome, 'no_agent');
+  assert.equal((await env.dispatcher.validate(request({ tenantId, deadline }))).outcome, 'no_agent');
   assert.ok(performance.now() - t0 < 100, 'the one past the bound does not wait');
   const again = await connectAgent(env, creds);
   autoAnswer(again, creds);
@@ -243,7 +243,7 @@ test('deadline: agent_timeout, and the late answer is dropped', async () => {
   const creds = await registerAgent(env);
   const agent = await connectAgent(env, creds);
   const t0 = Date.now();
-  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 400 }));
+  const answer = await env.dispatcher.validate(request({ deadline: Date.now() + 400 }));
   assert.equal(answer.outcome, 'agent_timeout');
   assert.equal(answer.agentId, creds.agentId);
   assert.ok(Date.now() - t0 >= 380 && Date.now() - t0 < 1500);
@@ -281,7 +281,7 @@ test('an agent that dies mid-request: the request completes on the second agent'
       agent.send({ type: 'result', id: m.id, outcome, agentMs: 1, directoryMs: 1 });
     };
   }
-  const answer = await env.ctx.dispatcher.validate(request({ deadline: Date.now() + 3000 }));
+  const answer = await env.dispatcher.validate(request({ deadline: Date.now() + 3000 }));
   assert.ok(victim, 'one agent received the request and died');
   assert.equal(answer.outcome, 'success');
   assert.equal(answer.agentId, victim === c1.agentId ? c2.agentId : c1.agentId, 'answered by the survivor');
@@ -295,7 +295,7 @@ test('least outstanding, round robin on ties; full agents give agent_overloaded'
   const a2 = await connectAgent(env, c2);
   // Nobody answers: each request stays outstanding until its deadline.
   const deadline = Date.now() + 1500;
-  const reqs = [1, 2, 3, 4].map(() => env.ctx.dispatcher.validate(request({ deadline })));
+  const reqs = [1, 2, 3, 4].map(() => env.dispatcher.validate(request({ deadline })));
   await waitFor(
     () => env.gateway.connections().reduce((n, c) => n + c.outstanding, 0) === 4,
     1000,
@@ -307,7 +307,7 @@ test('least outstanding, round robin on ties; full agents give agent_overloaded'
     'spread evenly',
   );
   // maxInFlight is 2 in this suite: both agents are full.
-  assert.equal((await env.ctx.dispatcher.validate(request())).outcome, 'agent_overloaded');
+  assert.equal((await env.dispatcher.validate(request())).outcome, 'agent_overloaded');
   for (const r of await Promise.all(reqs)) assert.equal(r.outcome, 'agent_timeout');
   await closeAll(a1, a2);
 });
@@ -323,7 +323,7 @@ test('an agent that cannot open the envelope: the request is retried on another 
   };
   autoAnswer(a2, c2);
   for (let i = 0; i < 3; i++) {
-    const answer = await env.ctx.dispatcher.validate(request());
+    const answer = await env.dispatcher.validate(request());
     assert.equal(answer.outcome, 'success');
     assert.equal(answer.agentId, c2.agentId);
   }
@@ -354,7 +354,7 @@ test('a pre-sealed request goes only to an agent it has an envelope for, as seal
       new TextEncoder().encode(CANARY),
       aad(r.tenantId, r.requestId, r.user.upn, r.deadline),
     );
-    const answer = await env.ctx.dispatcher.validate({
+    const answer = await env.dispatcher.validate({
       ...r,
       password: '',
       envelopes: {
@@ -369,37 +369,34 @@ test('a pre-sealed request goes only to an agent it has an envelope for, as seal
   }
   // No envelope for any connected agent: no_agent at once.
   assert.equal(
-    (await env.ctx.dispatcher.validate({ ...req, password: '', envelopes: { other: envelope } })).outcome,
+    (await env.dispatcher.validate({ ...req, password: '', envelopes: { other: envelope } })).outcome,
     'no_agent',
   );
   await closeAll(a1, a2);
 });
 
-test('a draining agent hands the request back and gets nothing new', async () => {
+test('a draining agent gets nothing new', async () => {
   const c1 = await registerAgent(env, 'draining');
   const c2 = await registerAgent(env, 'staying');
   const a1 = await connectAgent(env, c1);
   const a2 = await connectAgent(env, c2);
-  let refused = 0;
+  let asked = 0;
   a1.onMessage = (m) => {
-    if (m.type !== 'validate') return;
-    refused++;
-    a1.send({
-      type: 'result',
-      id: m.id,
-      outcome: 'agent_error',
-      directoryCode: 'shutting-down',
-      agentMs: 0,
-      directoryMs: 0,
-    });
+    if (m.type === 'validate') asked++;
   };
+  a1.send({ type: 'draining' });
+  await waitFor(
+    () => env.gateway.connections().some((c) => c.agentId === c1.agentId && c.draining),
+    1000,
+    'the cloud heard the draining frame',
+  );
   autoAnswer(a2, c2);
   for (let i = 0; i < 6; i++) {
-    const answer = await env.ctx.dispatcher.validate(request());
+    const answer = await env.dispatcher.validate(request());
     assert.equal(answer.outcome, 'success');
     assert.equal(answer.agentId, c2.agentId);
   }
-  assert.equal(refused, 1, 'asked once, then skipped');
+  assert.equal(asked, 0, 'the draining agent was never asked');
   await closeAll(a1, a2);
 });
 
@@ -409,7 +406,7 @@ test('a result for another request or from another agent does not complete it', 
   const a1 = await connectAgent(env, c1);
   const a2 = await connectAgent(env, c2);
   const req = request({ deadline: Date.now() + 800 });
-  const pending = env.ctx.dispatcher.validate(req);
+  const pending = env.dispatcher.validate(req);
   // Both agents claim success for the request id; only the one that got it counts.
   await waitFor(() => env.gateway.connections().some((c) => c.outstanding === 1), 1000);
   const holder = env.gateway.connections().find((c) => c.outstanding === 1)!;

@@ -1,7 +1,7 @@
 /**
- * Test harness for the agent gateway: a real cloud context on a temp SQLite directory, the
- * gateway listening on a real mutual-TLS port, the registration routes on a real HTTPS app, and
- * a scripted agent that plays the agent's side of messages.ts over a real WebSocket.
+ * Test harness for the agent gateway: the cloud as server.ts composes it, on a temp SQLite
+ * directory and free ports, and a scripted agent that plays the agent's side of messages.ts over a
+ * real WebSocket.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
@@ -17,14 +17,12 @@ import {
   PROTOCOL_VERSION,
   type RegisterResponse,
 } from '@gatehouse/protocol';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import WebSocket from 'ws';
-import { loadServiceTls, openState } from '../src/bootstrap.ts';
-import { loadCloudConfig } from '../src/config.ts';
 import type { CloudContext, Dispatcher } from '../src/context.ts';
-import { createGateway, type Gateway } from '../src/gateway/index.ts';
-import { createAuthenticator } from '../src/signin/authenticator.ts';
+import type { Gateway } from '../src/gateway/index.ts';
+import { startCloud } from '../src/server.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';
 import { createTenant } from '../src/store/tenants.ts';
 
@@ -33,6 +31,7 @@ export const ADMIN_PASSWORD = 'Admin-Pa55word-for-tests';
 export interface Env {
   ctx: CloudContext;
   gateway: Gateway;
+  dispatcher: Dispatcher;
   gatewayPort: number;
   app: FastifyInstance;
   appUrl: string;
@@ -45,18 +44,14 @@ export interface Env {
   everythingWritten(): string;
 }
 
-const unsetDispatcher: Dispatcher = {
-  validate: async () => ({ outcome: 'no_agent' }),
-  activeAgentCount: async () => 0,
-};
-
 export const startEnv = async (
   overrides: Record<string, unknown> = {},
   opts: { maxInFlight?: number; maxHeld?: number } = {},
 ): Promise<Env> => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-gateway-'));
-  const config = loadCloudConfig(
-    {},
+  const logFile = join(dir, 'cloud.log');
+  // The cloud's own composition (server.ts), on any free ports, logging to a file the tests read.
+  const cloud = await startCloud(
     {
       dataDir: dir,
       port: 0,
@@ -66,41 +61,27 @@ export const startEnv = async (
       logLevel: 'debug',
       ...overrides,
     },
+    { env: {}, logDestination: pino.destination({ dest: logFile, sync: true }), gateway: opts },
   );
-  const { db, secrets } = await openState(config);
-  const tls = await loadServiceTls(config);
-  const logFile = join(dir, 'cloud.log');
-  const log = pino({ level: 'debug' }, pino.destination({ dest: logFile, sync: true }));
-  const ctx: CloudContext = { config, db, secrets, tls, log, dispatcher: unsetDispatcher, now: Date.now };
   const adminUpn = 'admin@contoso.example';
-  const { tenantId } = await createTenant(ctx, {
+  const { tenantId } = await createTenant(cloud.ctx, {
     name: 'Contoso',
     domain: 'contoso.example',
     admin: { upn: adminUpn, password: ADMIN_PASSWORD },
   });
-  const gateway = createGateway(ctx, opts);
-  const { port: gatewayPort } = await gateway.listen();
-  const authenticator = createAuthenticator(ctx);
-  const app = Fastify({ https: { key: tls.key, cert: tls.cert } }) as unknown as FastifyInstance;
-  gateway.registerRoutes(app, { authenticator });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  const appUrl = `https://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   return {
-    ctx,
-    gateway,
-    gatewayPort,
-    app,
-    appUrl,
+    ctx: cloud.ctx,
+    gateway: cloud.gateway,
+    dispatcher: cloud.dispatcher,
+    gatewayPort: Number(new URL(cloud.gatewayUrl).port),
+    app: cloud.app,
+    appUrl: cloud.url,
     tenantId,
     adminUpn,
     dir,
     logFile,
     async close() {
-      await gateway.close();
-      await app.close();
-      await authenticator.close();
-      await db.destroy();
+      await cloud.stop();
       rmSync(dir, { recursive: true, force: true });
     },
     everythingWritten() {

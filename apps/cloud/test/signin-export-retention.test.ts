@@ -14,7 +14,6 @@ import { createTempDatabase, type TempDatabase } from '../../../test/harness/pos
 import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
 import { csvCell } from '../src/admin/routes-export.ts';
 import type { Db } from '../src/db/index.ts';
-import { oidcOf } from '../src/http/app.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 import { audit } from '../src/store/audit.ts';
 import { createTenant } from '../src/store/tenants.ts';
@@ -34,7 +33,7 @@ after(async () => {
 });
 
 const mint = async (cloud: RunningCloud, tenantId: string, accountId: string): Promise<string> => {
-  const t = (await oidcOf(cloud.app)!.forTenant(tenantId))!;
+  const t = (await cloud.oidc.forTenant(tenantId))!;
   const client = (await t.provider.Client.find(ADMIN_CLIENT_ID))!;
   const grant = new t.provider.Grant({ accountId, clientId: ADMIN_CLIENT_ID });
   grant.addOIDCScope('openid profile');

@@ -211,6 +211,13 @@ export const catalog = {
   protocol_error: e(400, 'invalid_request', {}, null, 'The message is malformed.'),
   frame_too_large: e(413, 'invalid_request', {}, null, 'The message is too large.'),
   config_invalid: e(500, 'server_error', { shown: false }, null, 'The configuration is not valid.'),
+  not_ready: e(
+    503,
+    'temporarily_unavailable',
+    { retryable: true },
+    null,
+    'The service is starting. Try again.',
+  ),
   internal_error: e(500, 'server_error', { shown: false, retryable: true }, null, 'Something went wrong.'),
 } as const satisfies Record<string, CatalogEntry>;
 

@@ -2,6 +2,7 @@
  * The agent gateway: registration routes on the main app, the mutual-TLS WebSocket listener,
  * live agent connections, the dispatcher that carries sign-ins to them, and sync ingestion.
  */
+import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
@@ -20,7 +21,7 @@ import {
   type RevokeRequest,
   serveControlSocket,
 } from './revocation.ts';
-import { createGatewayServer } from './server.ts';
+import { serveGateway } from './server.ts';
 import { SyncIngest, type SyncSummary } from './sync.ts';
 
 export type { ConnectionInfo } from './connection.ts';
@@ -32,8 +33,8 @@ export interface Gateway {
   readonly local: AgentDispatcher;
   /** Registration and the device approval page, on the main HTTPS app. */
   registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
-  /** Starts the mutual-TLS listener on config.gatewayPort (0: any free port). */
-  listen(): Promise<{ port: number }>;
+  /** Starts serving agents on the bound gateway server, and the sweeps and control socket. */
+  start(): Promise<void>;
   close(): Promise<void>;
   /** Live connections (ready or still saying hello). */
   connections(): ConnectionInfo[];
@@ -70,7 +71,12 @@ export interface GatewayOptions {
   onTenantPresence?: (tenantId: string, present: boolean) => void;
 }
 
-export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gateway => {
+export interface GatewayDeps {
+  /** The mutual-TLS server, already bound (listeners.ts). */
+  server: Server;
+}
+
+export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: GatewayOptions = {}): Gateway => {
   const { config } = ctx;
   const log = ctx.log.child({ part: 'gateway' });
   const dispatcher = new AgentDispatcher({
@@ -166,7 +172,8 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     }
   };
 
-  const { server, wss } = createGatewayServer({ ctx, cas, onConnection });
+  const { server } = deps;
+  const { wss } = serveGateway(server, { ctx, cas, onConnection });
 
   // Silent agents are dropped: a half-open TCP connection must not keep receiving sign-ins.
   const sweepMs = Math.max(100, Math.min(1_000, Math.floor(config.inactiveAfterMs / 4)));
@@ -221,27 +228,17 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
     local: dispatcher,
     registerRoutes: (app, deps) =>
       registerRegistrationRoutes(app, { ctx, authenticator: deps.authenticator }),
-    listen: () =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.gatewayPort, config.host, () => {
-          server.off('error', reject);
-          sweeper = setInterval(sweep, sweepMs);
-          sweeper.unref();
-          void prune();
-          pruner = setInterval(prune, Math.max(1_000, Math.min(3_600_000, pruneAfterMs / 4)));
-          pruner.unref();
-          const port = (server.address() as AddressInfo).port;
-          log.info({ port }, 'agent gateway listening');
-          // Embedded shape: the operator CLI asks here to close the agents it deletes.
-          const ready = cluster
-            ? Promise.resolve()
-            : serveControlSocket(controlSocketPath(config.dataDir), { log, closeDeleted }).then((c) => {
-                control = c;
-              });
-          void ready.then(() => resolve({ port }));
-        });
-      }),
+    start: async () => {
+      sweeper = setInterval(sweep, sweepMs);
+      sweeper.unref();
+      void prune();
+      pruner = setInterval(prune, Math.max(1_000, Math.min(3_600_000, pruneAfterMs / 4)));
+      pruner.unref();
+      log.info({ port: (server.address() as AddressInfo).port }, 'agent gateway serving');
+      // Embedded shape: the operator CLI asks here to close the agents it deletes.
+      if (!cluster)
+        control = await serveControlSocket(controlSocketPath(config.dataDir), { log, closeDeleted });
+    },
     close: async () => {
       clearInterval(sweeper);
       clearInterval(pruner);
@@ -276,6 +273,5 @@ export const createGateway = (ctx: CloudContext, opts: GatewayOptions = {}): Gat
       syncListeners.push(listener);
     },
   };
-  ctx.dispatcher = dispatcher;
   return gateway;
 };

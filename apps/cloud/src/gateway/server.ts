@@ -4,7 +4,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
+import type { Server } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -72,7 +72,8 @@ const readBody = (req: IncomingMessage): Promise<string> =>
 const remoteIp = (req: IncomingMessage): string | null =>
   req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? null;
 
-export const createGatewayServer = (deps: GatewayServerDeps): { server: Server; wss: WebSocketServer } => {
+/** Serves the gateway on its bound mutual-TLS server (listeners.ts owns its TLS options and port). */
+export const serveGateway = (server: Server, deps: GatewayServerDeps): { wss: WebSocketServer } => {
   const { ctx, cas } = deps;
   const log = ctx.log.child({ part: 'gateway' });
   const auth = (socket: TLSSocket) => authenticatePeer(socket, { db: ctx.db, cas, now: ctx.now });
@@ -177,18 +178,8 @@ export const createGatewayServer = (deps: GatewayServerDeps): { server: Server; 
     );
   };
 
-  const server = createServer(
-    {
-      cert: ctx.tls.cert,
-      key: ctx.tls.key,
-      requestCert: true,
-      // Checked in authenticatePeer against the tenant CA, so a refusal is a catalog error.
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-    },
-    onRequest,
-  );
+  server.on('request', onRequest);
   server.on('upgrade', onUpgrade);
   server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
-  return { server, wss };
+  return { wss };
 };

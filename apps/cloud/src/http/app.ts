@@ -3,6 +3,8 @@
  * registration) and health. Every error leaves as the catalog's JSON, with its status. Metrics are
  * not here: they have their own listener (metrics/listener.ts), so /metrics answers 404.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server } from 'node:https';
 import formbody from '@fastify/formbody';
 import { GatehouseError, isGatehouseError } from '@gatehouse/protocol';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
@@ -18,10 +20,6 @@ import { registerSecurityHeaders } from './security-headers.ts';
 export interface GatewayRoutes {
   registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
 }
-
-const oidcs = new WeakMap<FastifyInstance, Oidc>();
-/** The app's per-tenant provider cache, e.g. to invalidate a tenant after its keys change. */
-export const oidcOf = (app: FastifyInstance): Oidc | undefined => oidcs.get(app);
 
 /** Maps any thrown error to a catalog error; unexpected ones become internal_error. */
 export const toGatehouseError = (err: unknown): GatehouseError => {
@@ -39,12 +37,19 @@ export const toGatehouseError = (err: unknown): GatehouseError => {
   return new GatehouseError('internal_error', undefined, { cause: err });
 };
 
-export const buildApp = (
-  ctx: CloudContext,
-  deps: { authenticator: Authenticator; gateway?: GatewayRoutes; health: Health },
-): FastifyInstance => {
+export interface AppDeps {
+  /** Gives fastify the bound public TLS server (listeners.ts) and keeps its handler. */
+  serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
+  authenticator: Authenticator;
+  oidc: Oidc;
+  gateway?: GatewayRoutes;
+  health: Health;
+}
+
+export const buildApp = (ctx: CloudContext, deps: AppDeps): FastifyInstance => {
   const app = Fastify({
-    https: { key: ctx.tls.key, cert: ctx.tls.cert },
+    // The server is bound before the parts are composed, so the config's URLs are final from the start.
+    serverFactory: deps.serverFactory,
     loggerInstance: ctx.log,
     trustProxy: ctx.config.trustProxy,
     logController: new LogController({ disableRequestLogging: (req) => isProbe(req.url) }),
@@ -74,7 +79,7 @@ export const buildApp = (
     return reply.code(status === 'ok' ? 200 : 503).send({ status: status === 'ok' ? 'ok' : 'unavailable' });
   });
 
-  oidcs.set(app, registerOidc(app, ctx, { authenticator: deps.authenticator }));
+  registerOidc(app, ctx, { authenticator: deps.authenticator, oidc: deps.oidc });
   deps.gateway?.registerRoutes(app, { authenticator: deps.authenticator });
   return app;
 };

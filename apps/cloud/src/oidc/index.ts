@@ -10,20 +10,20 @@ import { bindRequestLog } from '../http/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { listDomains } from '../store/domains.ts';
 import { registerInteractions } from './interactions.ts';
-import { createOidc, type Oidc } from './provider.ts';
+import type { Oidc } from './provider.ts';
 
 export type { Oidc, TenantOidc } from './provider.ts';
 export { createOidc } from './provider.ts';
 
 type Raw = FastifyRequest['raw'] & { originalUrl?: string };
 
-/** Registers the OIDC routes; returns the provider cache (for invalidation on key or tenant changes). */
+/** Registers the OIDC routes and sign-in pages in front of the tenants' providers (`oidc`). */
 export const registerOidc = (
   app: FastifyInstance,
   ctx: CloudContext,
-  deps: { authenticator: Authenticator },
-): Oidc => {
-  const oidc = createOidc(ctx, deps);
+  deps: { authenticator: Authenticator; oidc: Oidc },
+): void => {
+  const { oidc } = deps;
   app.addHook('onClose', async () => oidc.close());
 
   app.register(async (scope) => {
@@ -55,11 +55,10 @@ export const registerOidc = (
   });
 
   registerInteractions(app, oidc, {
-    ...deps,
+    authenticator: deps.authenticator,
     federationUrls: async (tenantId) =>
       (await listDomains(ctx.db, tenantId)).flatMap((d) =>
         d.kind === 'federated' && d.verified && d.federationUrl ? [d.federationUrl] : [],
       ),
   });
-  return oidc;
 };
