@@ -125,11 +125,13 @@ test('edit the app, give it a new secret, and the old one stops working', async 
   await form.getByLabel('Name', { exact: true }).fill('Payroll 2');
   await form.getByLabel('Post-logout redirect URIs (one per line)').fill('https://payroll2.contoso.test/bye');
   await form.getByLabel('Reader', { exact: true }).check();
+  await form.getByLabel('ID token signing algorithm').selectOption('RS256');
   await form.getByRole('button', { name: 'Save' }).click();
   await appRow('Payroll 2').waitFor();
   const row = (await appRow('Payroll 2').textContent()) ?? '';
   assert.match(row, /payroll2\.contoso\.test\/bye/);
   assert.match(row, /reader/);
+  assert.match(row, /RS256/, 'the ID token algorithm chosen in the editor is the one stored');
   const res = await f(`${cloud.url}/${tenantId}/api/v1/apps/${app.clientId}`, {
     headers: { authorization: 'Bearer nope' },
   });

@@ -14,6 +14,7 @@ import {
   GRANT_TYPES,
   GroupsClaimSetting,
   getApp,
+  IdTokenAlg,
   listApps,
   rotateClientSecret,
   UpdateClientInput,
@@ -33,6 +34,7 @@ const AppOut = z.object({
   firstParty: z.boolean(),
   adminRoles: z.array(z.enum(ROLES)),
   groups: GroupsClaimSetting.nullable(),
+  idTokenAlg: IdTokenAlg,
   createdAt: z.number(),
 });
 /** The secret appears in this answer only: it cannot be read again, only replaced. */
@@ -81,7 +83,7 @@ export const appRoutes = (deps: AdminDeps): RouteDef[] => {
       method: 'PATCH',
       path: '/apps/:clientId',
       summary:
-        'Change an application: name, redirect and post-logout redirect URIs, grants, public or confidential (becoming confidential returns a new secret once), consent, admin roles',
+        'Change an application: name, redirect and post-logout redirect URIs, grants, public or confidential (becoming confidential returns a new secret once), consent, admin roles, groups claim, ID token signing algorithm',
       permission: 'global',
       params: AppParam,
       body: UpdateClientInput,

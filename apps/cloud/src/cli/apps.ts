@@ -11,6 +11,7 @@ import {
   deleteClient,
   GRANT_TYPES,
   getApp,
+  IdTokenAlg,
   listApps,
   rotateClientSecret,
   type UpdateClientInput,
@@ -51,6 +52,7 @@ const oneApp = (app: AppView, issuer: string, secret?: string) => ({
     `redirect URIs: ${app.redirectUris.join(' ') || '-'}`,
     `post-logout redirect URIs: ${app.postLogoutRedirectUris.join(' ') || '-'}`,
     `admin roles: ${app.adminRoles.join(', ') || '-'}`,
+    `ID token signing: ${app.idTokenAlg}`,
     `issuer: ${issuer}`,
   ].join('\n'),
 });
@@ -62,7 +64,7 @@ export const clientCommands: Record<string, Command> = {
   'client create': command({
     summary: 'an application (OAuth client); its secret is shown once',
     usage:
-      '--tenant T --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--public] [--grant-type G]... [--third-party] [--admin-role R]...',
+      '--tenant T --name N [--redirect-uri U]... [--post-logout-redirect-uri U]... [--public] [--grant-type G]... [--third-party] [--admin-role R]... [--id-token-alg ES256|RS256]',
     options: {
       tenant: str,
       name: str,
@@ -72,6 +74,7 @@ export const clientCommands: Record<string, Command> = {
       'grant-type': many,
       'third-party': flag,
       'admin-role': many,
+      'id-token-alg': str,
     },
     schema: z
       .object({
@@ -83,6 +86,7 @@ export const clientCommands: Record<string, Command> = {
         'grant-type': z.array(z.enum(GRANT_TYPES)).default([]),
         'third-party': z.boolean().default(false),
         'admin-role': z.array(z.enum(ROLES)).default([]),
+        'id-token-alg': IdTokenAlg.optional(),
       })
       .refine((a) => a['redirect-uri'].length > 0 || a['grant-type'].length > 0, {
         message: 'give --redirect-uri (browser sign-in) or --grant-type (e.g. client_credentials)',
@@ -104,6 +108,7 @@ export const clientCommands: Record<string, Command> = {
           grantTypes,
           firstParty: !a['third-party'],
           adminRoles: a['admin-role'],
+          idTokenAlg: a['id-token-alg'],
         },
         env.now(),
       );
@@ -150,7 +155,7 @@ export const clientCommands: Record<string, Command> = {
   'client update': command({
     summary: 'change an application; a list flag replaces the whole list (--admin-role none clears)',
     usage:
-      '--tenant T --client ID [--name N] [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--public on|off] [--first-party on|off] [--admin-role R|none]...',
+      '--tenant T --client ID [--name N] [--redirect-uri U]... [--post-logout-redirect-uri U]... [--grant-type G]... [--public on|off] [--first-party on|off] [--admin-role R|none]... [--id-token-alg ES256|RS256]',
     options: {
       tenant: str,
       client: str,
@@ -161,6 +166,7 @@ export const clientCommands: Record<string, Command> = {
       public: str,
       'first-party': str,
       'admin-role': many,
+      'id-token-alg': str,
     },
     schema: z.object({
       tenant,
@@ -172,6 +178,7 @@ export const clientCommands: Record<string, Command> = {
       public: onOff.optional(),
       'first-party': onOff.optional(),
       'admin-role': roles,
+      'id-token-alg': IdTokenAlg.optional(),
     }),
     async run(env, a) {
       const patch: UpdateClientInput = {
@@ -182,6 +189,7 @@ export const clientCommands: Record<string, Command> = {
         public: a.public,
         firstParty: a['first-party'],
         adminRoles: noRoles(a['admin-role']),
+        idTokenAlg: a['id-token-alg'],
       };
       const given = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
       const r = await updateClient(env.db, a.tenant, a.client, given);

@@ -31,6 +31,15 @@ export const GroupsClaimSetting = z
   .strict();
 export type GroupsClaimSetting = z.output<typeof GroupsClaimSetting>;
 
+/**
+ * How the client's ID tokens are signed (`id_token_signed_response_alg`): ES256 unless the app
+ * asks for RS256, which some older relying parties are limited to (and OIDC Discovery requires
+ * a provider to offer). The tenant has a key of each (store/signing-keys.ts).
+ */
+export const ID_TOKEN_ALGS = ['ES256', 'RS256'] as const;
+export const IdTokenAlg = z.enum(ID_TOKEN_ALGS, { error: 'ES256 or RS256' });
+export type IdTokenAlg = z.infer<typeof IdTokenAlg>;
+
 /** Admin roles go only to a confidential client that can get tokens of its own (client_credentials). */
 function serviceRolesAllowed(c: {
   adminRoles: readonly string[];
@@ -64,6 +73,8 @@ export const CreateClientInput = z
     /** The full list of grant types (default authorization_code + refresh_token). */
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).max(GRANT_TYPES.length).optional(),
     groups: GroupsClaimSetting.optional(),
+    /** Absent: the provider's default, ES256. */
+    idTokenAlg: IdTokenAlg.optional(),
   })
   .transform((c) => ({
     ...c,
@@ -93,6 +104,8 @@ export interface StoredClientMetadata {
   /** Absent on rows written before the setting existed: those apps were first-party. */
   gatehouse_first_party?: boolean;
   gatehouse_admin_roles?: Role[];
+  /** Absent: ES256 (the provider's clientDefaults, oidc/provider.ts). */
+  id_token_signed_response_alg?: IdTokenAlg;
 }
 
 /** What oidc-provider reads. */
@@ -110,6 +123,7 @@ export interface ClientMetadata {
   post_logout_redirect_uris?: string[];
   gatehouse_first_party?: boolean;
   gatehouse_admin_roles?: Role[];
+  id_token_signed_response_alg?: IdTokenAlg;
 }
 
 export const createClient = async (
@@ -134,6 +148,7 @@ export const createClient = async (
     post_logout_redirect_uris: c.postLogoutRedirectUris,
     gatehouse_first_party: c.firstParty,
     gatehouse_admin_roles: c.adminRoles,
+    ...(c.idTokenAlg ? { id_token_signed_response_alg: c.idTokenAlg } : {}),
   };
   await db
     .insertInto('clients')
@@ -211,6 +226,7 @@ export interface AppView {
   firstParty: boolean;
   adminRoles: Role[];
   groups: GroupsClaimSetting | null;
+  idTokenAlg: IdTokenAlg;
   createdAt: number;
 }
 
@@ -226,6 +242,7 @@ const viewOf = (row: { client_id: string; metadata: string; created_at: number }
     firstParty: m.gatehouse_first_party ?? true,
     adminRoles: m.gatehouse_admin_roles ?? [],
     groups: m.gatehouse_groups ?? null,
+    idTokenAlg: m.id_token_signed_response_alg ?? 'ES256',
     createdAt: row.created_at,
   };
 };
@@ -265,6 +282,9 @@ export const UpdateClientInput = z
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).max(GRANT_TYPES.length),
     firstParty: z.boolean(),
     adminRoles: z.array(z.enum(ROLES)).max(ROLES.length),
+    /** Replaces the whole groups claim setting (include 'none' turns the claim off). */
+    groups: GroupsClaimSetting,
+    idTokenAlg: IdTokenAlg,
   })
   .partial()
   .strict()
@@ -312,6 +332,8 @@ export const updateClient = async (
       token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
       gatehouse_first_party: p.firstParty ?? m.gatehouse_first_party ?? true,
       gatehouse_admin_roles: p.adminRoles ?? m.gatehouse_admin_roles ?? [],
+      ...(p.groups ? { gatehouse_groups: p.groups } : {}),
+      ...(p.idTokenAlg ? { id_token_signed_response_alg: p.idTokenAlg } : {}),
     };
     parse(CheckedApp, {
       redirectUris: next.redirect_uris,

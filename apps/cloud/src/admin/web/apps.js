@@ -69,6 +69,13 @@ export const appsPage = async (root, ui) => {
       ),
       h('option', { value: 'public', selected: app?.public }, 'Public (single-page or native app)'),
     );
+    // ES256 unless the relying party can only check RSA signatures.
+    const alg = h(
+      'select',
+      {},
+      h('option', { value: 'ES256', selected: (app?.idTokenAlg ?? 'ES256') === 'ES256' }, 'ES256 (default)'),
+      h('option', { value: 'RS256', selected: app?.idTokenAlg === 'RS256' }, 'RS256 (older libraries)'),
+    );
     const form = h(
       'form',
       {
@@ -84,6 +91,7 @@ export const appsPage = async (root, ui) => {
             grantTypes: picked(form, `${id}-grant`),
             firstParty: !form.querySelector(`input[name="${id}-third"]`).checked,
             adminRoles: picked(form, `${id}-role`),
+            idTokenAlg: alg.value,
           };
           try {
             const r = app
@@ -105,6 +113,7 @@ export const appsPage = async (root, ui) => {
       field(`${id}-kind`, 'Kind', kind),
       field(`${id}-redirects`, 'Redirect URIs (one per line)', redirects),
       field(`${id}-logouts`, 'Post-logout redirect URIs (one per line)', logouts),
+      field(`${id}-alg`, 'ID token signing algorithm', alg),
       checks(
         'Allowed grants',
         `${id}-grant`,
@@ -213,6 +222,7 @@ export const appsPage = async (root, ui) => {
           'Redirect URIs',
           'Post-logout URIs',
           'Admin roles',
+          'ID token',
           'Actions',
         ],
         apps.map((a) =>
@@ -226,6 +236,7 @@ export const appsPage = async (root, ui) => {
             h('td', { class: 'wrap' }, a.redirectUris.join(' ') || '—'),
             h('td', { class: 'wrap' }, a.postLogoutRedirectUris.join(' ') || '—'),
             h('td', {}, a.adminRoles.join(', ') || '—'),
+            h('td', {}, a.idTokenAlg),
             h('td', {}, actions(a)),
           ),
         ),
