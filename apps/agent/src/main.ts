@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
  * gatehouse-agent <register|run|status|test-auth|sync> [flags]
- * Exit codes: 0 success, 1 failure (or unhealthy), 2 usage or configuration error.
+ * Exit codes: 0 success, 1 failure (or unhealthy), 2 usage or configuration error; `run` also
+ * 3 (the cloud refuses the certificate: deleted, replaced or expired) and 4 (protocol mismatch),
+ * after which restarting the same agent cannot help.
  */
 import { readFileSync } from 'node:fs';
 import { formatIssues, GatehouseError, isGatehouseError, parseCommandLine } from '@gatehouse/protocol';
@@ -123,8 +125,14 @@ const commands: Record<string, () => Promise<number>> = {
     const ac = new AbortController();
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => ac.abort());
     const { runAgent } = await import('./agent.ts');
-    await runAgent({ config: cfg, log, signal: ac.signal });
-    return 0;
+    const outcome = await runAgent({ config: cfg, log, signal: ac.signal });
+    if (outcome.kind === 'stopped') return 0;
+    log.flush();
+    const { refusalExitCode } = await import('./channel/refusal.ts');
+    const { refusal } = outcome;
+    err(`${refusal.code}: ${refusal.message}`);
+    err(JSON.stringify(refusal.detail, null, 2));
+    return refusalExitCode(refusal) ?? 1;
   },
 
   async status() {

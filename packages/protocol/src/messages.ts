@@ -126,7 +126,19 @@ export const SyncPage = z.object({
 });
 export type SyncPage = z.infer<typeof SyncPage>;
 
-export const AgentMessage = z.discriminatedUnion('type', [Hello, Heartbeat, ValidateResult, SyncPage]);
+/**
+ * The agent is stopping: the cloud sends it nothing new on this connection. The agent still
+ * answers what it holds (and any request that crossed this frame), then closes with 1001.
+ */
+export const Draining = z.object({ type: z.literal('draining') });
+
+export const AgentMessage = z.discriminatedUnion('type', [
+  Hello,
+  Heartbeat,
+  ValidateResult,
+  SyncPage,
+  Draining,
+]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- cloud -> agent -------------------------------------------------------------------------

@@ -75,6 +75,7 @@ export interface ConnectionInfo {
   agentId: string;
   tenantId: string;
   ready: boolean;
+  draining: boolean;
   hostname: string | null;
   version: string | null;
   outstanding: number;
@@ -93,6 +94,8 @@ export class AgentConnection {
   readonly pending = new Map<string, Pending>();
   ready = false;
   closed = false;
+  /** The agent said it is stopping (a draining frame): it gets nothing new on this connection. */
+  draining = false;
   hostname: string | null = null;
   version: string | null = null;
   capabilities: string[] = [];
@@ -226,6 +229,7 @@ export class AgentConnection {
       agentId: this.agentId,
       tenantId: this.tenantId,
       ready: this.ready,
+      draining: this.draining,
       hostname: this.hostname,
       version: this.version,
       outstanding: this.pending.size,
@@ -305,6 +309,10 @@ export class AgentConnection {
         return;
       case 'result':
         this.#hooks.onResult(this, msg);
+        return;
+      case 'draining':
+        if (!this.draining) this.#log.info({ outstanding: this.pending.size }, 'agent draining');
+        this.draining = true;
         return;
       case 'heartbeat':
         this.directory = msg.directory;

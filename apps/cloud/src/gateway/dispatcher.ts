@@ -21,8 +21,6 @@ export const DEFAULT_MAX_HELD = 1_000;
 
 /** Outcomes that say "this agent could not open the envelope": another agent may well succeed. */
 const TRY_ELSEWHERE = new Set<string>(['agent_decrypt_failed', 'agent_no_key']);
-/** What a draining agent answers to a request it will not start (it finishes what it holds). */
-export const SHUTTING_DOWN = 'shutting-down';
 
 interface TenantAgents {
   conns: AgentConnection[];
@@ -56,8 +54,6 @@ export class AgentDispatcher implements Dispatcher {
   readonly #inactiveAfterMs: number;
   readonly #maxInFlight: number;
   readonly #onPresence: (tenantId: string, present: boolean) => void;
-  /** Agents that said they are shutting down: they get nothing new on this connection. */
-  readonly #draining = new WeakSet<AgentConnection>();
   readonly #reconnectWaitMs: number;
   readonly #maxHeld: number;
   /** When each tenant whose agents all left was last seen with a usable one. */
@@ -93,7 +89,7 @@ export class AgentDispatcher implements Dispatcher {
   /** Whether this node can serve the tenant itself (some local agent is usable now). */
   hasUsable(tenantId: string): boolean {
     const cutoff = this.#now() - this.#inactiveAfterMs;
-    return this.connectionsOf(tenantId).some((c) => c.usable(cutoff) && !this.#draining.has(c));
+    return this.connectionsOf(tenantId).some((c) => c.usable(cutoff) && !c.draining);
   }
 
   /** A connection that said hello joins its tenant's pool. */
@@ -199,16 +195,14 @@ export class AgentDispatcher implements Dispatcher {
       return;
     }
     conn.pending.delete(msg.id);
-    const draining = msg.outcome === 'agent_error' && msg.directoryCode === SHUTTING_DOWN;
-    if (draining) this.#draining.add(conn);
-    if (draining || TRY_ELSEWHERE.has(msg.outcome)) {
+    if (TRY_ELSEWHERE.has(msg.outcome)) {
       const next = this.#pick(p.req, p.tried);
       if (typeof next !== 'string') {
         this.#log.warn(
           { agentId: conn.agentId, requestId: msg.id, outcome: msg.outcome },
           'agent could not open; retrying',
         );
-        dispatchRetries.inc({ reason: draining ? 'draining' : 'decrypt' });
+        dispatchRetries.inc({ reason: 'decrypt' });
         this.#sendTo(p, next);
         return;
       }
@@ -237,7 +231,7 @@ export class AgentDispatcher implements Dispatcher {
     let full = false;
     for (let i = 0; i < n; i++) {
       const c = t.conns[(start + i) % n]!;
-      if (tried?.has(c) || !c.usable(cutoff) || this.#draining.has(c)) continue;
+      if (tried?.has(c) || !c.usable(cutoff) || c.draining) continue;
       if (req.envelopes && !Object.hasOwn(req.envelopes, c.agentId)) continue;
       if (c.pending.size >= this.#maxInFlight) {
         full = true;

@@ -1,0 +1,165 @@
+/**
+ * One WebSocket session with a gateway: mutual TLS (through the proxy when configured), hello,
+ * heartbeats and the sync schedule, and the frames handed to the handlers. It never reconnects:
+ * `ended` resolves when the socket closes, with the permanent refusal if the cloud made one.
+ */
+import { hostname } from 'node:os';
+import {
+  AGENT_CHANNEL_PATH,
+  type AgentMessage,
+  CloudMessage,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  parseFrame,
+} from '@gatehouse/protocol';
+import WebSocket from 'ws';
+import { agentFor, proxyFor } from '../https.ts';
+import { VERSION } from '../version.ts';
+import { handle, type Session } from './handlers.ts';
+import { type Refusal, refusalFromUpgrade } from './refusal.ts';
+import type { AgentRuntime } from './runtime.ts';
+import type { SyncRunner } from './sync-runner.ts';
+
+/** Enough of a refused upgrade's body to read the catalog code. */
+const MAX_REFUSAL_BODY = 4096;
+
+export interface SessionEnd {
+  refusal: Refusal | null;
+}
+
+export class Connection implements Session {
+  readonly rt: AgentRuntime;
+  readonly sync: SyncRunner;
+  readonly gateway: string;
+  readonly ended: Promise<SessionEnd>;
+  welcomed = false;
+  draining = false;
+  readonly #ws: WebSocket;
+  readonly #onWelcome: () => void;
+  #refusal: Refusal | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #lastSeen = Date.now();
+
+  constructor(o: { rt: AgentRuntime; sync: SyncRunner; gateway: string; onWelcome: () => void }) {
+    this.rt = o.rt;
+    this.sync = o.sync;
+    this.gateway = o.gateway;
+    this.#onWelcome = o.onWelcome;
+    this.#ws = this.#open();
+    this.ended = new Promise((resolve) =>
+      this.#ws.on('close', (code, reason) => {
+        for (const t of this.#timers) clearInterval(t);
+        if (this.rt.connected) this.rt.log.info({ code, reason: reason.toString() }, 'disconnected');
+        this.rt.connected = false;
+        this.rt.writeStatus();
+        resolve({ refusal: this.#refusal });
+      }),
+    );
+  }
+
+  send(m: AgentMessage): boolean {
+    if (this.#ws.readyState !== WebSocket.OPEN) return false;
+    this.#ws.send(JSON.stringify(m));
+    return true;
+  }
+
+  /** Tells the cloud to send nothing new here; what is in flight is still answered. */
+  drain(): void {
+    this.draining = true;
+    this.send({ type: 'draining' });
+  }
+
+  close(code: number, reason: string): void {
+    this.#ws.close(code, reason);
+  }
+
+  refuse(r: Refusal): void {
+    this.#refusal ??= r;
+    this.#ws.close(1000, 'refused');
+  }
+
+  runSync(reason: string, runId?: string): void {
+    if (!this.welcomed || this.draining) return;
+    void this.sync.run(reason, (m) => this.send(m), runId);
+  }
+
+  started(heartbeatMs: number): void {
+    this.welcomed = true;
+    this.#onWelcome();
+    const { config } = this.rt;
+    this.#timers.push(
+      setInterval(() => void this.#heartbeat(heartbeatMs), heartbeatMs),
+      setInterval(() => this.runSync('interval'), config.sync.intervalMinutes * 60_000),
+    );
+    if (this.sync.due) this.runSync('start');
+  }
+
+  async #heartbeat(heartbeatMs: number): Promise<void> {
+    const { rt } = this;
+    if (Date.now() - this.#lastSeen > 3 * heartbeatMs) {
+      rt.log.warn('gateway silent for 3 heartbeats; reconnecting');
+      return this.#ws.terminate();
+    }
+    this.#ws.ping();
+    await rt.directory.probe(Math.min(rt.config.directory.timeoutMs, heartbeatMs / 2));
+    this.send({
+      type: 'heartbeat',
+      clock: Date.now(),
+      directory: rt.directory.health,
+      inFlight: rt.inFlight.count,
+    });
+    rt.lastHeartbeatAt = Date.now();
+    rt.writeStatus();
+  }
+
+  #open(): WebSocket {
+    const { state, config, log } = this.rt;
+    const url = `${this.gateway.replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`;
+    const tls = { ca: state.cloudCaPem, key: state.keyPem, cert: state.certPem };
+    const proxied = proxyFor(url.replace(/^wss:/, 'https:'), config.proxy);
+    const ws = new WebSocket(url, {
+      ...tls,
+      maxPayload: MAX_FRAME_BYTES,
+      handshakeTimeout: 15_000,
+      perMessageDeflate: false,
+      ...(proxied ? { agent: agentFor(url.replace(/^wss:/, 'https:'), tls, config.proxy) } : {}),
+    });
+    ws.on('open', () => this.#hello());
+    ws.on('pong', () => {
+      this.#lastSeen = Date.now();
+    });
+    ws.on('message', (data, isBinary) => {
+      this.#lastSeen = Date.now();
+      const msg = isBinary ? null : parseFrame(CloudMessage, data.toString());
+      if (!msg) return log.warn('malformed frame from the cloud');
+      handle(this, msg);
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        if (body.length < MAX_REFUSAL_BODY) body += c;
+      });
+      res.on('close', () => {
+        log.warn({ status: res.statusCode }, 'gateway refused the connection');
+        this.#refusal ??= refusalFromUpgrade(res.statusCode ?? 0, body);
+        ws.terminate();
+      });
+    });
+    ws.on('error', (err) => log.warn({ err: err.message }, 'gateway connection error'));
+    return ws;
+  }
+
+  #hello(): void {
+    const { config, directory } = this.rt;
+    this.send({
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      version: VERSION,
+      hostname: hostname(),
+      capabilities: ['validate', 'sync.full', ...(config.directory.kind === 'openldap' ? ['ppolicy'] : [])],
+      directory: directory.health,
+      clock: Date.now(),
+    });
+  }
+}
