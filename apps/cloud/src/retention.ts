@@ -9,8 +9,8 @@
  */
 import type { Logger } from 'pino';
 import type { Db } from './db/index.ts';
-import { pruneSignIns } from './signin/log.ts';
 import { pruneAudit } from './store/audit.ts';
+import { pruneSignIns } from './store/sign-ins.ts';
 import { listTenants } from './store/tenants.ts';
 
 const DAY_MS = 86_400_000;

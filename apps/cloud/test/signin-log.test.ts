@@ -9,7 +9,8 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { Db } from '../src/db/index.ts';
 import { type AuthenticatorService, createAuthenticator } from '../src/signin/authenticator.ts';
-import { createSignInLog, listSignIns, type SignInRow } from '../src/signin/log.ts';
+import { createSignInLog, type SignInRow } from '../src/signin/log.ts';
+import { listSignIns } from '../src/store/sign-ins.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import { openTestState, type TestState } from './directory-fixtures.ts';
 

@@ -22,10 +22,10 @@ import { loadCloudConfig } from '../src/config.ts';
 import { pendingMigrations } from '../src/db/migrations.ts';
 import { openSqlite } from '../src/db/sqlite.ts';
 import { startCloud } from '../src/server.ts';
-import { listSignIns } from '../src/signin/log.ts';
 import { listAgents } from '../src/store/agents.ts';
 import { createClient } from '../src/store/clients.ts';
 import { consumeRegistrationToken, createRegistrationToken } from '../src/store/registration-tokens.ts';
+import { listSignIns } from '../src/store/sign-ins.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import { firstReleaseMigrations } from './fixtures/first-release-schema.ts';
 

@@ -6,9 +6,9 @@
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { createSmartLockout } from '../lockout/smart-lockout.ts';
-import { listSignIns } from '../signin/log.ts';
 import { listAudit } from '../store/audit.ts';
 import { addDomain, type Domain, listDomains, setDomainKind, verifyDomain } from '../store/domains.ts';
+import { listSignIns } from '../store/sign-ins.ts';
 import { getUser, listUsers, Password, setCloudPassword } from '../store/users.ts';
 import { DomainName } from '../store/util.ts';
 import { type RouteDef, route } from './api.ts';

@@ -7,7 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { iterateSignIns, type SignInEntry } from '../signin/log.ts';
+import { iterateSignIns, type SignInEntry } from '../store/sign-ins.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './routes-tenant.ts';
 

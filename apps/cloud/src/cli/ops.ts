@@ -7,11 +7,11 @@ import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
-import { listSignIns } from '../signin/log.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
 import { createRegistrationToken } from '../store/registration-tokens.ts';
 import { serviceUrls } from '../store/service-urls.ts';
+import { listSignIns } from '../store/sign-ins.ts';
 import { getTenant, updateSettings } from '../store/tenants.ts';
 import { type Command, command, count, iso, OPERATOR, onOff, str, table, tenant } from './shared.ts';
 

@@ -66,7 +66,7 @@ export const listAudit = async (
   }));
 };
 
-/** Retention: like pruneSignIns (signin/log.ts), at most `batch` of the tenant's rows older than `before`. */
+/** Retention: like pruneSignIns (sign-ins.ts), at most `batch` of the tenant's rows older than `before`. */
 export const pruneAudit = async (
   db: Db,
   tenantId: string,
