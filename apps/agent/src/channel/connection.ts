@@ -146,7 +146,10 @@ export class Connection implements Session {
         ws.terminate();
       });
     });
-    ws.on('error', (err) => log.warn({ err: err.message }, 'gateway connection error'));
+    // After a refused upgrade, ws reports the socket it was told to drop: not news.
+    ws.on('error', (err) => {
+      if (!this.#refusal) log.warn({ err: err.message }, 'gateway connection error');
+    });
     return ws;
   }
 
