@@ -2,7 +2,8 @@
  * A refused agent stops instead of reconnecting forever: deleted while connected (error frame
  * certificate_rejected, then close 1008), and started again with the deleted certificate (HTTP 401
  * on the upgrade), the `run` process exits 3 with the catalog code on stderr, after one attempt.
- * No directory is needed: the agent connects while its directory is down.
+ * And SIGTERM: the agent tells the cloud it is draining (a protocol frame) before it closes, and
+ * exits 0. No directory is needed: the agent connects while its directory is down.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,14 +22,15 @@ const EXIT_CERTIFICATE_REFUSED = 3;
 let dir: string;
 let cloud: RunningCloud;
 let tenantId: string;
+const cloudLog: string[] = [];
 
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gh-refused-'));
   cloud = await startCloud(
-    { dataDir: join(dir, 'cloud'), port: 0, gatewayPort: 0, logLevel: 'warn', drainDelayMs: 0 },
-    { env: {}, logDestination: { write: () => {} } },
+    { dataDir: join(dir, 'cloud'), port: 0, gatewayPort: 0, logLevel: 'info', drainDelayMs: 0 },
+    { env: {}, logDestination: { write: (line: string) => void cloudLog.push(line) } },
   );
   ({ tenantId } = await createTenant(cloud.ctx, {
     name: 'Refused',
@@ -103,4 +105,24 @@ test('an agent deleted while connected exits 3 instead of reconnecting', async (
   } finally {
     await again.stop();
   }
+});
+
+test('SIGTERM: the agent sends draining, then closes, and exits 0', async () => {
+  const { stateDir, agentId } = await registerAgent('drains');
+  const agent = run(stateDir);
+  await waitFor('the agent to connect', () => {
+    if (!agent.running()) throw new Error(`agent exited: ${agent.output()}`);
+    return cloud.gateway.connections().some((c) => c.agentId === agentId && c.ready);
+  });
+  await agent.stop(10_000);
+  assert.equal(await agent.exited, 0);
+  const mine = () =>
+    cloudLog
+      .map((l) => JSON.parse(l) as { agentId?: string; msg: string })
+      .filter((l) => l.agentId === agentId)
+      .map((l) => l.msg);
+  await waitFor('the cloud to see the close', () => mine().includes('agent disconnected'));
+  const seen = mine();
+  assert.ok(seen.includes('agent draining'), `the cloud heard the draining frame: ${seen.join(', ')}`);
+  assert.ok(seen.indexOf('agent draining') < seen.indexOf('agent disconnected'));
 });
