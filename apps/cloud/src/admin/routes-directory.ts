@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { createSmartLockout } from '../lockout/smart-lockout.ts';
 import { listAudit } from '../store/audit.ts';
 import { addDomain, type Domain, listDomains, setDomainKind, verifyDomain } from '../store/domains.ts';
+import { lockedUntilOf } from '../store/lockout.ts';
 import { listSignIns } from '../store/sign-ins.ts';
 import { getUser, listUsers, Password, setCloudPassword } from '../store/users.ts';
 import { DomainName } from '../store/util.ts';
@@ -138,20 +139,15 @@ export const directoryRoutes = (deps: AdminDeps): RouteDef[] => {
       response: z.object({ users: z.array(UserOut), nextCursor: z.string().nullable() }),
       handler: async ({ caller, query }) => {
         const page = await listUsers(ctx.db, caller.tenantId, query);
-        const ids = page.users.map((u) => u.id);
-        const locks = ids.length
-          ? await ctx.db
-              .selectFrom('lockout_counters')
-              .select(['user_id', (eb) => eb.fn.max('locked_until').as('until')])
-              .where('tenant_id', '=', caller.tenantId)
-              .where('user_id', 'in', ids)
-              .groupBy('user_id')
-              .execute()
-          : [];
+        const locks = await lockedUntilOf(
+          ctx.db,
+          caller.tenantId,
+          page.users.map((u) => u.id),
+        );
         const now = ctx.now();
         return {
           users: page.users.map((u) => {
-            const until = Number(locks.find((l) => l.user_id === u.id)?.until ?? 0);
+            const until = locks.get(u.id) ?? 0;
             return {
               id: u.id,
               upn: u.upn,

@@ -17,12 +17,29 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SignInOutcome } from '@gatehouse/protocol';
-import { type Kysely, PostgresAdapter, sql } from 'kysely';
-import type { Database } from '../db/index.ts';
+import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
 import {
+  type CounterState,
+  clearCounters,
+  counterStatus,
+  countFailure,
+  countIn,
+  countOutOnly,
+  countOutSuccess,
+  ensureCounter,
+  familiarKeys,
+  forgetBadPasswords,
+  isRecentBadPassword,
+  lockCounter,
+  lockoutTransaction,
+  locksRows,
+  readCounters,
+  recordFamiliarKey,
+  rememberBadPassword,
+} from '../store/lockout.ts';
+import {
   type Admission,
-  type CounterRow,
   directoryBlock,
   IN_FLIGHT_SLACK_MS,
   inFlightNow,
@@ -90,158 +107,140 @@ export interface SmartLockout {
   ): Promise<Array<{ location: LocationClass; failures: number; lockedUntil: number; lockCount: number }>>;
 }
 
-const emptyCounter = (tenantId: string, userId: string, location: LocationClass) => ({
-  tenant_id: tenantId,
-  user_id: userId,
-  location,
-  failures: 0,
-  lock_count: 0,
-  locked_until: 0,
-  in_flight: 0,
-  in_flight_until: 0,
-});
+/** One sign-in attempt being admitted. */
+interface Attempt {
+  tenantId: string;
+  userId: string;
+  /** Its location keys (keyed hashes of network and device). */
+  keys: string[];
+  passwordMac: string;
+  settings: LockoutSettings;
+  deadline: number;
+}
+
+const keysOf = (secrets: SecretBox, tenantId: string, userId: string, origin: Origin): string[] => {
+  const keys: string[] = [];
+  if (origin.ip)
+    keys.push(secrets.mac(`${tenantId}/${userId}/net/${networkOf(origin.ip)}`, 'familiar-location'));
+  if (origin.deviceId)
+    keys.push(secrets.mac(`${tenantId}/${userId}/dev/${origin.deviceId}`, 'familiar-location'));
+  return keys;
+};
+
+/** Why an attempt may not be counted in yet (locked, a repeated wrong password, no free slot), if it may not. */
+const refusal = async (
+  tx: Db,
+  a: Attempt,
+  location: LocationClass,
+  rows: CounterState[],
+  counter: CounterState | undefined,
+  t: number,
+): Promise<Admission | Busy | undefined> => {
+  if (counter && counter.locked_until > t) return { kind: 'locked', location, until: counter.locked_until };
+  const directory = directoryBlock(rows, a.settings, t);
+  if (directory?.kind === 'locked') return { kind: 'locked', location, until: directory.until };
+  if (directory?.kind === 'busy') return { kind: 'busy', location };
+  const failures = counter?.failures ?? 0;
+  // Wrong passwords are only remembered along with a failure, so with none there is nothing to look up.
+  if (failures > 0 && (await isRecentBadPassword(tx, a.tenantId, a.userId, a.passwordMac, t)))
+    return { kind: 'repeat', location };
+  // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
+  const room = failures >= a.settings.threshold ? 1 : a.settings.threshold - failures;
+  if ((counter ? inFlightNow(counter, t) : 0) >= room) return { kind: 'busy', location };
+  return undefined;
+};
+
+/** One admission attempt, inside its transaction; 'busy' when every slot below the threshold is held. */
+const admitIn = async (tx: Db, postgres: boolean, a: Attempt, t: number): Promise<Admission | Busy> => {
+  const seen = a.keys.length === 0 ? [] : await familiarKeys(tx, a.tenantId, a.userId, a.keys);
+  const location: LocationClass = seen.length > 0 ? 'familiar' : 'unfamiliar';
+  const k = { tenantId: a.tenantId, userId: a.userId, location };
+  // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
+  // SQLite serialises whole transactions already.
+  if (postgres) await ensureCounter(tx, k, t);
+  const rows = await readCounters(tx, a.tenantId, a.userId, postgres);
+  const found = rows.find((r) => r.location === location);
+  // A lapsed counter is read, and rewritten below, as an empty one.
+  const stale = found !== undefined && lapsed(found, t);
+  const counter = stale ? undefined : found;
+  const refused = await refusal(tx, a, location, rows, counter, t);
+  if (refused) return refused;
+  const inFlight = counter ? inFlightNow(counter, t) : 0;
+  const until = Math.max(
+    counter && counter.in_flight_until > t ? counter.in_flight_until : 0,
+    a.deadline + IN_FLIGHT_SLACK_MS,
+  );
+  await countIn(tx, k, { inFlight: inFlight + 1, until, t, reset: stale });
+  const fresh = new Set(
+    seen.filter((r) => t - r.last_success_at < FAMILIAR_REFRESH_MS).map((r) => r.key_hash),
+  );
+  return {
+    kind: 'admit',
+    reservation: {
+      tenantId: a.tenantId,
+      userId: a.userId,
+      location,
+      passwordMac: a.passwordMac,
+      newKeys: a.keys.filter((key) => !fresh.has(key)),
+      hadFailures: rows.some((r) => r.failures > 0 || r.lock_count > 0),
+    },
+  };
+};
+
+/** Admits, waiting while the slots left below the threshold are held by attempts still in flight. */
+const admitWaiting = async (db: Db, now: () => number, a: Attempt): Promise<Admission> => {
+  const postgres = locksRows(db);
+  // Bounded by real time as well as the request's deadline, whatever clock `now` is.
+  const giveUp = performance.now() + Math.max(0, a.deadline - now());
+  for (;;) {
+    const t = now();
+    const r = await lockoutTransaction(db, (tx) => admitIn(tx, postgres, a, t));
+    if (r.kind !== 'busy') return r;
+    // Wait for one to settle rather than refuse a user who may well have the right password.
+    if (performance.now() + BUSY_WAIT_MS >= giveUp)
+      return { kind: 'locked', location: r.location, until: a.deadline };
+    await sleep(BUSY_WAIT_MS / 2 + Math.random() * BUSY_WAIT_MS);
+  }
+};
+
+const settleSuccess = async (db: Db, r: Reservation, t: number): Promise<SettleResult> => {
+  // One statement: count out, and (only if there were any) reset every failure of the user.
+  await countOutSuccess(db, r, r.hadFailures, t);
+  if (r.hadFailures) await forgetBadPasswords(db, r.tenantId, r.userId);
+  for (const key of r.newKeys) await recordFamiliarKey(db, r.tenantId, r.userId, key, t);
+  return { locked: false };
+};
+
+const settleWrongPassword = (db: Db, r: Reservation, settings: LockoutSettings, t: number) =>
+  lockoutTransaction(db, async (tx): Promise<SettleResult> => {
+    await rememberBadPassword(tx, r.tenantId, r.userId, r.passwordMac, t + REPEAT_WINDOW_MS);
+    const row = await countFailure(tx, r, t);
+    if (row.failures < settings.threshold) return { locked: false };
+    const until = t + lockDurationMs(settings, row.lock_count);
+    await lockCounter(tx, r, until, row.lock_count + 1);
+    return { locked: true, until };
+  });
+
+const settle = async (
+  db: Db,
+  r: Reservation,
+  outcome: SignInOutcome,
+  settings: LockoutSettings,
+  t: number,
+): Promise<SettleResult> => {
+  if (outcome === 'success') return settleSuccess(db, r, t);
+  if (outcome === 'invalid_credentials') return settleWrongPassword(db, r, settings, t);
+  await countOutOnly(db, r);
+  return { locked: false };
+};
 
 export const createSmartLockout = (
-  db: Kysely<Database>,
+  db: Db,
   secrets: SecretBox,
   now: () => number,
   options: SmartLockoutOptions = {},
 ): SmartLockout => {
-  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
   const maxUnknown = options.maxUnknownNames ?? MAX_UNKNOWN_NAMES;
-  const keysOf = (tenantId: string, userId: string, origin: Origin): string[] => {
-    const keys: string[] = [];
-    if (origin.ip)
-      keys.push(secrets.mac(`${tenantId}/${userId}/net/${networkOf(origin.ip)}`, 'familiar-location'));
-    if (origin.deviceId)
-      keys.push(secrets.mac(`${tenantId}/${userId}/dev/${origin.deviceId}`, 'familiar-location'));
-    return keys;
-  };
-  /** Counts an attempt out again (never below zero). */
-  const countOut = sql<number>`case when in_flight > 0 then in_flight - 1 else 0 end`;
-
-  /** One admission attempt; 'busy' when every slot below the threshold is held by attempts in flight. */
-  const tryAdmit = async (
-    tenantId: string,
-    userId: string,
-    keys: string[],
-    passwordMac: string,
-    settings: LockoutSettings,
-    deadline: number,
-  ): Promise<Admission | Busy> => {
-    const t = now();
-    return db.transaction().execute(async (tx): Promise<Admission | Busy> => {
-      const seen =
-        keys.length === 0
-          ? []
-          : await tx
-              .selectFrom('familiar_locations')
-              .select(['key_hash', 'last_success_at'])
-              .where('tenant_id', '=', tenantId)
-              .where('user_id', '=', userId)
-              .where('key_hash', 'in', keys)
-              .execute();
-      const location: LocationClass = seen.length > 0 ? 'familiar' : 'unfamiliar';
-      // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
-      // SQLite serialises whole transactions already.
-      if (postgres) {
-        await tx
-          .insertInto('lockout_counters')
-          .values({ ...emptyCounter(tenantId, userId, location), updated_at: t })
-          .onConflict((oc) => oc.doNothing())
-          .execute();
-      }
-      let q = tx
-        .selectFrom('lockout_counters')
-        .select([
-          'location',
-          'failures',
-          'locked_until',
-          'lock_count',
-          'in_flight',
-          'in_flight_until',
-          'updated_at',
-        ])
-        .where('tenant_id', '=', tenantId)
-        .where('user_id', '=', userId);
-      if (postgres) q = q.forUpdate();
-      const rows: CounterRow[] = await q.execute();
-      const found = rows.find((r) => r.location === location);
-      // A lapsed counter is read, and rewritten below, as an empty one.
-      const stale = found !== undefined && lapsed(found, t);
-      const counter = stale ? undefined : found;
-      if (counter && counter.locked_until > t)
-        return { kind: 'locked', location, until: counter.locked_until };
-      const directory = directoryBlock(rows, settings, t);
-      if (directory?.kind === 'locked') return { kind: 'locked', location, until: directory.until };
-      if (directory?.kind === 'busy') return { kind: 'busy', location };
-      const failures = counter?.failures ?? 0;
-      // Wrong passwords are only remembered along with a failure, so with none there is nothing to look up.
-      if (failures > 0) {
-        const repeat = await tx
-          .selectFrom('lockout_bad_passwords')
-          .select('hash')
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .where('hash', '=', passwordMac)
-          .where('expires_at', '>', t)
-          .executeTakeFirst();
-        if (repeat) return { kind: 'repeat', location };
-      }
-      // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
-      const room = failures >= settings.threshold ? 1 : settings.threshold - failures;
-      const inFlight = counter ? inFlightNow(counter, t) : 0;
-      if (inFlight >= room) return { kind: 'busy', location };
-      const until = Math.max(
-        counter && counter.in_flight_until > t ? counter.in_flight_until : 0,
-        deadline + IN_FLIGHT_SLACK_MS,
-      );
-      await tx
-        .insertInto('lockout_counters')
-        .values({
-          ...emptyCounter(tenantId, userId, location),
-          in_flight: 1,
-          in_flight_until: until,
-          updated_at: t,
-        })
-        .onConflict((oc) =>
-          oc.columns(['tenant_id', 'user_id', 'location']).doUpdateSet({
-            in_flight: inFlight + 1,
-            in_flight_until: until,
-            updated_at: t,
-            ...(stale ? { failures: 0, lock_count: 0, locked_until: 0 } : {}),
-          }),
-        )
-        .execute();
-      const fresh = new Set(
-        seen.filter((r) => t - r.last_success_at < FAMILIAR_REFRESH_MS).map((r) => r.key_hash),
-      );
-      return {
-        kind: 'admit',
-        reservation: {
-          tenantId,
-          userId,
-          location,
-          passwordMac,
-          newKeys: keys.filter((k) => !fresh.has(k)),
-          hadFailures: rows.some((r) => r.failures > 0 || r.lock_count > 0),
-        },
-      };
-    });
-  };
-
-  const recordFamiliar = async (r: Reservation, t: number) => {
-    for (const key of r.newKeys) {
-      await db
-        .insertInto('familiar_locations')
-        .values({ tenant_id: r.tenantId, user_id: r.userId, key_hash: key, last_success_at: t })
-        .onConflict((oc) =>
-          oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: t }),
-        )
-        .execute();
-    }
-  };
-
   const prune = () => pruneLockout(db, now(), maxUnknown);
   let lastSweep = now();
   let sweeping = false;
@@ -261,126 +260,21 @@ export const createSmartLockout = (
     unknownSubject: (tenantId, login) =>
       UNKNOWN_PREFIX + secrets.mac(`${tenantId}/${login}`, 'lockout-unknown-name'),
     prune,
-
-    async admit(tenantId, userId, password, origin, settings, deadline) {
+    admit(tenantId, userId, password, origin, settings, deadline) {
       sweepSoon();
-      const keys = keysOf(tenantId, userId, origin);
+      const keys = keysOf(secrets, tenantId, userId, origin);
       const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
-      // Bounded by real time as well as the request's deadline, whatever clock `now` is.
-      const giveUp = performance.now() + Math.max(0, deadline - now());
-      for (;;) {
-        const r = await tryAdmit(tenantId, userId, keys, passwordMac, settings, deadline);
-        if (r.kind !== 'busy') return r;
-        // The slots left below the threshold are held by attempts still in flight: wait for one to
-        // settle rather than refuse a user who may well have the right password.
-        if (performance.now() + BUSY_WAIT_MS >= giveUp)
-          return { kind: 'locked', location: r.location, until: deadline };
-        await sleep(BUSY_WAIT_MS / 2 + Math.random() * BUSY_WAIT_MS);
-      }
+      return admitWaiting(db, now, { tenantId, userId, keys, passwordMac, settings, deadline });
     },
-
-    async settle(r, outcome, settings) {
-      const t = now();
-      if (outcome === 'success') {
-        // One statement: count out, and (only if there were any) reset every failure of the user.
-        await db
-          .updateTable('lockout_counters')
-          .set(
-            r.hadFailures
-              ? (eb) => ({
-                  failures: 0,
-                  lock_count: 0,
-                  locked_until: 0,
-                  updated_at: t,
-                  in_flight: eb
-                    .case()
-                    .when('location', '=', r.location)
-                    .then(countOut)
-                    .else(eb.ref('in_flight'))
-                    .end(),
-                })
-              : { in_flight: countOut, updated_at: t },
-          )
-          .where('tenant_id', '=', r.tenantId)
-          .where('user_id', '=', r.userId)
-          .$if(!r.hadFailures, (q) => q.where('location', '=', r.location))
-          .execute();
-        if (r.hadFailures)
-          await db
-            .deleteFrom('lockout_bad_passwords')
-            .where('tenant_id', '=', r.tenantId)
-            .where('user_id', '=', r.userId)
-            .execute();
-        await recordFamiliar(r, t);
-        return { locked: false };
-      }
-      if (outcome !== 'invalid_credentials') {
-        await db
-          .updateTable('lockout_counters')
-          .set({ in_flight: countOut })
-          .where('tenant_id', '=', r.tenantId)
-          .where('user_id', '=', r.userId)
-          .where('location', '=', r.location)
-          .execute();
-        return { locked: false };
-      }
-      return db.transaction().execute(async (tx) => {
-        await tx
-          .insertInto('lockout_bad_passwords')
-          .values({
-            tenant_id: r.tenantId,
-            user_id: r.userId,
-            hash: r.passwordMac,
-            expires_at: t + REPEAT_WINDOW_MS,
-          })
-          .onConflict((oc) =>
-            oc.columns(['tenant_id', 'user_id', 'hash']).doUpdateSet({ expires_at: t + REPEAT_WINDOW_MS }),
-          )
-          .execute();
-        const row = await tx
-          .updateTable('lockout_counters')
-          .set((eb) => ({ failures: eb('failures', '+', 1), in_flight: countOut, updated_at: t }))
-          .where('tenant_id', '=', r.tenantId)
-          .where('user_id', '=', r.userId)
-          .where('location', '=', r.location)
-          .returning(['failures', 'lock_count'])
-          .executeTakeFirstOrThrow();
-        if (row.failures < settings.threshold) return { locked: false };
-        const until = t + lockDurationMs(settings, row.lock_count);
-        await tx
-          .updateTable('lockout_counters')
-          .set({ locked_until: until, lock_count: row.lock_count + 1 })
-          .where('tenant_id', '=', r.tenantId)
-          .where('user_id', '=', r.userId)
-          .where('location', '=', r.location)
-          .execute();
-        return { locked: true, until };
-      });
-    },
-
+    settle: (r, outcome, settings) => settle(db, r, outcome, settings, now()),
     async unlock(tenantId, userId) {
-      await db.transaction().execute(async (tx) => {
-        await tx
-          .updateTable('lockout_counters')
-          .set({ failures: 0, lock_count: 0, locked_until: 0, updated_at: now() })
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .execute();
-        await tx
-          .deleteFrom('lockout_bad_passwords')
-          .where('tenant_id', '=', tenantId)
-          .where('user_id', '=', userId)
-          .execute();
+      await lockoutTransaction(db, async (tx) => {
+        await clearCounters(tx, tenantId, userId, now());
+        await forgetBadPasswords(tx, tenantId, userId);
       });
     },
-
     async status(tenantId, userId) {
-      const rows = await db
-        .selectFrom('lockout_counters')
-        .select(['location', 'failures', 'locked_until', 'lock_count'])
-        .where('tenant_id', '=', tenantId)
-        .where('user_id', '=', userId)
-        .execute();
+      const rows = await counterStatus(db, tenantId, userId);
       return rows.map((r) => ({
         location: r.location as LocationClass,
         failures: r.failures,

@@ -1,11 +1,15 @@
 /**
  * The sweep that keeps smart lockout's tables bounded whatever names an attacker sends.
  */
-import { type Kysely, sql } from 'kysely';
-import type { Database } from '../db/index.ts';
+import type { Db } from '../db/index.ts';
+import {
+  deleteExpiredBadPasswords,
+  deleteLapsedUnknownCounters,
+  evictUnknownUpTo,
+  tenantsOverUnknownCap,
+  unknownCutoff,
+} from '../store/lockout.ts';
 import { COUNTER_LAPSE_MS, UNKNOWN_PREFIX } from './rules.ts';
-
-const unknown = sql<boolean>`user_id like ${`${UNKNOWN_PREFIX}%`}`;
 
 /**
  * Random names must not grow the tables without bound. A lapsed counter reads as empty for every
@@ -13,53 +17,13 @@ const unknown = sql<boolean>`user_id like ${`${UNKNOWN_PREFIX}%`}`;
  * flood inside one lapse period: evicting a name's counter early is the one thing that could
  * tell it from a real user's, and it takes more than the cap of fresh names in between.
  */
-export const pruneLockout = async (db: Kysely<Database>, t: number, maxUnknown: number): Promise<void> => {
-  await db.deleteFrom('lockout_bad_passwords').where('expires_at', '<=', t).execute();
-  await db
-    .deleteFrom('lockout_counters')
-    .where(unknown)
-    .where('updated_at', '<', t - COUNTER_LAPSE_MS)
-    .where('locked_until', '<=', t)
-    .where('in_flight_until', '<=', t)
-    .execute();
-  const crowded = await db
-    .selectFrom('lockout_counters')
-    .select(['tenant_id', (eb) => eb.fn.countAll<number>().as('n')])
-    .where(unknown)
-    .groupBy('tenant_id')
-    .having((eb) => eb.fn.countAll(), '>', maxUnknown)
-    .execute();
+export const pruneLockout = async (db: Db, t: number, maxUnknown: number): Promise<void> => {
+  await deleteExpiredBadPasswords(db, t);
+  await deleteLapsedUnknownCounters(db, UNKNOWN_PREFIX, t - COUNTER_LAPSE_MS, t);
+  const crowded = await tenantsOverUnknownCap(db, UNKNOWN_PREFIX, maxUnknown);
   for (const { tenant_id } of crowded) {
-    const cutoff = await db
-      .selectFrom('lockout_counters')
-      .select('updated_at')
-      .where('tenant_id', '=', tenant_id)
-      .where(unknown)
-      .orderBy('updated_at', 'desc')
-      .offset(maxUnknown)
-      .limit(1)
-      .executeTakeFirst();
-    if (!cutoff) continue;
-    await db
-      .deleteFrom('lockout_counters')
-      .where('tenant_id', '=', tenant_id)
-      .where(unknown)
-      .where('updated_at', '<=', cutoff.updated_at)
-      .execute();
-    await db
-      .deleteFrom('lockout_bad_passwords')
-      .where('tenant_id', '=', tenant_id)
-      .where(unknown)
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom('lockout_counters as c')
-              .select('c.user_id')
-              .whereRef('c.tenant_id', '=', 'lockout_bad_passwords.tenant_id')
-              .whereRef('c.user_id', '=', 'lockout_bad_passwords.user_id'),
-          ),
-        ),
-      )
-      .execute();
+    const cutoff = await unknownCutoff(db, tenant_id, UNKNOWN_PREFIX, maxUnknown);
+    if (cutoff === undefined) continue;
+    await evictUnknownUpTo(db, tenant_id, UNKNOWN_PREFIX, cutoff);
   }
 };
