@@ -9,6 +9,17 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { oidcKeys, openOidcPayload, sealOidcPayload } from '../db/at-rest.ts';
 import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
+import {
+  consumePayload,
+  deleteExpiredPayloads,
+  deleteGrantPayloads,
+  deletePayload,
+  findPayload,
+  liveAccessTokenTenant,
+  type PayloadRow,
+  type PayloadScope,
+  upsertPayload,
+} from '../store/oidc-payloads.ts';
 
 /** Reads a registered client: its tenant and its oidc-provider metadata. */
 export type ClientLookup = (
@@ -74,23 +85,19 @@ class PayloadAdapter implements Adapter {
   readonly #model: string;
   readonly #deps: AdapterDeps;
   readonly #keys: ReturnType<typeof oidcKeys>;
+  readonly #scope: PayloadScope;
   constructor(model: string, deps: AdapterDeps) {
     this.#model = model;
     this.#deps = deps;
     this.#keys = oidcKeys(deps.secrets);
+    this.#scope = { tenantId: deps.tenantId, model };
   }
 
-  #select() {
-    const { db, tenantId, now } = this.#deps;
-    return db
-      .selectFrom('oidc_payloads')
-      .select(['id', 'payload', 'consumed_at'])
-      .where('model', '=', this.#model)
-      .where('tenant_id', '=', tenantId)
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now())]));
+  async #find(column: 'id' | 'user_code' | 'uid', key: string) {
+    return this.#parse(await findPayload(this.#deps.db, this.#scope, column, key, this.#deps.now()));
   }
 
-  #parse(row: { id: string; payload: string; consumed_at: number | null } | undefined) {
+  #parse(row: PayloadRow | undefined) {
     if (!row) return undefined;
     const { secrets, tenantId } = this.#deps;
     const where = { tenantId, model: this.#model, hashedId: row.id };
@@ -111,52 +118,32 @@ class PayloadAdapter implements Adapter {
       uid: str(payload.uid, this.#keys.uid),
       expires_at: expiresIn ? now() + expiresIn * 1000 : null,
     };
-    await db
-      .insertInto('oidc_payloads')
-      .values({ model: this.#model, id: hashedId, tenant_id: tenantId, consumed_at: null, ...row })
-      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(row))
-      .execute();
+    await upsertPayload(db, this.#scope, hashedId, row);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#parse(await this.#select().where('id', '=', this.#keys.id(id)).executeTakeFirst());
+    return this.#find('id', this.#keys.id(id));
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    const key = this.#keys.userCode(userCode);
-    return this.#parse(await this.#select().where('user_code', '=', key).executeTakeFirst());
+    return this.#find('user_code', this.#keys.userCode(userCode));
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#parse(await this.#select().where('uid', '=', this.#keys.uid(uid)).executeTakeFirst());
+    return this.#find('uid', this.#keys.uid(uid));
   }
 
   async consume(id: string): Promise<void> {
-    await this.#deps.db
-      .updateTable('oidc_payloads')
-      .set({ consumed_at: this.#deps.now() })
-      .where('model', '=', this.#model)
-      .where('id', '=', this.#keys.id(id))
-      .where('tenant_id', '=', this.#deps.tenantId)
-      .execute();
+    return consumePayload(this.#deps.db, this.#scope, this.#keys.id(id), this.#deps.now());
   }
 
   async destroy(id: string): Promise<void> {
-    await this.#deps.db
-      .deleteFrom('oidc_payloads')
-      .where('model', '=', this.#model)
-      .where('id', '=', this.#keys.id(id))
-      .where('tenant_id', '=', this.#deps.tenantId)
-      .execute();
+    return deletePayload(this.#deps.db, this.#scope, this.#keys.id(id));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     // Every model bound to the grant goes (access and refresh tokens, codes), not only this one.
-    await this.#deps.db
-      .deleteFrom('oidc_payloads')
-      .where('grant_id', '=', this.#keys.grantId(grantId))
-      .where('tenant_id', '=', this.#deps.tenantId)
-      .execute();
+    return deleteGrantPayloads(this.#deps.db, this.#deps.tenantId, this.#keys.grantId(grantId));
   }
 }
 
@@ -168,10 +155,7 @@ export const createAdapterFactory = (deps: AdapterDeps) => {
 };
 
 /** Deletes expired rows of every tenant; finds already ignore them, this only reclaims space. */
-export const sweepExpired = async (db: Db, now: number): Promise<number> => {
-  const r = await db.deleteFrom('oidc_payloads').where('expires_at', '<', now).executeTakeFirst();
-  return Number(r.numDeletedRows);
-};
+export const sweepExpired = (db: Db, now: number): Promise<number> => deleteExpiredPayloads(db, now);
 
 /** The tenant whose provider issued a live access token, or undefined (any tenant, unlike find). */
 export const accessTokenTenant = async (
@@ -179,14 +163,4 @@ export const accessTokenTenant = async (
   secrets: SecretBox,
   token: string,
   now: number,
-): Promise<string | undefined> => {
-  const row = await db
-    .selectFrom('oidc_payloads')
-    .select('tenant_id')
-    // A user's access token, or a service principal's (client_credentials).
-    .where('model', 'in', ['AccessToken', 'ClientCredentials'])
-    .where('id', '=', oidcKeys(secrets).id(token))
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
-  return row?.tenant_id;
-};
+): Promise<string | undefined> => liveAccessTokenTenant(db, oidcKeys(secrets).id(token), now);

@@ -1,0 +1,102 @@
+/**
+ * The oidc_payloads table: oidc-provider's tokens, codes, sessions and grants. Rows arrive already
+ * keyed and sealed (oidc/adapter.ts hashes the ids and seals the payloads); every query of one
+ * tenant's provider carries its tenant id.
+ */
+import type { Db } from '../db/index.ts';
+
+/** One model of one tenant's provider. */
+export interface PayloadScope {
+  tenantId: string;
+  model: string;
+}
+
+export interface PayloadRow {
+  id: string;
+  payload: string;
+  consumed_at: number | null;
+}
+
+/** The live (unexpired) row whose `column` equals `key`. */
+export const findPayload = (
+  db: Db,
+  s: PayloadScope,
+  column: 'id' | 'user_code' | 'uid',
+  key: string,
+  now: number,
+): Promise<PayloadRow | undefined> =>
+  db
+    .selectFrom('oidc_payloads')
+    .select(['id', 'payload', 'consumed_at'])
+    .where('model', '=', s.model)
+    .where('tenant_id', '=', s.tenantId)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .where(column, '=', key)
+    .executeTakeFirst();
+
+export interface PayloadWrite {
+  payload: string;
+  grant_id: string | null;
+  user_code: string | null;
+  uid: string | null;
+  expires_at: number | null;
+}
+
+export const upsertPayload = async (
+  db: Db,
+  s: PayloadScope,
+  id: string,
+  row: PayloadWrite,
+): Promise<void> => {
+  await db
+    .insertInto('oidc_payloads')
+    .values({ model: s.model, id, tenant_id: s.tenantId, consumed_at: null, ...row })
+    .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(row))
+    .execute();
+};
+
+export const consumePayload = async (db: Db, s: PayloadScope, id: string, at: number): Promise<void> => {
+  await db
+    .updateTable('oidc_payloads')
+    .set({ consumed_at: at })
+    .where('model', '=', s.model)
+    .where('id', '=', id)
+    .where('tenant_id', '=', s.tenantId)
+    .execute();
+};
+
+export const deletePayload = async (db: Db, s: PayloadScope, id: string): Promise<void> => {
+  await db
+    .deleteFrom('oidc_payloads')
+    .where('model', '=', s.model)
+    .where('id', '=', id)
+    .where('tenant_id', '=', s.tenantId)
+    .execute();
+};
+
+/** Every row of the grant, whatever its model. */
+export const deleteGrantPayloads = async (db: Db, tenantId: string, grantId: string): Promise<void> => {
+  await db
+    .deleteFrom('oidc_payloads')
+    .where('grant_id', '=', grantId)
+    .where('tenant_id', '=', tenantId)
+    .execute();
+};
+
+/** Deletes expired rows of every tenant and returns how many went. */
+export const deleteExpiredPayloads = async (db: Db, now: number): Promise<number> => {
+  const r = await db.deleteFrom('oidc_payloads').where('expires_at', '<', now).executeTakeFirst();
+  return Number(r.numDeletedRows);
+};
+
+/** The tenant of a live access token (a user's, or a service principal's), by its keyed id; any tenant. */
+export const liveAccessTokenTenant = async (db: Db, id: string, now: number): Promise<string | undefined> => {
+  const row = await db
+    .selectFrom('oidc_payloads')
+    .select('tenant_id')
+    .where('model', 'in', ['AccessToken', 'ClientCredentials'])
+    .where('id', '=', id)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  return row?.tenant_id;
+};
