@@ -11,7 +11,9 @@ import { lockoutWarnings } from '../lockout/policy-check.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
 import { createRegistrationToken } from '../store/registration-tokens.ts';
+import { signInStatsByAgent } from '../store/sign-ins.ts';
 import { getTenant, type Tenant, updateSettings } from '../store/tenants.ts';
+import { countUsersBySource } from '../store/users.ts';
 import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
 import { type RouteDef, route } from './api.ts';
 import { SyncRunOut, syncRunOut, waitForRun } from './routes-groups.ts';
@@ -61,17 +63,7 @@ const settingsOf = (t: Tenant) => ({
 });
 
 const signInStats = (ctx: CloudContext, tenantId: string, since: number) =>
-  ctx.db
-    .selectFrom('signins')
-    .select((eb) => [
-      'agent_id',
-      eb.fn.countAll<number>().as('total'),
-      eb.fn.sum<number>(eb.case().when('outcome', '=', 'success').then(0).else(1).end()).as('failures'),
-    ])
-    .where('tenant_id', '=', tenantId)
-    .where('at', '>', since)
-    .groupBy('agent_id')
-    .execute();
+  signInStatsByAgent(ctx.db, tenantId, since);
 
 export const PatchSettings = z
   .object({
@@ -146,16 +138,11 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
       }),
       handler: async ({ caller }) => {
         const t = await getTenant(ctx.db, caller.tenantId);
-        const users = await ctx.db
-          .selectFrom('users')
-          .select(['source', (eb) => eb.fn.countAll<number>().as('n')])
-          .where('tenant_id', '=', t.id)
-          .groupBy('source')
-          .execute();
+        const users = await countUsersBySource(ctx.db, t.id);
         const agents = await listAgents(ctx.db, t.id, liveness());
         const active = agents.filter((a) => a.status === 'active').length;
         const stats = await signInStats(ctx, t.id, ctx.now() - HOUR);
-        const by = (s: string) => Number(users.find((u) => u.source === s)?.n ?? 0);
+        const by = (s: string) => users.get(s) ?? 0;
         return {
           tenant: settingsOf(t),
           pta: {

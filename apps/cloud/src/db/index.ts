@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { observeQuery } from '../metrics/observe.ts';
 import { observePool } from '../metrics/sources.ts';
 import type { SecretBox } from '../secrets.ts';
@@ -8,6 +8,11 @@ import { openSqlite } from './sqlite.ts';
 
 export type Db = Kysely<Database>;
 export type { Database } from './schema.ts';
+
+/** The cheapest round trip to the database (readiness). */
+export const pingDb = async (db: Db): Promise<void> => {
+  await sql`select 1`.execute(db);
+};
 
 /**
  * Opens the state store named by the configuration and brings its schema up to date.

@@ -9,6 +9,8 @@ import type { WebSocket } from 'ws';
 import type { CloudContext, Dispatcher } from '../context.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { getAgent, pruneAgents, touchAgent } from '../store/agents.ts';
+import { pruneDeviceCodes } from '../store/device-codes.ts';
+import { setDirectoryLockout } from '../store/tenants.ts';
 import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import { AgentDispatcher } from './dispatcher.ts';
 import type { AuthenticatedPeer } from './peer.ts';
@@ -119,14 +121,10 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
     const key = `${p.threshold}/${p.durationS}`;
     if (reportedPolicy.get(conn.tenantId) === key) return;
     reportedPolicy.set(conn.tenantId, key);
-    await ctx.db
-      .updateTable('tenants')
-      .set({
-        directory_lockout_threshold: p.threshold,
-        directory_lockout_duration_s: Math.round(p.durationS),
-      })
-      .where('id', '=', conn.tenantId)
-      .execute();
+    await setDirectoryLockout(ctx.db, conn.tenantId, {
+      threshold: p.threshold,
+      durationS: Math.round(p.durationS),
+    });
   };
 
   const hooks: ConnectionHooks = {
@@ -195,10 +193,7 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
       const n = await pruneAgents(ctx.db, ctx.now(), pruneAfterMs);
       if (n > 0) log.info({ pruned: n }, 'inactive agents pruned');
       // Device codes live ten minutes; anyone may ask for one, so old rows must not pile up.
-      await ctx.db
-        .deleteFrom('device_codes')
-        .where('expires_at', '<', ctx.now() - 86_400_000)
-        .execute();
+      await pruneDeviceCodes(ctx.db, ctx.now() - 86_400_000);
     } catch (err) {
       log.error({ err }, 'agent pruning failed');
     }

@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { agentIdentity, GatehouseError, verifyIssuedBy } from '@gatehouse/protocol';
 import type { Db } from '../db/index.ts';
 import { getAgent } from '../store/agents.ts';
+import { tenantCaCert } from '../store/tenants.ts';
 
 export interface AuthenticatedPeer {
   agentId: string;
@@ -26,15 +27,11 @@ export class TenantCaCache {
   async get(tenantId: string): Promise<string | null> {
     const hit = this.#cache.get(tenantId);
     if (hit !== undefined) return hit;
-    const row = await this.#db
-      .selectFrom('tenants')
-      .select('ca_cert')
-      .where('id', '=', tenantId)
-      .executeTakeFirst();
-    if (!row) return null;
+    const caCert = await tenantCaCert(this.#db, tenantId);
+    if (caCert === undefined) return null;
     if (this.#cache.size > 10_000) this.#cache.clear();
-    this.#cache.set(tenantId, row.ca_cert);
-    return row.ca_cert;
+    this.#cache.set(tenantId, caCert);
+    return caCert;
   }
 }
 

@@ -21,9 +21,17 @@ import { pageHeaders, readCookie } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { assertAgentCapacity, registerAgent } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
-import { findPendingDeviceCode, insertDeviceCode } from '../store/device-codes.ts';
+import {
+  decideDeviceCode,
+  deviceCodeByHash,
+  deviceCodeByUserCode,
+  findPendingDeviceCode,
+  insertDeviceCode,
+  notePoll,
+  useApprovedDeviceCode,
+} from '../store/device-codes.ts';
 import { consumeRegistrationToken, peekRegistrationToken } from '../store/registration-tokens.ts';
-import { getTenant, getTenantSecrets } from '../store/tenants.ts';
+import { getTenant, getTenantSecrets, tenantExists } from '../store/tenants.ts';
 import { isUniqueViolation } from '../store/util.ts';
 import { type DeviceLimiter, registerDeviceLimits, sendRetryAfter } from './device-limits.ts';
 import {
@@ -97,34 +105,20 @@ export const registerRegistrationRoutes = (
     now: number,
   ): Promise<{ tenantId: string; approvedBy: string }> => {
     const hash = sha256(deviceCode);
-    const row = await db
-      .selectFrom('device_codes')
-      .selectAll()
-      .where('device_code_hash', '=', hash)
-      .executeTakeFirst();
+    const row = await deviceCodeByHash(db, hash);
     if (!row || row.status === 'used') throw new GatehouseError('registration_token_invalid');
     if (row.expires_at <= now) throw new GatehouseError('expired_token');
     if (row.status === 'denied') throw new GatehouseError('access_denied');
     if (row.status === 'pending') {
       const tooFast =
         row.last_poll_at !== null && now - row.last_poll_at < DEVICE_POLL_INTERVAL_S * 1000 - POLL_SLACK_MS;
-      await db
-        .updateTable('device_codes')
-        .set({ last_poll_at: now })
-        .where('device_code_hash', '=', hash)
-        .execute();
+      await notePoll(db, hash, now);
       throw new GatehouseError(tooFast ? 'slow_down' : 'authorization_pending');
     }
     // A full tenant is refused before the approval is spent.
     await assertAgentCapacity(db, row.tenant_id);
     // Conditional update: two polls racing with one approved code cannot both register.
-    const used = await db
-      .updateTable('device_codes')
-      .set({ status: 'used', last_poll_at: now })
-      .where('device_code_hash', '=', hash)
-      .where('status', '=', 'approved')
-      .executeTakeFirst();
-    if (Number(used.numUpdatedRows) !== 1) throw new GatehouseError('registration_token_invalid');
+    if (!(await useApprovedDeviceCode(db, hash, now))) throw new GatehouseError('registration_token_invalid');
     return { tenantId: row.tenant_id, approvedBy: row.approved_by ?? 'unknown' };
   };
 
@@ -280,9 +274,6 @@ export const registerRegistrationRoutes = (
       );
   };
 
-  const tenantExists = async (tenantId: string) =>
-    (await db.selectFrom('tenants').select('id').where('id', '=', tenantId).executeTakeFirst()) !== undefined;
-
   const notFound = (reply: FastifyReply) => reply.code(404).headers(pageHeaders()).send(deviceNotFound());
 
   const decide = async (req: FastifyRequest, reply: FastifyReply, tenantId: string) => {
@@ -322,12 +313,7 @@ export const registerRegistrationRoutes = (
       );
     }
     const now = ctx.now();
-    const row = await db
-      .selectFrom('device_codes')
-      .selectAll()
-      .where('user_code', '=', code)
-      .where('tenant_id', '=', tenantId)
-      .executeTakeFirst();
+    const row = await deviceCodeByUserCode(db, tenantId, code);
     if (row?.status !== 'pending' || row.expires_at <= now)
       return again('The code is not valid or has expired.', 400);
     const approved = f.action === 'approve';
@@ -335,13 +321,8 @@ export const registerRegistrationRoutes = (
     if (approved && f.reviewed !== code) {
       return again('Check who is asking below, then enter your password and approve again.', 200);
     }
-    const r = await db
-      .updateTable('device_codes')
-      .set({ status: approved ? 'approved' : 'denied', approved_by: user.upn })
-      .where('device_code_hash', '=', row.device_code_hash)
-      .where('status', '=', 'pending')
-      .executeTakeFirst();
-    if (Number(r.numUpdatedRows) !== 1) return again('The code is not valid or has expired.', 400);
+    if (!(await decideDeviceCode(db, row.device_code_hash, approved, user.upn)))
+      return again('The code is not valid or has expired.', 400);
     await audit(
       db,
       {
@@ -374,7 +355,7 @@ export const registerRegistrationRoutes = (
     );
     scope.get('/:tenantId/agents/device', async (req, reply) => {
       const p = TenantParam.safeParse(req.params);
-      if (!p.success || !(await tenantExists(p.data.tenantId))) return notFound(reply);
+      if (!p.success || !(await tenantExists(db, p.data.tenantId))) return notFound(reply);
       const q = req.query as { user_code?: unknown };
       return showForm(req, reply, p.data.tenantId, {
         userCode: typeof q.user_code === 'string' ? q.user_code.slice(0, 32) : undefined,
@@ -382,7 +363,7 @@ export const registerRegistrationRoutes = (
     });
     scope.post('/:tenantId/agents/device', async (req, reply) => {
       const p = TenantParam.safeParse(req.params);
-      if (!p.success || !(await tenantExists(p.data.tenantId))) return notFound(reply);
+      if (!p.success || !(await tenantExists(db, p.data.tenantId))) return notFound(reply);
       return decide(req, reply, p.data.tenantId);
     });
   });

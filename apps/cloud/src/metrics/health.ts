@@ -7,9 +7,9 @@
  * Probes from several balancers at once share one check. A check's failure is logged when the
  * answer changes, not at every probe.
  */
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { Db } from '../db/index.ts';
+import { type Db, pingDb } from '../db/index.ts';
 import { pendingMigrations } from '../db/migrations.ts';
 import { ready as readyGauge } from './families.ts';
 import { within } from './sources.ts';
@@ -42,7 +42,7 @@ export const createHealth = (o: { db: Db; log: Logger; nats?: () => boolean }): 
   const check = async (): Promise<Readiness> => {
     const checks: Readiness['checks'] = { database: 'ok', migrations: 'ok', draining };
     try {
-      await within(sql`select 1`.execute(o.db), CHECK_TIMEOUT_MS);
+      await within(pingDb(o.db), CHECK_TIMEOUT_MS);
       try {
         const pending = await within(pendingMigrations(o.db as Kysely<unknown>), CHECK_TIMEOUT_MS);
         if (pending.length > 0) checks.migrations = 'behind';

@@ -263,3 +263,13 @@ export const updateAgentCert = async (
     .executeTakeFirst();
   if (Number(r.numUpdatedRows) === 0) throw new GatehouseError('not_found', { agent: id });
 };
+
+/** The HPKE public keys of the tenant's agents seen since `since` (not deleted). */
+export const activeAgentKeys = (db: Db, tenantId: string, since: number) =>
+  db
+    .selectFrom('agents')
+    .select(['id', 'hpke_public_key', 'last_seen_at'])
+    .where('tenant_id', '=', tenantId)
+    .where('deleted_at', 'is', null)
+    .where('last_seen_at', '>', since)
+    .execute();

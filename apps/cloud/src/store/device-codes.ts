@@ -81,3 +81,64 @@ export const findPendingDeviceCode = async (
     requestedAt: row.requested_at === null ? null : Number(row.requested_at),
   };
 };
+
+/** A code's whole row, by the hash of its device code (the agent's polling). */
+export const deviceCodeByHash = (db: Db, deviceCodeHash: string) =>
+  db.selectFrom('device_codes').selectAll().where('device_code_hash', '=', deviceCodeHash).executeTakeFirst();
+
+/** A tenant's code by its user code, whatever its status (the approver's decision). */
+export const deviceCodeByUserCode = (db: Db, tenantId: string, userCode: string) =>
+  db
+    .selectFrom('device_codes')
+    .selectAll()
+    .where('user_code', '=', userCode)
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirst();
+
+/** Remembers when the agent last polled a pending code (RFC 8628 slow_down). */
+export const notePoll = async (db: Db, deviceCodeHash: string, now: number): Promise<void> => {
+  await db
+    .updateTable('device_codes')
+    .set({ last_poll_at: now })
+    .where('device_code_hash', '=', deviceCodeHash)
+    .execute();
+};
+
+/**
+ * Spends an approved code; false when it was not (or no longer) approved. Conditional update:
+ * two polls racing with one approved code cannot both register.
+ */
+export const useApprovedDeviceCode = async (
+  db: Db,
+  deviceCodeHash: string,
+  now: number,
+): Promise<boolean> => {
+  const r = await db
+    .updateTable('device_codes')
+    .set({ status: 'used', last_poll_at: now })
+    .where('device_code_hash', '=', deviceCodeHash)
+    .where('status', '=', 'approved')
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+};
+
+/** Approves or denies a pending code; false when it was no longer pending. */
+export const decideDeviceCode = async (
+  db: Db,
+  deviceCodeHash: string,
+  approved: boolean,
+  approvedBy: string,
+): Promise<boolean> => {
+  const r = await db
+    .updateTable('device_codes')
+    .set({ status: approved ? 'approved' : 'denied', approved_by: approvedBy })
+    .where('device_code_hash', '=', deviceCodeHash)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+};
+
+/** Deletes codes that expired before `before`: anyone may ask for one, so old rows must not pile up. */
+export const pruneDeviceCodes = async (db: Db, before: number): Promise<void> => {
+  await db.deleteFrom('device_codes').where('expires_at', '<', before).execute();
+};

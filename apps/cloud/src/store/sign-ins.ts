@@ -120,3 +120,17 @@ export const pruneSignIns = async (
     .executeTakeFirst();
   return Number(r.numDeletedRows);
 };
+
+/** Sign-ins since `since` by agent: how many, and how many did not succeed. */
+export const signInStatsByAgent = (db: Db, tenantId: string, since: number) =>
+  db
+    .selectFrom('signins')
+    .select((eb) => [
+      'agent_id',
+      eb.fn.countAll<number>().as('total'),
+      eb.fn.sum<number>(eb.case().when('outcome', '=', 'success').then(0).else(1).end()).as('failures'),
+    ])
+    .where('tenant_id', '=', tenantId)
+    .where('at', '>', since)
+    .groupBy('agent_id')
+    .execute();

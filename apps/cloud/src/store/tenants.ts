@@ -249,3 +249,23 @@ export const updateSettings = async (
   if (Object.keys(set).length > 0) await db.updateTable('tenants').set(set).where('id', '=', tid).execute();
   return getTenant(db, tid);
 };
+
+export const tenantExists = async (db: Db, id: string): Promise<boolean> =>
+  (await db.selectFrom('tenants').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+
+/** The tenant CA's certificate (PEM), or undefined for an unknown tenant. */
+export const tenantCaCert = async (db: Db, id: string): Promise<string | undefined> =>
+  (await db.selectFrom('tenants').select('ca_cert').where('id', '=', id).executeTakeFirst())?.ca_cert;
+
+/** The directory's own lockout policy, as an agent reported it. */
+export const setDirectoryLockout = async (
+  db: Db,
+  id: string,
+  policy: { threshold: number; durationS: number },
+): Promise<void> => {
+  await db
+    .updateTable('tenants')
+    .set({ directory_lockout_threshold: policy.threshold, directory_lockout_duration_s: policy.durationS })
+    .where('id', '=', id)
+    .execute();
+};

@@ -358,3 +358,14 @@ export const finishSyncRun = async (
     return { deleted: gone.length, deletionGuarded: false };
   });
 };
+
+/** The tenant's users by source ('cloud', 'synced'). */
+export const countUsersBySource = async (db: Db, tenantId: string): Promise<Map<string, number>> => {
+  const rows = await db
+    .selectFrom('users')
+    .select(['source', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('tenant_id', '=', tenantId)
+    .groupBy('source')
+    .execute();
+  return new Map(rows.map((r) => [r.source, Number(r.n)]));
+};
