@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { aad, generateHpkeKeyPair, hpkeSeal, type Validate } from '@gatehouse/protocol';
+import { aad, generateHpkeKeyPair, hpkeSeal, Validate } from '@gatehouse/protocol';
 import { type SlapdInstance, startSlapd } from '../../../test/harness/slapd.ts';
 import { loadAgentConfig } from '../src/config.ts';
 import { Directory } from '../src/directory/index.ts';
@@ -62,7 +62,8 @@ const request = (
     new TextEncoder().encode(password),
     aad(o.sealFor?.tenant ?? TENANT, id, o.sealFor?.upn ?? upn, deadline),
   );
-  return {
+  // Parsed, as the agent's channel does: the test feeds the handler only what the schema lets through.
+  return Validate.parse({
     type: 'validate',
     id,
     tenantId: TENANT,
@@ -71,7 +72,7 @@ const request = (
     ct: Buffer.from(sealed.ct).toString('base64url'),
     deadline,
     sentAt: o.sentAt ?? now,
-  };
+  });
 };
 
 const deps = () => ({ directory: dir, hpkePrivateKey: keys.privateKey, tenantId: TENANT });

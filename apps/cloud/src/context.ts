@@ -2,7 +2,7 @@
  * What every part of the cloud receives: configuration, state, logger, secrets and TLS material;
  * and the dispatcher's contract, which the gateway and the scale-out router both fulfil.
  */
-import type { AgentOutcome, SignInOutcome } from '@gatehouse/protocol';
+import type { AgentOutcome, SealedEnvelope, SignInOutcome, ValidateUser } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { CloudConfig } from './config.ts';
 import type { Db } from './db/index.ts';
@@ -15,24 +15,28 @@ export interface ServiceTls {
   key: string;
 }
 
-/** A password sealed with HPKE to one agent's key (base64url), as the agent receives it. */
-export interface SealedEnvelope {
-  enc: string;
-  ct: string;
-}
-
-export interface ValidationRequest {
+interface ValidationBase {
   tenantId: string;
   requestId: string;
-  user: { upn: string; dn: string; anchor: string; onPremName?: string };
-  /** Cleartext, sealed per agent by the dispatcher; empty when `envelopes` carries it instead. */
-  password: string;
-  /** Already sealed per agent id (a request relayed from another cloud node, which never sees
-   * the password in clear): only these agents may take it. */
-  envelopes?: Readonly<Record<string, SealedEnvelope>>;
+  user: ValidateUser;
   /** Absolute deadline, ms since epoch. */
   deadline: number;
 }
+
+/** A sign-in on this node: the dispatcher seals the password to the agent it picks. */
+export interface CleartextValidation extends ValidationBase {
+  kind: 'cleartext';
+  password: string;
+}
+
+/** A request relayed from another cloud node, which sealed the password to every active agent of
+ * the tenant and never sent it in clear: only the agents it has an envelope for may take it. */
+export interface RelayedValidation extends ValidationBase {
+  kind: 'relayed';
+  envelopes: Readonly<Record<string, SealedEnvelope>>;
+}
+
+export type ValidationRequest = CleartextValidation | RelayedValidation;
 
 export interface ValidationAnswer {
   /** What the agent reported, or an infrastructure outcome decided by the cloud. */
@@ -48,7 +52,7 @@ export interface ValidationAnswer {
 
 /** Carries a password validation to one of the tenant's agents. Never throws: failures are outcomes. */
 export interface Dispatcher {
-  validate(req: ValidationRequest): Promise<ValidationAnswer>;
+  validate(req: CleartextValidation): Promise<ValidationAnswer>;
   /** Agents of the tenant connected to the gateway and heard from recently. */
   activeAgentCount(tenantId: string): Promise<number>;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import type { CloudContext, Dispatcher, ValidationAnswer, ValidationRequest } from '../src/context.ts';
+import type { CleartextValidation, CloudContext, Dispatcher, ValidationAnswer } from '../src/context.ts';
 
 export interface TestState {
   ctx: CloudContext;
@@ -17,9 +17,9 @@ export interface TestState {
 
 /** A dispatcher seam for tests: answers with whatever `answer` returns and records the requests. */
 export const scriptedDispatcher = (
-  answer: (req: ValidationRequest) => ValidationAnswer | Promise<ValidationAnswer>,
-): Dispatcher & { requests: ValidationRequest[] } => {
-  const requests: ValidationRequest[] = [];
+  answer: (req: CleartextValidation) => ValidationAnswer | Promise<ValidationAnswer>,
+): Dispatcher & { requests: CleartextValidation[] } => {
+  const requests: CleartextValidation[] = [];
   return {
     requests,
     async validate(req) {

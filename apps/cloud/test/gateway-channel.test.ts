@@ -136,6 +136,7 @@ test('malformed frames get protocol_error, three in a row close the socket, othe
       good.send({ type: 'result', id: m.id, outcome: 'success', agentMs: 1, directoryMs: 1 });
   };
   const answer = await env.dispatcher.validate({
+    kind: 'cleartext',
     tenantId: env.tenantId,
     requestId: 'after-malformed',
     user: { upn: 'alice@contoso.example', dn: 'cn=alice', anchor: 'a1' },

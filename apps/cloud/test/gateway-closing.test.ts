@@ -69,6 +69,7 @@ const answering = async () => {
 
 const signIn = (id: string) =>
   env.dispatcher.validate({
+    kind: 'cleartext',
     tenantId: env.tenantId,
     requestId: id,
     user: { upn: 'alice@contoso.example', dn: 'cn=alice', anchor: 'a1' },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
-import type { ValidationRequest } from '../src/context.ts';
+import type { CleartextValidation } from '../src/context.ts';
 import { deleteAgent } from '../src/store/agents.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import {
@@ -34,7 +34,8 @@ before(async () => {
 after(() => env.close());
 
 let seq = 0;
-const request = (over: Partial<ValidationRequest> = {}): ValidationRequest => ({
+const request = (over: Partial<Omit<CleartextValidation, 'kind'>> = {}): CleartextValidation => ({
+  kind: 'cleartext',
   tenantId: env.tenantId,
   requestId: `req-${++seq}`,
   user: { upn: 'Alice@Contoso.example', dn: 'CN=Alice,OU=Staff,DC=contoso,DC=example', anchor: 'guid-alice' },
@@ -44,7 +45,8 @@ const request = (over: Partial<ValidationRequest> = {}): ValidationRequest => ({
 });
 
 const b64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64url'));
-const open = (creds: AgentCredentials, v: Validate, aadFor = v) =>
+type Bound = Pick<Validate, 'id' | 'deadline'> & { tenantId: string; user: { upn: string } };
+const open = (creds: AgentCredentials, v: Validate, aadFor: Bound = v) =>
   new TextDecoder().decode(
     hpkeOpen(
       creds.hpke.privateKey,
@@ -337,7 +339,7 @@ test('a pre-sealed request goes only to an agent it has an envelope for, as seal
   const a2 = await connectAgent(env, c2);
   autoAnswer(a1, c1);
   autoAnswer(a2, c2);
-  const req = request();
+  const { password: _cleartext, ...req } = { ...request(), kind: 'relayed' as const };
   const s = hpkeSeal(
     c2.hpke.publicKey,
     new TextEncoder().encode(CANARY),
@@ -354,9 +356,8 @@ test('a pre-sealed request goes only to an agent it has an envelope for, as seal
       new TextEncoder().encode(CANARY),
       aad(r.tenantId, r.requestId, r.user.upn, r.deadline),
     );
-    const answer = await env.dispatcher.validate({
+    const answer = await env.gateway.dispatcher.validate({
       ...r,
-      password: '',
       envelopes: {
         [c2.agentId]: {
           enc: Buffer.from(sealed.enc).toString('base64url'),
@@ -369,7 +370,7 @@ test('a pre-sealed request goes only to an agent it has an envelope for, as seal
   }
   // No envelope for any connected agent: no_agent at once.
   assert.equal(
-    (await env.dispatcher.validate({ ...req, password: '', envelopes: { other: envelope } })).outcome,
+    (await env.gateway.dispatcher.validate({ ...req, envelopes: { other: envelope } })).outcome,
     'no_agent',
   );
   await closeAll(a1, a2);

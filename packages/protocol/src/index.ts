@@ -9,5 +9,7 @@ export {
   hpkeSeal,
   type Sealed,
 } from './hpke.ts';
+export * from './ids.ts';
 export * from './messages.ts';
 export * from './pki.ts';
+export * from './relay.ts';

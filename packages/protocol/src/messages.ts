@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { agentOutcomes } from './errors.ts';
+import { Dn, Id, TenantId } from './ids.ts';
 
 /** Bumped when a message changes incompatibly; the cloud refuses agents of another major. */
 export const PROTOCOL_VERSION = 1;
@@ -16,8 +17,8 @@ export const MAX_GROUPS_PER_USER = 1000;
 /** The WebSocket path of the agent gateway. */
 export const AGENT_CHANNEL_PATH = '/agent/v1/connect';
 
-const id = z.string().min(1).max(128);
-const b64u = z
+const id = Id;
+export const b64u = z
   .string()
   .max(8192)
   .regex(/^[A-Za-z0-9_-]*$/, 'base64url');
@@ -78,7 +79,7 @@ export const SyncedUser = z.object({
   anchor: z.string().min(1).max(256),
   upn: z.string().min(3).max(256),
   onPremName: z.string().max(256).optional(),
-  dn: z.string().min(1).max(1024),
+  dn: Dn.min(1),
   mail: z.string().max(256).optional(),
   displayName: z.string().max(256).optional(),
   enabled: z.boolean(),
@@ -100,7 +101,7 @@ export const SyncedGroup = z.object({
   onPremName: z.string().max(256).optional(),
   /** AD: objectSid in S-1-5-... form. */
   sid: z.string().max(184).optional(),
-  dn: z.string().min(1).max(1024),
+  dn: Dn.min(1),
   /** AD: from groupType bit 0x80000000; OpenLDAP groups are security groups. */
   security: z.boolean(),
   description: z.string().max(1024).optional(),
@@ -146,10 +147,19 @@ export type AgentMessage = z.infer<typeof AgentMessage>;
 export const Welcome = z.object({
   type: z.literal('welcome'),
   agentId: id,
-  tenantId: id,
+  tenantId: TenantId,
   heartbeatMs: z.number().int().positive(),
   serverClock: ms,
 });
+
+/** The user a password is checked for (also what a relayed request carries: relay.ts). */
+export const ValidateUser = z.object({
+  upn: z.string().max(256),
+  dn: Dn,
+  anchor: z.string().max(256),
+  onPremName: z.string().max(256).optional(),
+});
+export type ValidateUser = z.infer<typeof ValidateUser>;
 
 /**
  * A password validation request. The password is sealed with HPKE to this agent's key; the
@@ -159,13 +169,8 @@ export const Welcome = z.object({
 export const Validate = z.object({
   type: z.literal('validate'),
   id,
-  tenantId: id,
-  user: z.object({
-    upn: z.string().max(256),
-    dn: z.string().max(1024),
-    anchor: z.string().max(256),
-    onPremName: z.string().max(256).optional(),
-  }),
+  tenantId: TenantId,
+  user: ValidateUser,
   /** HPKE encapsulated key and ciphertext, base64url. */
   enc: b64u,
   ct: b64u,
@@ -243,7 +248,7 @@ export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 export const RegisterResponse = z.object({
   agentId: id,
-  tenantId: id,
+  tenantId: TenantId,
   /** The agent's certificate, signed by the tenant CA. */
   certificate: pem,
   /** The tenant CA (the agent keeps it to recognise its own certificate chain). */
@@ -254,7 +259,7 @@ export const RegisterResponse = z.object({
 export type RegisterResponse = z.infer<typeof RegisterResponse>;
 
 /** POST /agent/v1/device/authorize (RFC 8628 section 3.1/3.2). */
-export const DeviceAuthorizeRequest = z.object({ tenantId: id, hostname: z.string().min(1).max(255) });
+export const DeviceAuthorizeRequest = z.object({ tenantId: TenantId, hostname: z.string().min(1).max(255) });
 export const DeviceAuthorizeResponse = z.object({
   device_code: z.string(),
   user_code: z.string(),

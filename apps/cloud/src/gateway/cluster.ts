@@ -10,13 +10,14 @@
  * A node that dies mid-request costs at most half the remaining time; the request is then sent
  * once more.
  */
-import { aad, hpkeSeal } from '@gatehouse/protocol';
+import { RelayedAnswer, RelayedRequest, type SealedEnvelope, sealPassword } from '@gatehouse/protocol';
 import { connect, Events, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
+import type { z } from 'zod';
+import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../context.ts';
 import type { Db } from '../db/index.ts';
 import { clusterRelays } from '../metrics/families.ts';
+import { activeAgentKeys } from '../store/agents.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';
 import { type NatsSecurity, natsConnectOptions } from './nats.ts';
@@ -30,32 +31,6 @@ const QUEUE = 'gatehouse-validators';
 const KEY_CACHE_MS = 2_000;
 /** Pauses between asks while a request waits for a reconnecting agent (the last one repeats). */
 const POLL_MS = [50, 100, 200, 250];
-
-const B64 = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]+$/)
-  .max(4096);
-const Relayed = z.object({
-  requestId: z.string().min(1).max(128),
-  tenantId: z.string().min(1).max(128),
-  user: z.object({
-    upn: z.string().max(256),
-    dn: z.string().max(2048),
-    anchor: z.string().max(256),
-    onPremName: z.string().max(256).optional(),
-  }),
-  deadline: z.number().int().positive(),
-  envelopes: z.record(z.string().min(1).max(128), z.object({ enc: B64, ct: B64 })),
-});
-const RelayedAnswer = z.object({
-  outcome: z.string().max(64),
-  agentId: z.string().max(128).optional(),
-  server: z.string().max(256).optional(),
-  directoryCode: z.string().max(64).optional(),
-  agentMs: z.number().optional(),
-  directoryMs: z.number().optional(),
-  node: z.string().max(64).optional(),
-});
 
 export interface ClusterOptions {
   natsUrl: string;
@@ -130,10 +105,10 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     } catch {
       return { outcome: 'invalid_response' };
     }
-    const r = Relayed.safeParse(raw);
+    const r = RelayedRequest.safeParse(raw);
     if (!r.success || r.data.tenantId !== tenantId) return { outcome: 'invalid_response' };
     // No waiting here: the sender waits, since another node may hold an agent meanwhile.
-    return o.local.validate({ ...r.data, password: '' }, { hold: false });
+    return o.local.validate({ kind: 'relayed', ...r.data }, { hold: false });
   };
 
   const subscribe = (tenantId: string) => {
@@ -157,13 +132,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     const now = o.now();
     const hit = keyCache.get(tenantId);
     if (hit && now - hit.at < KEY_CACHE_MS) return hit.keys;
-    const rows = await o.db
-      .selectFrom('agents')
-      .select(['id', 'hpke_public_key', 'last_seen_at'])
-      .where('tenant_id', '=', tenantId)
-      .where('deleted_at', 'is', null)
-      .where('last_seen_at', '>', now - o.inactiveAfterMs)
-      .execute();
+    const rows = await activeAgentKeys(o.db, tenantId, now - o.inactiveAfterMs);
     const keys = rows.map((r) => ({ id: r.id, key: r.hpke_public_key, seenAt: Number(r.last_seen_at) }));
     if (keyCache.size > 10_000) keyCache.clear();
     keyCache.set(tenantId, { at: now, keys });
@@ -172,33 +141,27 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
 
   /** The relayed request for one attempt: the password sealed to every active agent of the tenant,
    * bound (aad) to the attempt's own deadline. */
-  const sealFor = (req: ValidationRequest, keys: { id: string; key: string }[], deadline: number) => {
+  const sealFor = (req: CleartextValidation, keys: { id: string; key: string }[], deadline: number) => {
     const password = enc.encode(req.password);
     const envelopes: Record<string, SealedEnvelope> = {};
     try {
-      const info = aad(req.tenantId, req.requestId, req.user.upn, deadline);
-      for (const k of keys) {
-        const s = hpkeSeal(new Uint8Array(Buffer.from(k.key, 'base64url')), password, info);
-        envelopes[k.id] = {
-          enc: Buffer.from(s.enc).toString('base64url'),
-          ct: Buffer.from(s.ct).toString('base64url'),
-        };
-      }
+      const to = { tenantId: req.tenantId, requestId: req.requestId, upn: req.user.upn, deadline };
+      for (const k of keys) envelopes[k.id] = sealPassword(Buffer.from(k.key, 'base64url'), password, to);
     } finally {
       password.fill(0);
     }
-    return enc.encode(
-      JSON.stringify({
-        requestId: req.requestId,
-        tenantId: req.tenantId,
-        user: req.user,
-        deadline,
-        envelopes,
-      }),
-    );
+    // The input side of the schema (unbranded): the receiving node parses it as RelayedRequest.
+    const relayed: z.input<typeof RelayedRequest> = {
+      requestId: req.requestId,
+      tenantId: req.tenantId,
+      user: req.user,
+      deadline,
+      envelopes,
+    };
+    return enc.encode(JSON.stringify(relayed));
   };
 
-  const relay = async (req: ValidationRequest): Promise<ValidationAnswer> => {
+  const relay = async (req: CleartextValidation): Promise<ValidationAnswer> => {
     const keys = await activeKeys(req.tenantId);
     if (keys.length === 0) return { outcome: 'no_agent' };
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -222,7 +185,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
         clusterRelays.inc({ result: 'answered' });
         if (answer.outcome !== 'no_agent') noteAnswered(req.tenantId);
         log.debug({ requestId: req.requestId, node, outcome: answer.outcome }, 'relayed');
-        return answer as ValidationAnswer;
+        return answer;
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (code === '503') {
@@ -243,7 +206,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   };
 
   /** This node's agents first, then whichever node holds one. */
-  const route = async (req: ValidationRequest): Promise<ValidationAnswer> => {
+  const route = async (req: CleartextValidation): Promise<ValidationAnswer> => {
     if (o.local.hasUsable(req.tenantId)) {
       const answer = await o.local.validate(req, { hold: false });
       // The last local agent went away mid-request: another node may hold some.
@@ -279,7 +242,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     });
 
   /** no_agent, but an agent was seen moments ago: ask again until one is back or the wait ends. */
-  const awaitAgent = async (req: ValidationRequest, first: ValidationAnswer): Promise<ValidationAnswer> => {
+  const awaitAgent = async (req: CleartextValidation, first: ValidationAnswer): Promise<ValidationAnswer> => {
     const until = Math.min(req.deadline, (await lastSeenAt(req.tenantId)) + reconnectWaitMs);
     if (until <= o.now() || held >= DEFAULT_MAX_HELD) return first;
     held++;

@@ -20,6 +20,7 @@ import {
 } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
+import type { z } from 'zod';
 import type { ValidationAnswer, ValidationRequest } from '../context.ts';
 import { agentChannelErrors, agentFrames, agentMalformed, agentSessions } from '../metrics/families.ts';
 import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
@@ -161,14 +162,18 @@ export class AgentConnection {
     return !this.closed && this.#ws.readyState === this.#ws.OPEN;
   }
 
-  /** Sends one message; false when the socket is closing or closed (logged, never thrown). */
-  send(msg: CloudMessage): boolean {
+  /**
+   * Sends one message; false when the socket is closing or closed (logged, never thrown). Every
+   * frame to the agent goes through here, the dispatcher's validate frames too. The parameter is
+   * the schema's input side: ids held as plain strings need no brand to be sent; the agent parses.
+   */
+  send(msg: z.input<typeof CloudMessage>): boolean {
     // The final page's acknowledgement is the one place that knows a run was applied, and how.
     if (msg.type === 'sync.ack' && msg.summary) {
       syncRunApplied(this.#syncStartedAt, msg.summary);
       this.#syncStartedAt = undefined;
     }
-    return this.sendRaw(JSON.stringify(msg), msg.type);
+    return this.#sendFrame(JSON.stringify(msg), msg.type);
   }
 
   /**
@@ -176,7 +181,7 @@ export class AgentConnection {
    * may hang up between any two awaits, so callers that can do something else (the dispatcher
    * fails over) look at the answer, and the rest need not care.
    */
-  sendRaw(frame: string, type: CloudMessage['type'] = 'validate'): boolean {
+  #sendFrame(frame: string, type: CloudMessage['type']): boolean {
     if (this.open && this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) {
       agentChannelErrors.inc({ kind: 'slow_reader' });
       this.#log.warn({ buffered: this.#ws.bufferedAmount }, 'agent does not read its socket; dropping it');

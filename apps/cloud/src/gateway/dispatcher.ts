@@ -8,9 +8,9 @@
  * `reconnectWaitMs`) for an agent to come back: a restart or a node failover costs latency, not a
  * failed sign-in. Never throws: every failure is an outcome.
  */
-import { aad, hpkeSeal, type ValidateResult } from '@gatehouse/protocol';
+import { type SealedEnvelope, sealPassword, type ValidateResult } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
-import type { Dispatcher, SealedEnvelope, ValidationAnswer, ValidationRequest } from '../context.ts';
+import type { Dispatcher, ValidationAnswer, ValidationRequest } from '../context.ts';
 import { dispatchFailovers, dispatchHeld, dispatchRetries } from '../metrics/families.ts';
 import type { AgentConnection, Pending } from './connection.ts';
 
@@ -152,7 +152,7 @@ export class AgentDispatcher implements Dispatcher {
       const now = this.#now();
       if (now >= req.deadline) return Promise.resolve({ outcome: 'agent_timeout' });
       // A pre-sealed request was relayed by another node: that node does the waiting.
-      const hold = opts.hold !== false && !req.envelopes && this.#reconnectWaitMs > 0;
+      const hold = opts.hold !== false && req.kind === 'cleartext' && this.#reconnectWaitMs > 0;
       const first = this.#pick(req, null);
       if (typeof first === 'string' && !(hold && first === 'no_agent' && this.#holdUntil(req) > now))
         return Promise.resolve({ outcome: first });
@@ -160,7 +160,7 @@ export class AgentDispatcher implements Dispatcher {
       return new Promise<ValidationAnswer>((resolve) => {
         const p: Pending = {
           req,
-          password: req.envelopes ? null : encoder.encode(req.password),
+          password: req.kind === 'cleartext' ? encoder.encode(req.password) : null,
           tried: new Set(),
           conn: null,
           timer: undefined,
@@ -232,7 +232,7 @@ export class AgentDispatcher implements Dispatcher {
     for (let i = 0; i < n; i++) {
       const c = t.conns[(start + i) % n]!;
       if (tried?.has(c) || !c.usable(cutoff) || c.draining) continue;
-      if (req.envelopes && !Object.hasOwn(req.envelopes, c.agentId)) continue;
+      if (req.kind === 'relayed' && !Object.hasOwn(req.envelopes, c.agentId)) continue;
       if (c.pending.size >= this.#maxInFlight) {
         full = true;
         continue;
@@ -253,24 +253,22 @@ export class AgentDispatcher implements Dispatcher {
       p.tried.add(c);
       const { req } = p;
       try {
-        const sealed = this.#envelopeFor(p, c);
+        const { enc, ct } = this.#envelopeFor(p, c);
         p.conn = c;
         c.pending.set(req.requestId, p);
+        const { requestId: id, tenantId, user, deadline } = req;
+        const frame = {
+          type: 'validate',
+          id,
+          tenantId,
+          user,
+          enc,
+          ct,
+          deadline,
+          sentAt: this.#now(),
+        } as const;
         // false: the socket is closing (the agent hung up); fail over now, not at its close event.
-        const sent = c.sendRaw(
-          JSON.stringify({
-            type: 'validate',
-            id: req.requestId,
-            tenantId: req.tenantId,
-            user: req.user,
-            enc: sealed.enc,
-            ct: sealed.ct,
-            deadline: req.deadline,
-            sentAt: this.#now(),
-          }),
-          'validate',
-        );
-        if (!sent) throw new Error('the agent connection is closing');
+        if (!c.send(frame)) throw new Error('the agent connection is closing');
         return;
       } catch (err) {
         c.pending.delete(req.requestId);
@@ -283,18 +281,14 @@ export class AgentDispatcher implements Dispatcher {
 
   #envelopeFor(p: Pending, c: AgentConnection): SealedEnvelope {
     const { req } = p;
-    const given = req.envelopes?.[c.agentId];
-    if (given) return given;
-    if (!p.password) throw new Error('no envelope for this agent');
-    const sealed = hpkeSeal(
-      c.hpkeKey,
-      p.password,
-      aad(req.tenantId, req.requestId, req.user.upn, req.deadline),
-    );
-    return {
-      enc: Buffer.from(sealed.enc).toString('base64url'),
-      ct: Buffer.from(sealed.ct).toString('base64url'),
-    };
+    if (req.kind === 'relayed') {
+      const given = req.envelopes[c.agentId];
+      if (!given) throw new Error('no envelope for this agent');
+      return given;
+    }
+    if (!p.password) throw new Error('the password was already wiped');
+    const { tenantId, requestId, deadline } = req;
+    return sealPassword(c.hpkeKey, p.password, { tenantId, requestId, upn: req.user.upn, deadline });
   }
 
   /** When the tenant last had a live, ready agent here: now while one is connected. */

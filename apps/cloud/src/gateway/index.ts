@@ -6,7 +6,7 @@ import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
-import type { CloudContext, Dispatcher } from '../context.ts';
+import type { CloudContext } from '../context.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { getAgent, pruneAgents, touchAgent } from '../store/agents.ts';
 import { pruneDeviceCodes } from '../store/device-codes.ts';
@@ -30,7 +30,7 @@ export type { ConnectionInfo } from './connection.ts';
 export type { SyncSummary } from './sync.ts';
 
 export interface Gateway {
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: AgentDispatcher;
   /** This node's own agents (the scale-out router wraps it). */
   readonly local: AgentDispatcher;
   /** Registration and the device approval page, on the main HTTPS app. */

@@ -11,7 +11,7 @@ import {
   GatehouseError,
   isGatehouseError,
   RegisterRequest,
-  type RegisterResponse,
+  RegisterResponse,
   signAgentCsr,
 } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -122,7 +122,7 @@ export const registerRegistrationRoutes = (
     return { tenantId: row.tenant_id, approvedBy: row.approved_by ?? 'unknown' };
   };
 
-  const register = async (req: FastifyRequest): Promise<RegisterResponse> => {
+  const register = async (req: FastifyRequest): Promise<z.input<typeof RegisterResponse>> => {
     const body = parseBody(RegisterRequest, req.body);
     const now = ctx.now();
     // A token is only looked at here; it is used up in the same transaction as the insert, after

@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { catalog, type ErrorCode, type SignInOutcome } from '@gatehouse/protocol';
+import { catalog, type ErrorCode, type SignInOutcome, TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { CloudContext, Dispatcher, ValidationAnswer } from '../context.ts';
 import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
@@ -32,7 +32,7 @@ import { createTimingMask, type TimingMask } from './timing-mask.ts';
 import type { Authenticator, Realm, SignedInUser, SignInInput, SignInResult } from './types.ts';
 
 export const SignInInputSchema = z.object({
-  tenantId: z.string().min(1).max(128),
+  tenantId: TenantId,
   username: z.string().max(1024),
   password: z.string().max(1024),
   method: z.enum(['browser', 'password_grant']),
@@ -241,6 +241,7 @@ async function sealAndDispatch(
 ): Promise<ValidationAnswer> {
   try {
     return await p.dispatcher.validate({
+      kind: 'cleartext',
       tenantId: user.tenantId,
       requestId: s.requestId,
       user: {
