@@ -1,5 +1,5 @@
 /**
- * A signing key's life by the clock (directory/signing-keys.ts), on a real database: published
+ * A signing key's life by the clock (store/signing-keys.ts), on a real database: published
  * before it signs, the replaced key published until its last token expired, then gone; one
  * rotation at a time; keys sealed at rest; a tenant's original key kept across the change.
  */

@@ -1,6 +1,6 @@
 /**
  * Admin API: application registrations (OIDC clients). Create, edit and delete them, rotate a
- * confidential app's secret (shown once, only its SHA-256 kept: directory/clients.ts), and assign
+ * confidential app's secret (shown once, only its SHA-256 kept: store/clients.ts), and assign
  * admin roles to an app, which makes it a service principal of the admin API. Everything here is
  * Global Administrator work, like domains: an app can be given tokens for every user of the tenant,
  * and a service principal can be given any admin role.

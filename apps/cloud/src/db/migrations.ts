@@ -329,7 +329,7 @@ const groupsAndSyncRuns: Migration = {
   },
 };
 
-/** Settings of the running service by name: the URLs it last started with (directory/service-urls.ts). */
+/** Settings of the running service by name: the URLs it last started with (store/service-urls.ts). */
 const serviceSettings: Migration = {
   async up(db: Kysely<unknown>) {
     await db.schema
@@ -343,8 +343,8 @@ const serviceSettings: Migration = {
 
 /**
  * APIs (resource servers) with their scopes, the scopes an administrator granted each client on
- * each (directory/apis.ts), and each tenant's signing keys with their publish and retire times
- * (directory/signing-keys.ts). A grant goes with its API or client (cascade).
+ * each (store/apis.ts), and each tenant's signing keys with their publish and retire times
+ * (store/signing-keys.ts). A grant goes with its API or client (cascade).
  */
 const apisAndSigningKeys: Migration = {
   async up(db: Kysely<unknown>) {

@@ -174,7 +174,7 @@ export interface FamiliarLocationTable {
   last_success_at: number;
 }
 
-/** One row: a constant sealed with the secret key the database was set up with (directory/key-check.ts). */
+/** One row: a constant sealed with the secret key the database was set up with (store/key-check.ts). */
 export interface KeyCheckTable {
   id: string;
   sealed: string;
@@ -227,14 +227,14 @@ export interface SyncRunTable {
   error: string | null;
 }
 
-/** Settings of the running service, by name (directory/service-urls.ts). */
+/** Settings of the running service, by name (store/service-urls.ts). */
 export interface ServiceSettingTable {
   name: string;
   value: string;
   updated_at: number;
 }
 
-/** An API (resource server) of a tenant (directory/apis.ts). */
+/** An API (resource server) of a tenant (store/apis.ts). */
 export interface ApiTable {
   id: string;
   tenant_id: string;
@@ -263,7 +263,7 @@ export interface ApiGrantTable {
   granted_at: number;
 }
 
-/** A token signing key of a tenant (directory/signing-keys.ts): published from created_at. */
+/** A token signing key of a tenant (store/signing-keys.ts): published from created_at. */
 export interface SigningKeyTable {
   tenant_id: string;
   kid: string;

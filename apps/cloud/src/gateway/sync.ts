@@ -2,7 +2,7 @@
  * Directory sync ingestion: an agent streams a full run as pages (groups first, then users with
  * the anchors of their groups); each page is applied at once, anchors are collected, and the
  * final page applies deletions of users and groups behind the accidental-deletion guard. Each page
- * is acknowledged so the agent can pace itself, and each run keeps a record (directory/sync-runs.ts).
+ * is acknowledged so the agent can pace itself, and each run keeps a record (store/sync-runs.ts).
  * The agent may hang up at any await: conn.send is then a no-op, so nothing here throws for it.
  */
 import type { SyncPage } from '@gatehouse/protocol';

@@ -1,7 +1,7 @@
 /**
  * The cloud's lockout must trip before the directory's, or an attacker spraying passwords locks the
  * real account on premises. Tenant settings looser than the directory are refused when set and
- * tightened when the directory reports a stricter policy later (directory/tenants.ts
+ * tightened when the directory reports a stricter policy later (store/tenants.ts
  * `effectiveLockout`); these warnings tell the administrator what is actually applied.
  */
 import type { DirectoryLockoutPolicy } from '@gatehouse/protocol';

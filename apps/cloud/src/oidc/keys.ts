@@ -1,5 +1,5 @@
 /**
- * The timing of signing key rotation (directory/signing-keys.ts keeps the keys) and the cache
+ * The timing of signing key rotation (store/signing-keys.ts keeps the keys) and the cache
  * headers that make it safe. Three numbers, from one setting (`signingKeyPublishDelayS`, D):
  *
  * - a new key signs D after it was published;

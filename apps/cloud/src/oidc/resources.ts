@@ -1,6 +1,6 @@
 /**
  * Tokens for APIs through oidc-provider's own features: resource indicators (RFC 8707) name an
- * API registered in directory/apis.ts, and the provider issues its access token in the API's
+ * API registered in store/apis.ts, and the provider issues its access token in the API's
  * format (RFC 9068 JWT, or opaque for an API that introspects), for the scopes an administrator
  * granted the client there. Without a resource indicator the access token stays opaque and is
  * good for userinfo only. Introspection (RFC 7662) answers a client about its own tokens, and an

@@ -16,7 +16,7 @@ export interface LockoutAttempt {
   /** Only for keyed hashes of wrong passwords (repeat detection); never stored as is. */
   password: string;
   origin: { ip?: string; deviceId?: string };
-  /** The tenant's effective lockout (directory/tenants.ts `effectiveLockout`). */
+  /** The tenant's effective lockout (store/tenants.ts `effectiveLockout`). */
   settings: LockoutSettings;
   /** The request's deadline (ms since epoch): an attempt counted in flight lapses soon after it. */
   deadline: number;
