@@ -13,6 +13,7 @@ import {
   GatehouseError,
   generateHpkeKeyPair,
   RegisterResponse,
+  TenantId,
 } from '@gatehouse/protocol';
 import { postJson } from './https.ts';
 import { saveRegistration } from './state.ts';
@@ -50,6 +51,9 @@ export const register = async (o: RegisterOptions): Promise<{ agentId: string; t
   const cloud = o.cloud.replace(/\/+$/, '');
   if (!cloud.startsWith('https://'))
     throw new GatehouseError('validation_failed', { cloud: 'must be https://' });
+  // --tenant is checked here, before a key is made, rather than by the cloud's 400 after one.
+  if (o.tenantId !== undefined && !TenantId.safeParse(o.tenantId).success)
+    throw new GatehouseError('validation_failed', { tenant: 'not a tenant id' });
   const host = o.hostname ?? osHostname();
   const print = o.print ?? ((l: string) => process.stdout.write(`${l}\n`));
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));

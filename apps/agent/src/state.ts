@@ -15,7 +15,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type DirectoryHealth, GatehouseError } from '@gatehouse/protocol';
+import { type DirectoryHealth, GatehouseError, TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 
 export const files = {
@@ -47,11 +47,12 @@ export const writeFileAtomic = (path: string, data: string | Uint8Array, mode = 
 
 const AgentJson = z.object({
   agentId: z.string().min(1),
-  tenantId: z.string().min(1),
+  tenantId: TenantId,
   cloudUrl: z.url(),
   gatewayUrl: z.url(),
 });
-export type AgentIdentity = z.infer<typeof AgentJson>;
+// The input side (plain strings): it is also what registration writes; loading parses the schema.
+export type AgentIdentity = z.input<typeof AgentJson>;
 
 export interface AgentState extends AgentIdentity {
   keyPem: string;

@@ -6,7 +6,7 @@
  * a service principal's, by client_credentials without a resource indicator (roles from the app's
  * registration), so scripts and CI automate the API with the tenant's own provider.
  */
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
@@ -209,7 +209,7 @@ const authenticateSelf = async (
   };
 };
 
-const TenantParam = z.object({ tenantId: z.string().min(1).max(128) });
+const TenantParam = z.object({ tenantId: TenantId });
 
 export const registerApiRoutes = (
   app: FastifyInstance,

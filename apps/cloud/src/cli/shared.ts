@@ -1,4 +1,5 @@
 /** What the operator CLI's commands share: their environment, flag types and output helpers. */
+import { TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { StateInfo } from '../bootstrap.ts';
 import type { CloudConfig } from '../config.ts';
@@ -34,7 +35,7 @@ export interface Command {
 export const str: Option = { type: 'string' };
 export const many: Option = { type: 'string', multiple: true };
 export const flag: Option = { type: 'boolean' };
-export const tenant = z.string({ error: 'is required' }).min(1).max(128);
+export const tenant = z.string({ error: 'is required' }).pipe(TenantId);
 export const onOff = z.enum(['on', 'off']).transform((v) => v === 'on');
 export const count = z.coerce.number().int().positive();
 export const OPERATOR = 'operator';

@@ -11,8 +11,9 @@ import {
   GatehouseError,
   isGatehouseError,
   RegisterRequest,
-  RegisterResponse,
+  type RegisterResponse,
   signAgentCsr,
+  TenantId,
 } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -78,7 +79,7 @@ const DeviceForm = z.object({
   /** The code whose request details the form showed (absent when the approver typed the code). */
   reviewed: z.string().max(32).optional(),
 });
-const TenantParam = z.object({ tenantId: z.string().min(1).max(128) });
+const TenantParam = z.object({ tenantId: TenantId });
 
 export interface RegistrationDeps {
   ctx: CloudContext;

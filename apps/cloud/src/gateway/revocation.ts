@@ -19,17 +19,18 @@ import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { connect as connectSocket, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, Id, TenantId } from '@gatehouse/protocol';
 import { connect as connectNats, type NatsConnection, RequestStrategy } from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { natsConnectOptions } from './nats.ts';
 
 export const RevokeRequest = z.object({
-  tenantId: z.string().min(1).max(128),
-  agentId: z.string().min(1).max(128),
+  tenantId: TenantId,
+  agentId: Id,
 });
-export type RevokeRequest = z.infer<typeof RevokeRequest>;
+// The input side: callers hold ids as plain strings; the receiving node parses the schema.
+export type RevokeRequest = z.input<typeof RevokeRequest>;
 
 const RevokeAnswer = z.object({ closed: z.number().int().nonnegative(), node: z.string().max(128) });
 

@@ -5,7 +5,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isGatehouseError } from '@gatehouse/protocol';
+import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
@@ -58,8 +58,6 @@ type ClientWithSecret = {
   clientSecret?: string;
   compareClientSecret(this: ClientWithSecret, actual: string): boolean;
 };
-
-const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 const configuration = (
   ctx: CloudContext,
@@ -242,7 +240,7 @@ export const createOidc = (
 
   return {
     forTenant(tenantId) {
-      if (!TENANT_ID.test(tenantId)) return Promise.resolve(null);
+      if (!isTenantId(tenantId)) return Promise.resolve(null);
       let p = cache.get(tenantId);
       if (p && (rebuildAt.get(tenantId) ?? Infinity) <= ctx.now()) {
         // The old provider finishes the requests it has; the next build sets a new time.
