@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '@gatehouse/protocol';
 import type { CloudConfig } from './config.ts';
 import type { ServiceTls } from './context.ts';
+import { errorBody } from './http/errors.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -54,7 +55,7 @@ export const bindListeners = async (config: CloudConfig, tls: ServiceTls): Promi
   let pending: Handler | undefined;
   const notYet: Handler = (_req, res) => {
     res.writeHead(503, { 'content-type': 'application/json', connection: 'close', 'retry-after': '1' });
-    res.end(JSON.stringify(new GatehouseError('not_ready').toJSON()));
+    res.end(JSON.stringify(errorBody(new GatehouseError('not_ready'))));
   };
   const pub = createServer({ key: tls.key, cert: tls.cert }, (req, res) => (handler ?? notYet)(req, res));
   const gateway = createServer({

@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { toGatehouseError } from '../src/http/app.ts';
+import { errorBody, oauthErrorBody, toGatehouseError } from '../src/http/errors.ts';
 import { redactUrl } from '../src/http/logger.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 
@@ -94,6 +94,21 @@ test('errors map to the catalog', () => {
     'validation_failed',
   );
   assert.equal(toGatehouseError(new Error('boom')).code, 'internal_error');
+});
+
+test('an error the catalog does not let users see leaves with the generic message and no detail', () => {
+  const hidden = new GatehouseError('config_invalid', { path: '/etc/gatehouse/cloud.json' });
+  assert.deepEqual(errorBody(hidden), { error: 'config_invalid', message: 'Something went wrong.' });
+  const shown = new GatehouseError('forbidden', { reason: 'no administrator role' });
+  assert.deepEqual(errorBody(shown), { error: 'forbidden', message: shown.message, detail: shown.detail });
+  assert.deepEqual(errorBody(shown, { withDetail: false }), { error: 'forbidden', message: shown.message });
+  // The token endpoint keeps RFC 6749's shape and follows the same flag.
+  assert.deepEqual(oauthErrorBody('config_invalid').body, {
+    error: 'server_error',
+    error_description: 'Something went wrong.',
+    error_code: 'config_invalid',
+  });
+  assert.equal(oauthErrorBody('no_agent').retryAfter, 5);
 });
 
 test('request logs redact secrets in query strings', async () => {

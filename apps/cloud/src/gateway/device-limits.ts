@@ -11,7 +11,7 @@
  */
 import rateLimit from '@fastify/rate-limit';
 import { GatehouseError } from '@gatehouse/protocol';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Db } from '../db/index.ts';
 import { pendingDeviceCodes } from '../store/device-codes.ts';
 
@@ -34,6 +34,7 @@ export interface DeviceLimiter {
   byTenant(req: FastifyRequest, db: Db, tenantId: string, now: number): Promise<void>;
 }
 
+/** `retryAfterS` in the detail is what the app's error serializer turns into Retry-After (http/errors.ts). */
 const limited = (retryAfterS: number, limit: string) =>
   new GatehouseError('rate_limited', { limit, retryAfterS: Math.max(1, Math.ceil(retryAfterS)) });
 
@@ -64,15 +65,4 @@ export const registerDeviceLimits = async (scope: FastifyInstance): Promise<Devi
       if (!r.isAllowed && r.isExceeded) throw limited(r.ttlInSeconds, 'tenant');
     },
   };
-};
-
-/** Retry-After from a rate_limited error's detail, for the answer's headers. */
-export const retryAfterOf = (err: GatehouseError): number | undefined => {
-  const s = (err.detail as { retryAfterS?: unknown } | undefined)?.retryAfterS;
-  return err.code === 'rate_limited' && typeof s === 'number' ? s : undefined;
-};
-
-export const sendRetryAfter = (reply: FastifyReply, err: GatehouseError): void => {
-  const s = retryAfterOf(err);
-  if (s !== undefined) reply.header('retry-after', String(s));
 };

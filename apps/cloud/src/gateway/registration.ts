@@ -9,7 +9,6 @@ import {
   catalog,
   DeviceAuthorizeRequest,
   GatehouseError,
-  isGatehouseError,
   RegisterRequest,
   type RegisterResponse,
   signAgentCsr,
@@ -34,7 +33,7 @@ import {
 import { consumeRegistrationToken, peekRegistrationToken } from '../store/registration-tokens.ts';
 import { getTenant, getTenantSecrets, tenantExists } from '../store/tenants.ts';
 import { isUniqueViolation } from '../store/util.ts';
-import { type DeviceLimiter, registerDeviceLimits, sendRetryAfter } from './device-limits.ts';
+import { type DeviceLimiter, registerDeviceLimits } from './device-limits.ts';
 import {
   CSRF_COOKIE,
   csrfToken,
@@ -92,13 +91,6 @@ export const registerRegistrationRoutes = (
 ): void => {
   const log = ctx.log.child({ part: 'agent-registration' });
   const { db } = ctx;
-
-  const sendError = (reply: FastifyReply, err: unknown) => {
-    const e = isGatehouseError(err) ? err : new GatehouseError('internal_error', undefined, { cause: err });
-    if (e.code === 'internal_error') log.error({ err }, 'agent registration failed');
-    sendRetryAfter(reply, e);
-    return reply.code(e.entry.status).header('cache-control', 'no-store').send(e.toJSON());
-  };
 
   /** RFC 8628 polling: each answer but "approved" is an error the agent acts on. */
   const redeemDeviceCode = async (
@@ -343,16 +335,10 @@ export const registerRegistrationRoutes = (
     if (!scope.hasContentTypeParser('application/x-www-form-urlencoded')) await scope.register(formbody);
     const limits = await registerDeviceLimits(scope);
     scope.post('/agent/v1/register', (req, reply) =>
-      register(req).then(
-        (b) => reply.header('cache-control', 'no-store').send(b),
-        (e) => sendError(reply, e),
-      ),
+      register(req).then((b) => reply.header('cache-control', 'no-store').send(b)),
     );
     scope.post('/agent/v1/device/authorize', (req, reply) =>
-      authorize(req, limits).then(
-        (b) => reply.header('cache-control', 'no-store').send(b),
-        (e) => sendError(reply, e),
-      ),
+      authorize(req, limits).then((b) => reply.header('cache-control', 'no-store').send(b)),
     );
     scope.get('/:tenantId/agents/device', async (req, reply) => {
       const p = TenantParam.safeParse(req.params);

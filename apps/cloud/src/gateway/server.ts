@@ -18,6 +18,7 @@ import {
 } from '@gatehouse/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CloudContext } from '../context.ts';
+import { errorBody, toGatehouseError } from '../http/errors.ts';
 import { updateAgentCert } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
 import { getTenantSecrets } from '../store/tenants.ts';
@@ -33,9 +34,9 @@ export interface GatewayServerDeps {
 }
 
 const errorJson = (err: unknown): { status: number; body: string; code: ErrorCode } => {
-  const e = isGatehouseError(err) ? err : new GatehouseError('internal_error');
+  const e = toGatehouseError(err);
   // The rejection reason stays in the log: a prober learns nothing about which check failed.
-  const body = e.code === 'certificate_rejected' ? { error: e.code, message: e.message } : e.toJSON();
+  const body = errorBody(e, { withDetail: e.code !== 'certificate_rejected' });
   return { status: e.entry.status, body: JSON.stringify(body), code: e.code };
 };
 

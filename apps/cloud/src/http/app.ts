@@ -1,41 +1,24 @@
 /**
  * The cloud's HTTPS app: OIDC providers and sign-in pages, the gateway's HTTP routes (agent
- * registration) and health. Every error leaves as the catalog's JSON, with its status. Metrics are
+ * registration) and health. Every error leaves as the catalog's JSON, with its status (errors.ts). Metrics are
  * not here: they have their own listener (metrics/listener.ts), so /metrics answers 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
 import formbody from '@fastify/formbody';
-import { GatehouseError, isGatehouseError } from '@gatehouse/protocol';
-import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
-import { ZodError } from 'zod';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { CloudContext } from '../context.ts';
 import type { Health } from '../metrics/health.ts';
 import { isProbe, registerHealthRoutes } from '../metrics/listener.ts';
 import { type Oidc, registerOidc } from '../oidc/index.ts';
 import type { Authenticator } from '../signin/types.ts';
+import { registerErrorHandling } from './errors.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 
 /** What the app needs of the gateway: its HTTP routes (registration, device codes, renewal). */
 export interface GatewayRoutes {
   registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
 }
-
-/** Maps any thrown error to a catalog error; unexpected ones become internal_error. */
-export const toGatehouseError = (err: unknown): GatehouseError => {
-  if (isGatehouseError(err)) return err;
-  if (err instanceof ZodError) return new GatehouseError('validation_failed', err.issues);
-  const fe = err as Partial<FastifyError>;
-  if (fe.validation) return new GatehouseError('validation_failed', fe.validation);
-  const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
-  if (status === 413) return new GatehouseError('frame_too_large');
-  if (status === 404) return new GatehouseError('not_found');
-  if (status === 401) return new GatehouseError('unauthorized');
-  if (status === 403) return new GatehouseError('forbidden');
-  // Fastify's own 4xx (malformed JSON, unsupported media type): the request is at fault.
-  if (status >= 400 && status < 500) return new GatehouseError('validation_failed', { reason: fe.message });
-  return new GatehouseError('internal_error', undefined, { cause: err });
-};
 
 export interface AppDeps {
   /** Gives fastify the bound public TLS server (listeners.ts) and keeps its handler. */
@@ -60,16 +43,7 @@ export const buildApp = (ctx: CloudContext, deps: AppDeps): FastifyInstance => {
   registerSecurityHeaders(app, ctx.config.publicUrl);
   app.register(formbody);
 
-  app.setErrorHandler((err, req, reply) => {
-    const ge = toGatehouseError(err);
-    if (ge.entry.status >= 500) req.log.error({ err }, 'request failed');
-    // Internal details stay in the log, not in the answer.
-    const body = ge.code === 'internal_error' ? new GatehouseError('internal_error').toJSON() : ge.toJSON();
-    reply.code(ge.entry.status).send(body);
-  });
-  app.setNotFoundHandler((_req, reply) => {
-    reply.code(404).send(new GatehouseError('not_found').toJSON());
-  });
+  registerErrorHandling(app);
 
   // Load balancers probe the public port (docs/operations.md, "Health checks").
   registerHealthRoutes(app, deps.health);

@@ -12,6 +12,7 @@ import { GatehouseError } from '@gatehouse/protocol';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { ServiceTls } from '../context.ts';
+import { registerErrorHandling } from '../http/errors.ts';
 // Its counter of unhandled rejections belongs on every scrape, also where main.ts did not install it.
 import '../process-policy.ts';
 import { ensureDefaultMetrics, register } from './families.ts';
@@ -74,13 +75,11 @@ export const startMetricsListener = async (o: {
     // A scrape every few seconds is not worth a log line each.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
-  app.setNotFoundHandler((_req, reply) => {
-    reply.code(404).send(new GatehouseError('not_found').toJSON());
-  });
+  registerErrorHandling(app);
   app.get('/metrics', async (req, reply) => {
     if (token && !bearerMatches(req.headers.authorization, token)) {
       reply.header('www-authenticate', 'Bearer');
-      return reply.code(401).send(new GatehouseError('unauthorized').toJSON());
+      throw new GatehouseError('unauthorized');
     }
     reply.type(register.contentType);
     return register.metrics();

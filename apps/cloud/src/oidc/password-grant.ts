@@ -4,10 +4,11 @@
  * authentication switch is enforced by the authenticator. Failures answer with the catalog: `error`
  * is the OAuth error, `error_code` our code, and retryable outcomes carry Retry-After.
  */
-import { catalog, type ErrorCode } from '@gatehouse/protocol';
+import type { ErrorCode } from '@gatehouse/protocol';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { z } from 'zod';
+import { oauthErrorBody } from '../http/errors.ts';
 import { requestLogOf } from '../http/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES, userClaims } from './claims.ts';
@@ -19,21 +20,12 @@ const Params = z.object({
   scope: z.string().max(1024).optional(),
 });
 
-/** Seconds a client should wait before retrying an infrastructure failure. */
-const RETRY_AFTER_S = 5;
-
+/** Answers the token request with the catalog's OAuth error (http/errors.ts has the shape). */
 export const oauthError = (koa: KoaContextWithOIDC, code: ErrorCode, requestId?: string): void => {
-  const entry = catalog[code];
-  // RFC 6749 section 5.2: token endpoint errors are 400 (401 for client authentication), whatever
-  // the cause; OAuth libraries refuse other statuses. Retryable causes say so with Retry-After.
-  koa.status = entry.oauth === 'invalid_client' ? 401 : 400;
-  if (entry.retryable) koa.set('Retry-After', String(RETRY_AFTER_S));
-  koa.body = {
-    error: entry.oauth,
-    error_description: entry.message,
-    error_code: code,
-    ...(requestId ? { request_id: requestId } : {}),
-  };
+  const { status, retryAfter, body } = oauthErrorBody(code, requestId);
+  koa.status = status;
+  if (retryAfter !== undefined) koa.set('Retry-After', String(retryAfter));
+  koa.body = body;
 };
 
 export const registerPasswordGrant = (
