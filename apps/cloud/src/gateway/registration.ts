@@ -17,7 +17,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { pageHeaders, readCookie } from '../http/page.ts';
+import { pageHeaders } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { assertAgentCapacity, registerAgent } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
@@ -245,10 +245,10 @@ export const registerRegistrationRoutes = (
     extra: { userCode?: string; username?: string; error?: string; status?: number },
   ) => {
     const key = await csrfKey(tenantId);
-    let nonce = readCookie(req.headers.cookie, CSRF_COOKIE);
+    let nonce = req.cookies[CSRF_COOKIE];
     if (!nonce || !/^[A-Za-z0-9_-]{32}$/.test(nonce)) {
       nonce = newNonce();
-      reply.header('set-cookie', `${CSRF_COOKIE}=${nonce}; Path=/; Secure; HttpOnly; SameSite=Strict`);
+      reply.setCookie(CSRF_COOKIE, nonce, { path: '/', secure: true, httpOnly: true, sameSite: 'strict' });
     }
     const code = extra.userCode ? normalizeUserCode(extra.userCode) : null;
     const request = code ? await findPendingDeviceCode(db, tenantId, code, ctx.now()) : undefined;
@@ -279,7 +279,7 @@ export const registerRegistrationRoutes = (
     const f = form.data;
     const again = (error: string, status: number) =>
       showForm(req, reply, tenantId, { userCode: f.user_code, username: f.username, error, status });
-    if (!csrfValid(await csrfKey(tenantId), readCookie(req.headers.cookie, CSRF_COOKIE), f.csrf)) {
+    if (!csrfValid(await csrfKey(tenantId), req.cookies[CSRF_COOKIE], f.csrf)) {
       return again('This page expired. Enter the details again.', 403);
     }
     const code = normalizeUserCode(f.user_code);

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
+import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { CloudContext } from '../context.ts';
@@ -42,6 +43,8 @@ export const buildApp = (ctx: CloudContext, deps: AppDeps): FastifyInstance => {
   // First, so its hook runs for every route, the 404 handler and answers written after a hijack.
   registerSecurityHeaders(app, ctx.config.publicUrl);
   app.register(formbody);
+  // Parses Cookie for every route; oidc-provider reads and writes its own on the raw request.
+  app.register(cookie);
 
   registerErrorHandling(app);
 

@@ -1,6 +1,6 @@
 /**
  * What the cloud's server-rendered pages share (sign-in pages, agent approval page): escaping, the
- * page shell and its base style, and reading a cookie. Plain HTML that works without JavaScript,
+ * page shell and its base style, and their headers. Plain HTML that works without JavaScript,
  * with a visible focus ring; each page adds only the rules it needs.
  */
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -79,11 +79,3 @@ export const pageHeaders = (formTargets: readonly (string | undefined)[] = []): 
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
 });
-
-export const readCookie = (header: string | undefined, name: string): string | undefined => {
-  for (const part of (header ?? '').split(';')) {
-    const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
-  }
-  return undefined;
-};

@@ -10,7 +10,7 @@ import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
-import { formTarget, pageHeaders, readCookie } from '../http/page.ts';
+import { formTarget, pageHeaders } from '../http/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES } from './claims.ts';
 import type { Oidc, TenantOidc } from './provider.ts';
@@ -36,7 +36,7 @@ const DEVICE_ID = /^[A-Za-z0-9_-]{24}$/;
 
 /** The browser's device id: smart lockout treats a browser where the user signed in before as familiar. */
 const deviceOf = (req: FastifyRequest): string | undefined => {
-  const v = readCookie(req.headers.cookie, DEVICE_COOKIE);
+  const v = req.cookies[DEVICE_COOKIE];
   return v && DEVICE_ID.test(v) ? v : undefined;
 };
 
@@ -44,10 +44,13 @@ const deviceOf = (req: FastifyRequest): string | undefined => {
 const ensureDevice = (req: FastifyRequest, reply: FastifyReply, tenantId: string) => {
   if (deviceOf(req)) return;
   const id = randomBytes(18).toString('base64url');
-  reply.header(
-    'set-cookie',
-    `${DEVICE_COOKIE}=${id}; Path=/${tenantId}/v2.0; Max-Age=31536000; HttpOnly; Secure; SameSite=Lax`,
-  );
+  reply.setCookie(DEVICE_COOKIE, id, {
+    path: `/${tenantId}/v2.0`,
+    maxAge: 31_536_000,
+    httpOnly: true,
+    secure: true,
+    sameSite: 'lax',
+  });
 };
 
 /** A catalog outcome as the page shows it: the message only when the catalog allows, the code always. */
