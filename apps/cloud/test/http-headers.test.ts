@@ -130,6 +130,9 @@ test('HSTS is on every answer of the public port: JSON, errors, redirects, pages
   for (const [what, res] of answers) {
     assert.equal(res.headers.get('strict-transport-security'), HSTS, `${what} (${res.status})`);
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff', what);
+    // Set once by http/security-headers.ts, not by each page.
+    assert.equal(res.headers.get('x-frame-options'), 'DENY', what);
+    assert.equal(res.headers.get('referrer-policy'), 'no-referrer', what);
     assert.match(csp(res), /frame-ancestors 'none'/, what);
   }
 });

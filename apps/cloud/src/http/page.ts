@@ -70,12 +70,12 @@ export const pageCsp = (formTargets: readonly (string | undefined)[] = []): stri
   ].join('; ');
 };
 
-/** Headers for an HTML page: no caching, no framing, no scripts, forms only to `formTargets`. */
+/**
+ * Headers for an HTML page: no caching, no scripts, forms only to `formTargets`. The rest (framing,
+ * referrer, nosniff, HSTS) is set once for every answer by http/security-headers.ts.
+ */
 export const pageHeaders = (formTargets: readonly (string | undefined)[] = []): Record<string, string> => ({
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-store',
-  'x-frame-options': 'DENY',
   'content-security-policy': pageCsp(formTargets),
-  'referrer-policy': 'no-referrer',
-  'x-content-type-options': 'nosniff',
 });

@@ -1,8 +1,10 @@
 /**
  * Response headers every answer of the public HTTPS port carries, set once for the whole app with
  * @fastify/helmet (its onRequest hook writes them on the raw response, so they also reach the
- * answers oidc-provider writes itself after a hijack). Pages replace the CSP with their own
- * (`pageCsp` in page.ts); this default is for everything else: JSON, redirects, errors.
+ * answers oidc-provider writes itself after a hijack). This is the one place that sets them; what
+ * varies by answer is only the CSP: server-rendered pages replace it with their own (`pageCsp` in
+ * page.ts, and oidc/page-headers.ts for the pages oidc-provider renders), the admin center with its
+ * script-allowing one (admin/index.ts). This default is for everything else: JSON, redirects, errors.
  */
 import helmet from '@fastify/helmet';
 import type { FastifyInstance } from 'fastify';
