@@ -1,7 +1,8 @@
 /**
  * Issue 10, item 1: an agent that closes its socket (or sends an oversized frame) while the cloud
  * still owes it answers once crashed the whole process: the sync page's answer was sent to a
- * CLOSING socket, `sendRaw` threw, the `.catch` threw again and the rejection went unhandled.
+ * CLOSING socket, the connection's send threw, the `.catch` threw again and the rejection went
+ * unhandled.
  * These run the real gateway with real registered certificates and watch the process for any
  * unhandled rejection or uncaught exception while the bad agent misbehaves.
  */

@@ -257,18 +257,11 @@ export class AgentDispatcher implements Dispatcher {
         p.conn = c;
         c.pending.set(req.requestId, p);
         const { requestId: id, tenantId, user, deadline } = req;
-        const frame = {
-          type: 'validate',
-          id,
-          tenantId,
-          user,
-          enc,
-          ct,
-          deadline,
-          sentAt: this.#now(),
-        } as const;
-        // false: the socket is closing (the agent hung up); fail over now, not at its close event.
-        if (!c.send(frame)) throw new Error('the agent connection is closing');
+        const sentAt = this.#now();
+        // The typed send, with the frame as a literal so that the compiler checks it field by field
+        // against Validate. False: the socket is closing (the agent hung up); fail over now.
+        if (!c.send({ type: 'validate', id, tenantId, user, enc, ct, deadline, sentAt }))
+          throw new Error('the agent connection is closing');
         return;
       } catch (err) {
         c.pending.delete(req.requestId);
