@@ -3,8 +3,8 @@
  * cloud's HTTPS app. The admin center is static HTML and one vanilla JS module that uses only the
  * public API, signed in through the tenant's own OIDC provider.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import fastifyStatic from '@fastify/static';
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Oidc } from '../oidc/index.ts';
@@ -60,22 +60,31 @@ export const registerAdmin = (app: FastifyInstance, deps: AdminDeps & { oidc: Oi
     return openApiDocument(routes, deps.ctx.config.publicUrl, req.params.tenantId);
   });
 
-  // Read once: the files ship with the code and never change while it runs.
-  const html = readFileSync(join(WEB, 'index.html'), 'utf8');
+  // @fastify/static sends the files (type, length, ETag, 304s); its own routes stay off since the
+  // prefix has the tenant in it, and only the files named in ASSETS are ever served.
+  app.register(fastifyStatic, {
+    root: WEB,
+    serve: false,
+    index: false,
+    // no-store is PAGE_HEADERS'; the scripts keep text/javascript, the type HTML names for them.
+    cacheControl: false,
+    setHeaders: (reply, path) => {
+      const type = ASSETS[basename(path)];
+      if (type) reply.header('content-type', type);
+    },
+  });
   const page = async (req: TenantReq, reply: FastifyReply) => {
     await tenantExists(req);
-    return reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(html);
+    return reply.headers(PAGE_HEADERS).sendFile('index.html');
   };
   app.get('/:tenantId/admin', (req: TenantReq, reply) =>
     reply.redirect(`/${encodeURIComponent(req.params.tenantId)}/admin/`),
   );
   app.get('/:tenantId/admin/', page);
   app.get('/:tenantId/admin/callback', page);
-  const assets = Object.fromEntries(Object.keys(ASSETS).map((f) => [f, readFileSync(join(WEB, f))]));
   app.get('/:tenantId/admin/:asset', async (req: TenantReq, reply) => {
     const name = req.params.asset ?? '';
-    const body = Object.hasOwn(assets, name) ? assets[name] : undefined;
-    if (!body) throw new GatehouseError('not_found');
-    return reply.headers(PAGE_HEADERS).type(ASSETS[name]!).send(body);
+    if (!Object.hasOwn(ASSETS, name)) throw new GatehouseError('not_found');
+    return reply.headers(PAGE_HEADERS).sendFile(name);
   });
 };
