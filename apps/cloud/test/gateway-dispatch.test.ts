@@ -332,50 +332,6 @@ test('an agent that cannot open the envelope: the request is retried on another 
   await closeAll(a1, a2);
 });
 
-test('a pre-sealed request goes only to an agent it has an envelope for, as sealed', async () => {
-  const c1 = await registerAgent(env, 'no-envelope');
-  const c2 = await registerAgent(env, 'has-envelope');
-  const a1 = await connectAgent(env, c1);
-  const a2 = await connectAgent(env, c2);
-  autoAnswer(a1, c1);
-  autoAnswer(a2, c2);
-  const { password: _cleartext, ...req } = { ...request(), kind: 'relayed' as const };
-  const s = hpkeSeal(
-    c2.hpke.publicKey,
-    new TextEncoder().encode(CANARY),
-    aad(req.tenantId, req.requestId, req.user.upn, req.deadline),
-  );
-  const envelope = {
-    enc: Buffer.from(s.enc).toString('base64url'),
-    ct: Buffer.from(s.ct).toString('base64url'),
-  };
-  for (let i = 0; i < 3; i++) {
-    const r = { ...req, requestId: `${req.requestId}-${i}` };
-    const sealed = hpkeSeal(
-      c2.hpke.publicKey,
-      new TextEncoder().encode(CANARY),
-      aad(r.tenantId, r.requestId, r.user.upn, r.deadline),
-    );
-    const answer = await env.gateway.dispatcher.validate({
-      ...r,
-      envelopes: {
-        [c2.agentId]: {
-          enc: Buffer.from(sealed.enc).toString('base64url'),
-          ct: Buffer.from(sealed.ct).toString('base64url'),
-        },
-      },
-    });
-    assert.equal(answer.outcome, 'success');
-    assert.equal(answer.agentId, c2.agentId);
-  }
-  // No envelope for any connected agent: no_agent at once.
-  assert.equal(
-    (await env.gateway.dispatcher.validate({ ...req, envelopes: { other: envelope } })).outcome,
-    'no_agent',
-  );
-  await closeAll(a1, a2);
-});
-
 test('a draining agent gets nothing new', async () => {
   const c1 = await registerAgent(env, 'draining');
   const c2 = await registerAgent(env, 'staying');
@@ -398,6 +354,34 @@ test('a draining agent gets nothing new', async () => {
     assert.equal(answer.agentId, c2.agentId);
   }
   assert.equal(asked, 0, 'the draining agent was never asked');
+  await closeAll(a1, a2);
+});
+
+test("an agent of the release before the draining frame: its 'shutting-down' refusal moves the sign-in", async () => {
+  const c1 = await registerAgent(env, 'old-agent');
+  const c2 = await registerAgent(env, 'new-agent');
+  const a1 = await connectAgent(env, c1);
+  const a2 = await connectAgent(env, c2);
+  let refused = 0;
+  a1.onMessage = (m) => {
+    if (m.type !== 'validate') return;
+    refused++;
+    a1.send({
+      type: 'result',
+      id: m.id,
+      outcome: 'agent_error',
+      directoryCode: 'shutting-down',
+      agentMs: 0,
+      directoryMs: 0,
+    });
+  };
+  autoAnswer(a2, c2);
+  for (let i = 0; i < 4; i++) {
+    const answer = await env.dispatcher.validate(request());
+    assert.equal(answer.outcome, 'success');
+    assert.equal(answer.agentId, c2.agentId);
+  }
+  assert.ok(refused <= 1, 'after its first refusal the old agent is treated as draining');
   await closeAll(a1, a2);
 });
 

@@ -21,6 +21,8 @@ export const DEFAULT_MAX_HELD = 1_000;
 
 /** Outcomes that say "this agent could not open the envelope": another agent may well succeed. */
 const TRY_ELSEWHERE = new Set<string>(['agent_decrypt_failed', 'agent_no_key']);
+/** How an agent released before the draining frame refused a request while stopping. */
+const LEGACY_SHUTTING_DOWN = 'shutting-down';
 
 interface TenantAgents {
   conns: AgentConnection[];
@@ -195,6 +197,17 @@ export class AgentDispatcher implements Dispatcher {
       return;
     }
     conn.pending.delete(msg.id);
+    // An agent of the release before the draining frame refuses what arrives while it stops this
+    // way: during a rolling upgrade of the agents that sign-in is moved, not failed.
+    if (msg.outcome === 'agent_error' && msg.directoryCode === LEGACY_SHUTTING_DOWN) {
+      conn.draining = true;
+      const next = this.#pick(p.req, p.tried);
+      if (typeof next !== 'string') {
+        dispatchRetries.inc({ reason: 'draining' });
+        this.#sendTo(p, next);
+        return;
+      }
+    }
     if (TRY_ELSEWHERE.has(msg.outcome)) {
       const next = this.#pick(p.req, p.tried);
       if (typeof next !== 'string') {
