@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { aad, type CloudMessage, hpkeOpen, hpkeSeal, type Validate } from '@gatehouse/protocol';
+import { aad, type CloudMessage, hpkeOpen, type Validate } from '@gatehouse/protocol';
 import type { CleartextValidation } from '../src/context.ts';
 import { deleteAgent } from '../src/store/agents.ts';
 import { createTenant } from '../src/store/tenants.ts';
