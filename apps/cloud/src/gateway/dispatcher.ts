@@ -199,35 +199,22 @@ export class AgentDispatcher implements Dispatcher {
     conn.pending.delete(msg.id);
     // An agent of the release before the draining frame refuses what arrives while it stops this
     // way: during a rolling upgrade of the agents that sign-in is moved, not failed.
-    if (msg.outcome === 'agent_error' && msg.directoryCode === LEGACY_SHUTTING_DOWN) {
-      conn.draining = true;
-      const next = this.#pick(p.req, p.tried);
-      if (typeof next !== 'string') {
-        dispatchRetries.inc({ reason: 'draining' });
-        this.#sendTo(p, next);
-        return;
-      }
+    const legacyDrain = msg.outcome === 'agent_error' && msg.directoryCode === LEGACY_SHUTTING_DOWN;
+    if (legacyDrain) conn.draining = true;
+    const reason = legacyDrain ? 'draining' : TRY_ELSEWHERE.has(msg.outcome) ? 'decrypt' : null;
+    const next = reason ? this.#pick(p.req, p.tried) : null;
+    if (reason && next && typeof next !== 'string') {
+      const { agentId } = conn;
+      this.#log.warn(
+        { agentId, requestId: msg.id, outcome: msg.outcome, reason },
+        'retrying on another agent',
+      );
+      dispatchRetries.inc({ reason });
+      this.#sendTo(p, next);
+      return;
     }
-    if (TRY_ELSEWHERE.has(msg.outcome)) {
-      const next = this.#pick(p.req, p.tried);
-      if (typeof next !== 'string') {
-        this.#log.warn(
-          { agentId: conn.agentId, requestId: msg.id, outcome: msg.outcome },
-          'agent could not open; retrying',
-        );
-        dispatchRetries.inc({ reason: 'decrypt' });
-        this.#sendTo(p, next);
-        return;
-      }
-    }
-    this.#finish(p, {
-      outcome: msg.outcome,
-      agentId: conn.agentId,
-      server: msg.server,
-      directoryCode: msg.directoryCode,
-      agentMs: msg.agentMs,
-      directoryMs: msg.directoryMs,
-    });
+    const { outcome, server, directoryCode, agentMs, directoryMs } = msg;
+    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs });
   }
 
   /** Least outstanding among usable agents not tried yet; the rotating start breaks ties. */
