@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import type { CleartextValidation, CloudContext, Dispatcher, ValidationAnswer } from '../src/context.ts';
+import type { CloudContext } from '../src/context.ts';
+import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../src/signin/types.ts';
 
 export interface TestState {
   ctx: CloudContext;

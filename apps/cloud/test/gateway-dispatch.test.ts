@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { aad, type CloudMessage, hpkeOpen, type Validate } from '@gatehouse/protocol';
-import type { CleartextValidation } from '../src/context.ts';
+import type { CleartextValidation } from '../src/signin/types.ts';
 import { deleteAgent } from '../src/store/agents.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import {

@@ -20,9 +20,10 @@ import {
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import WebSocket from 'ws';
-import type { CloudContext, Dispatcher } from '../src/context.ts';
+import type { CloudContext } from '../src/context.ts';
 import type { Gateway } from '../src/gateway/index.ts';
 import { startCloud } from '../src/server.ts';
+import type { Dispatcher } from '../src/signin/types.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';
 import { createTenant } from '../src/store/tenants.ts';
 

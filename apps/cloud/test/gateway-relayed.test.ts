@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { aad, CloudMessage, hpkeOpen, RelayedRequest, sealPassword } from '@gatehouse/protocol';
-import type { RelayedValidation } from '../src/context.ts';
+import type { RelayedValidation } from '../src/signin/types.ts';
 import {
   type AgentCredentials,
   connectAgent,

@@ -14,9 +14,9 @@ import { RelayedAnswer, RelayedRequest, type SealedEnvelope, sealPassword } from
 import { connect, Events, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../context.ts';
 import type { Db } from '../db/index.ts';
 import { clusterRelays } from '../metrics/families.ts';
+import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../signin/types.ts';
 import { activeAgentKeys } from '../store/agents.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';

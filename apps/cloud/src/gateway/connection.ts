@@ -21,9 +21,9 @@ import {
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { z } from 'zod';
-import type { ValidationAnswer, ValidationRequest } from '../context.ts';
 import { agentChannelErrors, agentFrames, agentMalformed, agentSessions } from '../metrics/families.ts';
 import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
+import type { ValidationAnswer, ValidationRequest } from '../signin/types.ts';
 
 /** How long an agent has to say hello after the upgrade. */
 export const HELLO_TIMEOUT_MS = 5_000;

@@ -10,8 +10,8 @@
  */
 import { type SealedEnvelope, sealPassword, type ValidateResult } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
-import type { Dispatcher, ValidationAnswer, ValidationRequest } from '../context.ts';
 import { dispatchFailovers, dispatchHeld, dispatchRetries } from '../metrics/families.ts';
+import type { Dispatcher, ValidationAnswer, ValidationRequest } from '../signin/types.ts';
 import type { AgentConnection, Pending } from './connection.ts';
 
 /** Requests one agent may hold at once before the dispatcher looks elsewhere. */

@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { catalog, type ErrorCode, type SignInOutcome, TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
-import type { CloudContext, Dispatcher, ValidationAnswer } from '../context.ts';
+import type { CloudContext } from '../context.ts';
 import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
 import type { Tenant } from '../store/tenants.ts';
 import { findByLogin, getUser, replacePasswordHash, type User, type UserRecord } from '../store/users.ts';
@@ -29,7 +29,15 @@ import { createSignInLog, type SignInLog } from './log.ts';
 import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from './password.ts';
 import { createTenantCache, type TenantCache } from './tenant-cache.ts';
 import { createTimingMask, type TimingMask } from './timing-mask.ts';
-import type { Authenticator, Realm, SignedInUser, SignInInput, SignInResult } from './types.ts';
+import type {
+  Authenticator,
+  Dispatcher,
+  Realm,
+  SignedInUser,
+  SignInInput,
+  SignInResult,
+  ValidationAnswer,
+} from './types.ts';
 
 export const SignInInputSchema = z.object({
   tenantId: TenantId,
