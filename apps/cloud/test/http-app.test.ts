@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
+import { csrfToken, csrfValid } from '../src/http/csrf.ts';
 import { errorBody, oauthErrorBody, toGatehouseError } from '../src/http/errors.ts';
 import { redactUrl } from '../src/http/logger.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
@@ -109,6 +110,16 @@ test('an error the catalog does not let users see leaves with the generic messag
     error_code: 'config_invalid',
   });
   assert.equal(oauthErrorBody('no_agent').retryAfter, 5);
+});
+
+test('a form token is good only for what it is bound to, and only as a string', () => {
+  const t = csrfToken('key', 'interaction-1');
+  assert.ok(csrfValid('key', 'interaction-1', t));
+  assert.ok(!csrfValid('key', 'interaction-2', t));
+  assert.ok(!csrfValid('other key', 'interaction-1', t));
+  assert.ok(!csrfValid('key', undefined, t), 'no nonce cookie, no valid token');
+  assert.ok(!csrfValid('key', 'interaction-1', [t]));
+  assert.ok(!csrfValid('key', 'interaction-1', t.slice(1)));
 });
 
 test('request logs redact secrets in query strings', async () => {

@@ -3,7 +3,8 @@
  * works without JavaScript: labelled fields, autocomplete hints, an error region announced to
  * screen readers, a visible focus ring. Every value is escaped; a password is never written back.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { csrfToken as formToken, csrfValid as formTokenValid } from '../http/csrf.ts';
 import { esc, htmlPage } from '../http/page.ts';
 import type { PendingDeviceCode } from '../store/device-codes.ts';
 
@@ -23,15 +24,10 @@ export const normalizeUserCode = (input: string): string | null => {
 export const newNonce = (): string => randomBytes(24).toString('base64url');
 
 /** The form's token: an HMAC of the cookie's nonce, so a cross-site form cannot forge it. */
-export const csrfToken = (key: Buffer, nonce: string): string =>
-  createHmac('sha256', key).update(`agents-device\n${nonce}`).digest('base64url');
+export const csrfToken = (key: Buffer, nonce: string): string => formToken(key, `agents-device\n${nonce}`);
 
-export const csrfValid = (key: Buffer, nonce: string | undefined, token: string): boolean => {
-  if (!nonce) return false;
-  const want = Buffer.from(csrfToken(key, nonce));
-  const got = Buffer.from(token);
-  return want.length === got.length && timingSafeEqual(want, got);
-};
+export const csrfValid = (key: Buffer, nonce: string | undefined, token: string): boolean =>
+  formTokenValid(key, nonce === undefined ? undefined : `agents-device\n${nonce}`, token);
 
 // Beyond the shared base: two buttons side by side, and the success note.
 const STYLE = `

@@ -3,13 +3,13 @@
  * the tenant's keys and cached until invalidated (tenant deletion) or its keys change (rotation:
  * rebuilt when a key starts signing or retires, and at least every reload interval, oidc/keys.ts).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { adminCenterClient } from '../admin/client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
+import { csrfToken, csrfValid } from '../http/csrf.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { GroupsClaimSetting, getClient } from '../store/clients.ts';
@@ -212,22 +212,16 @@ export const createOidc = (
       log.error({ err }, 'oidc error'),
     );
     const csrfKey = secrets.cookieKeys[0] ?? '';
-    const csrfToken = (uid: string) =>
-      createHmac('sha256', csrfKey).update(`csrf\0${tenantId}\0${uid}`).digest('base64url');
+    const binding = (uid: string) => `csrf\0${tenantId}\0${uid}`;
     return {
       tenantId,
       provider,
       prefix,
       callback: provider.callback() as TenantOidc['callback'],
-      csrfToken,
+      csrfToken: (uid) => csrfToken(csrfKey, binding(uid)),
       grantResourceScopes: (grant, params) =>
         grantResourceScopes(ctx.db, tenantId, { clientId: String(params.client_id) }, params, grant),
-      checkCsrf(uid, token) {
-        if (typeof token !== 'string') return false;
-        const a = Buffer.from(csrfToken(uid));
-        const b = Buffer.from(token);
-        return a.length === b.length && timingSafeEqual(a, b);
-      },
+      checkCsrf: (uid, token) => csrfValid(csrfKey, binding(uid), token),
     };
   };
 
