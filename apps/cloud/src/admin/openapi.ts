@@ -1,4 +1,15 @@
-/** OpenAPI 3.1 document of the admin API, generated from the same route table and zod schemas. */
+/**
+ * OpenAPI 3.1 document of the admin API, generated from the same route table and zod schemas; the
+ * schemas' JSON Schema comes from zod's own z.toJSONSchema, so only the document's frame is ours.
+ *
+ * Not @fastify/swagger with fastify-type-provider-zod (which does support zod 4): with it fastify
+ * validates params, query and body before any hook of the route's own, so a caller without a
+ * token would learn the schema from a 400 where the API answers 401/403 first (admin-isolation
+ * tests that order for every route), and its validation errors would take another detail shape
+ * than store/util.ts's `parse`. Its document is also one per app, where this one is per tenant
+ * (servers and the OAuth URLs name the tenant) and carries each route's permission and roles.
+ * Moving would mean rewriting how every admin route is registered, for a frame of ~100 lines.
+ */
 import { z } from 'zod';
 import type { Permission, RouteDef } from './api.ts';
 import { ADMIN_CLIENT_ID } from './client.ts';
