@@ -40,6 +40,11 @@ const steps: ReadonlyArray<{ name: string; title: string; run: () => Promise<num
   { name: 'typecheck', title: 'tsc --noEmit', run: () => run(bin('tsc'), ['--noEmit', '-p', root]) },
   { name: 'lint', title: 'biome check .', run: () => run(bin('biome'), ['check', '.']) },
   {
+    name: 'boundaries',
+    title: 'layers and imports (.dependency-cruiser.mjs)',
+    run: () => run(bin('depcruise'), ['apps', 'packages', '--config', '.dependency-cruiser.mjs']),
+  },
+  {
     name: 'unit',
     title: 'unit tests (packages/*/test, apps/*/test)',
     run: nodeTest(['packages/*/test/*.test.ts', 'apps/*/test/*.test.ts'], 120_000),

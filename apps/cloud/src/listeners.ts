@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '@gatehouse/protocol';
 import type { CloudConfig } from './config.ts';
 import type { ServiceTls } from './context.ts';
-import { errorBody } from './http/errors.ts';
+import { errorBody } from './web/errors.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 

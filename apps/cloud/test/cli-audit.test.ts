@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { runNode } from '../../../test/harness/children.ts';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { verifyPassword } from '../src/signin/password.ts';
+import { verifyPassword } from '../src/store/password.ts';
 import { findByLogin } from '../src/store/users.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');

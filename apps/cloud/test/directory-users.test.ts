@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { isGatehouseError, type SyncedUser } from '@gatehouse/protocol';
 import { clientSecretMatches, hashClientSecret } from '../src/db/at-rest.ts';
-import { verifyPassword } from '../src/signin/password.ts';
+import { verifyPassword } from '../src/store/password.ts';
 import { createClient, getClient, listClients } from '../src/store/clients.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import {

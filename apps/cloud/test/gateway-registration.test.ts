@@ -10,7 +10,7 @@ import {
   type RegisterResponse,
   verifyIssuedBy,
 } from '@gatehouse/protocol';
-import { pageCsp } from '../src/http/page.ts';
+import { pageCsp } from '../src/web/page.ts';
 import { getAgent } from '../src/store/agents.ts';
 import { listAudit } from '../src/store/audit.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as oc from 'openid-client';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { formTarget, pageCsp } from '../src/http/page.ts';
+import { formTarget, pageCsp } from '../src/web/page.ts';
 import { HSTS_LOCALHOST_MAX_AGE_S, HSTS_MAX_AGE_S, hstsMaxAge } from '../src/http/security-headers.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 import { createClient } from '../src/store/clients.ts';

@@ -11,13 +11,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { accessTokenTenant } from '../oidc/adapter.ts';
+import { ADMIN_CLIENT_ID } from '../oidc/admin-client.ts';
 import type { Oidc } from '../oidc/index.ts';
 import { audit } from '../store/audit.ts';
 import { getApp } from '../store/clients.ts';
 import { getTenant } from '../store/tenants.ts';
 import { getUser, type User } from '../store/users.ts';
 import { parse } from '../store/util.ts';
-import { ADMIN_CLIENT_ID } from './client.ts';
 
 /** read: every admin role; hybrid: agents, sign-in settings, lockout, sync; users: unlock and
  * reset passwords; global: everything else (domains). */

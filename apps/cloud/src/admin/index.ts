@@ -9,16 +9,17 @@ import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Oidc } from '../oidc/index.ts';
 import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
+import type { AdminDeps } from './deps.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './routes-apis.ts';
 import { appRoutes } from './routes-apps.ts';
 import { directoryRoutes } from './routes-directory.ts';
 import { exportRoutes } from './routes-export.ts';
 import { groupRoutes } from './routes-groups.ts';
-import { type AdminDeps, tenantRoutes } from './routes-tenant.ts';
+import { tenantRoutes } from './routes-tenant.ts';
 
-export { ADMIN_CLIENT_ID } from './client.ts';
-export type { AdminDeps } from './routes-tenant.ts';
+export { ADMIN_CLIENT_ID } from '../oidc/admin-client.ts';
+export type { AdminDeps } from './deps.ts';
 
 export const adminRoutes = (deps: AdminDeps): RouteDef[] => [
   ...tenantRoutes(deps),

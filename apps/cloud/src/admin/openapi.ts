@@ -11,8 +11,8 @@
  * Moving would mean rewriting how every admin route is registered, for a frame of ~100 lines.
  */
 import { z } from 'zod';
+import { ADMIN_CLIENT_ID } from '../oidc/admin-client.ts';
 import type { Permission, RouteDef } from './api.ts';
-import { ADMIN_CLIENT_ID } from './client.ts';
 
 const PERMISSION_ROLES: Record<Permission, string[]> = {
   read: ['global_admin', 'hybrid_identity_admin', 'user_admin', 'reader'],

@@ -15,7 +15,7 @@ import {
 } from '../store/apis.ts';
 import { listSigningKeys, rotateSigningKeys } from '../store/signing-keys.ts';
 import { type RouteDef, route } from './api.ts';
-import type { AdminDeps } from './routes-tenant.ts';
+import type { AdminDeps } from './deps.ts';
 
 export const ApiOut = z.object({
   id: z.string(),

@@ -22,7 +22,7 @@ import {
 } from '../store/clients.ts';
 import { ROLES } from '../store/users.ts';
 import { type RouteDef, route } from './api.ts';
-import type { AdminDeps } from './routes-tenant.ts';
+import type { AdminDeps } from './deps.ts';
 
 const AppOut = z.object({
   clientId: z.string(),

@@ -13,7 +13,7 @@ import { listSignIns } from '../store/sign-ins.ts';
 import { getUser, listUsers, Password, setCloudPassword } from '../store/users.ts';
 import { DomainName } from '../store/util.ts';
 import { type RouteDef, route } from './api.ts';
-import type { AdminDeps } from './routes-tenant.ts';
+import type { AdminDeps } from './deps.ts';
 
 const DomainOut = z.object({
   name: z.string(),

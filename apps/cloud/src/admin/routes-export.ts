@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { iterateSignIns, type SignInEntry } from '../store/sign-ins.ts';
 import { type RouteDef, route } from './api.ts';
-import type { AdminDeps } from './routes-tenant.ts';
+import type { AdminDeps } from './deps.ts';
 
 const Int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 

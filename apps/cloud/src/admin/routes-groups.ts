@@ -11,7 +11,7 @@ import { type Group, groupsOfUser, listGroups } from '../store/groups.ts';
 import { getSyncRun, listSyncRuns, type SyncRun } from '../store/sync-runs.ts';
 import { getUser } from '../store/users.ts';
 import { type RouteDef, route } from './api.ts';
-import type { AdminDeps } from './routes-tenant.ts';
+import type { AdminDeps } from './deps.ts';
 
 const Int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 

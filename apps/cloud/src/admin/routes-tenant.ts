@@ -6,9 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import type { Gateway } from '../gateway/index.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
-import type { Authenticator } from '../signin/types.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
 import { createRegistrationToken } from '../store/registration-tokens.ts';
 import { signInStatsByAgent } from '../store/sign-ins.ts';
@@ -16,13 +14,8 @@ import { getTenant, type Tenant, updateSettings } from '../store/tenants.ts';
 import { countUsersBySource } from '../store/users.ts';
 import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
 import { type RouteDef, route } from './api.ts';
+import type { AdminDeps } from './deps.ts';
 import { SyncRunOut, syncRunOut, waitForRun } from './routes-groups.ts';
-
-export interface AdminDeps {
-  ctx: CloudContext;
-  gateway?: Pick<Gateway, 'revokeDeleted' | 'requestSync' | 'connections'>;
-  authenticator?: Authenticator & { invalidate?(tenantId?: string): void };
-}
 
 const HOUR = 3_600_000;
 

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
-import { backupSqlite, restoreSqlite } from '../db/backup.ts';
+import { backupSqlite, restoreSqlite } from '../store/backup.ts';
 import { type Command, command, str } from './shared.ts';
 
 const dir = z

@@ -34,7 +34,7 @@ export interface DeviceLimiter {
   byTenant(req: FastifyRequest, db: Db, tenantId: string, now: number): Promise<void>;
 }
 
-/** `retryAfterS` in the detail is what the app's error serializer turns into Retry-After (http/errors.ts). */
+/** `retryAfterS` in the detail is what the app's error serializer turns into Retry-After (web/errors.ts). */
 const limited = (retryAfterS: number, limit: string) =>
   new GatehouseError('rate_limited', { limit, retryAfterS: Math.max(1, Math.ceil(retryAfterS)) });
 

@@ -17,7 +17,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { pageHeaders } from '../http/page.ts';
+import { pageHeaders } from '../web/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { assertAgentCapacity, registerAgent } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';

@@ -18,7 +18,7 @@ import {
 } from '@gatehouse/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CloudContext } from '../context.ts';
-import { errorBody, toGatehouseError } from '../http/errors.ts';
+import { errorBody, toGatehouseError } from '../web/errors.ts';
 import { updateAgentCert } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
 import { getTenantSecrets } from '../store/tenants.ts';

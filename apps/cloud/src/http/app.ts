@@ -13,7 +13,7 @@ import type { Health } from '../metrics/health.ts';
 import { isProbe, registerHealthRoutes } from '../metrics/listener.ts';
 import { type Oidc, registerOidc } from '../oidc/index.ts';
 import type { Authenticator } from '../signin/types.ts';
-import { registerErrorHandling } from './errors.ts';
+import { registerErrorHandling } from '../web/errors.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 
 /** What the app needs of the gateway: its HTTP routes (registration, device codes, renewal). */

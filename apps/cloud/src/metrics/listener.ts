@@ -12,7 +12,7 @@ import { GatehouseError } from '@gatehouse/protocol';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { ServiceTls } from '../context.ts';
-import { registerErrorHandling } from '../http/errors.ts';
+import { registerErrorHandling } from '../web/errors.ts';
 // Its counter of unhandled rejections belongs on every scrape, also where main.ts did not install it.
 import '../process-policy.ts';
 import { ensureDefaultMetrics, register } from './families.ts';

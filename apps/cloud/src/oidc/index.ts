@@ -6,7 +6,7 @@
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CloudContext } from '../context.ts';
-import { bindRequestLog } from '../http/request-log.ts';
+import { bindRequestLog } from '../web/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { listDomains } from '../store/domains.ts';
 import { registerInteractions } from './interactions.ts';

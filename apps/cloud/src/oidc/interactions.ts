@@ -10,7 +10,7 @@ import { catalog, type ErrorCode } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
-import { formTarget, pageHeaders } from '../http/page.ts';
+import { formTarget, pageHeaders } from '../web/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES } from './claims.ts';
 import type { Oidc, TenantOidc } from './provider.ts';

@@ -6,7 +6,7 @@
  * redirect or post-logout URI, which those forms post to or redirect to.
  */
 import type Provider from 'oidc-provider';
-import { formTarget, pageCsp } from '../http/page.ts';
+import { formTarget, pageCsp } from '../web/page.ts';
 
 type Middleware = Parameters<Provider['use']>[0];
 type Ctx = Parameters<Middleware>[0];

@@ -8,8 +8,8 @@ import type { ErrorCode } from '@gatehouse/protocol';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { z } from 'zod';
-import { oauthErrorBody } from '../http/errors.ts';
-import { requestLogOf } from '../http/request-log.ts';
+import { oauthErrorBody } from '../web/errors.ts';
+import { requestLogOf } from '../web/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { SCOPES, userClaims } from './claims.ts';
 import type { groupsClaims } from './groups-claim.ts';
@@ -20,7 +20,7 @@ const Params = z.object({
   scope: z.string().max(1024).optional(),
 });
 
-/** Answers the token request with the catalog's OAuth error (http/errors.ts has the shape). */
+/** Answers the token request with the catalog's OAuth error (web/errors.ts has the shape). */
 export const oauthError = (koa: KoaContextWithOIDC, code: ErrorCode, requestId?: string): void => {
   const { status, retryAfter, body } = oauthErrorBody(code, requestId);
   koa.status = status;

@@ -6,10 +6,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { adminCenterClient } from '../admin/client.ts';
+import { adminCenterClient } from './admin-client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
-import { csrfToken, csrfValid } from '../http/csrf.ts';
+import { csrfToken, csrfValid } from '../web/csrf.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { GroupsClaimSetting, getClient } from '../store/clients.ts';
@@ -78,7 +78,7 @@ const configuration = (
       getClient: lookupClient,
     }),
     jwks: secrets.jwks,
-    // The admin center signs in to every tenant with the same public client id (see admin/client.ts).
+    // The admin center signs in to every tenant with the same public client id (see admin-client.ts).
     clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
     cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
     async findAccount(koa, sub) {

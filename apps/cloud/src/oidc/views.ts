@@ -3,7 +3,7 @@
  * hints for password managers, a visible focus ring and an error region screen readers announce.
  * Every value is escaped; a password is never written into a page.
  */
-import { esc, htmlPage } from '../http/page.ts';
+import { esc, htmlPage } from '../web/page.ts';
 
 // Beyond the shared base: full-width fields and button, read-only fields, the small print.
 const STYLE = `

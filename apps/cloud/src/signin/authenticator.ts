@@ -26,7 +26,7 @@ import { findByLogin, getUser, replacePasswordHash, type User, type UserRecord }
 import { domainOf, parse } from '../store/util.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
-import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from './password.ts';
+import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/password.ts';
 import { createTenantCache, type TenantCache } from './tenant-cache.ts';
 import { createTimingMask, type TimingMask } from './timing-mask.ts';
 import type {

@@ -9,7 +9,7 @@ import { type Selectable, sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { UserTable } from '../db/schema.ts';
-import { hashPassword } from '../signin/password.ts';
+import { hashPassword } from './password.ts';
 import { isUniqueViolation, jsonStringArray, parse, TenantId, Upn } from './util.ts';
 
 export const ROLES = ['global_admin', 'hybrid_identity_admin', 'user_admin', 'reader'] as const;

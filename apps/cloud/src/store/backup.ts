@@ -21,9 +21,9 @@ import { dirname, join } from 'node:path';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { GatehouseError } from '@gatehouse/protocol';
 import { Kysely } from 'kysely';
+import { openSqlite } from '../db/sqlite.ts';
 import { createSecretBox } from '../secrets.ts';
-import { keyOpensCheck, probeState } from '../store/key-check.ts';
-import { openSqlite } from './sqlite.ts';
+import { keyOpensCheck, probeState } from './key-check.ts';
 
 export const MANIFEST = 'manifest.json';
 export const DB_FILE = 'gatehouse.db';
