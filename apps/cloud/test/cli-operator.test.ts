@@ -6,8 +6,8 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openState } from '../src/bootstrap.ts';
 import { loadCloudConfig } from '../src/config.ts';
-import { verifyPassword } from '../src/store/password.ts';
 import { listAudit } from '../src/store/audit.ts';
+import { verifyPassword } from '../src/store/password.ts';
 import { consumeRegistrationToken } from '../src/store/registration-tokens.ts';
 import { findByLogin } from '../src/store/users.ts';
 

@@ -10,12 +10,12 @@ import {
   type RegisterResponse,
   verifyIssuedBy,
 } from '@gatehouse/protocol';
-import { pageCsp } from '../src/web/page.ts';
 import { getAgent } from '../src/store/agents.ts';
 import { listAudit } from '../src/store/audit.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';
 import { getTenant } from '../src/store/tenants.ts';
 import { createCloudUser } from '../src/store/users.ts';
+import { pageCsp } from '../src/web/page.ts';
 import {
   ADMIN_PASSWORD,
   type Env,

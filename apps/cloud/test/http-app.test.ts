@@ -12,10 +12,10 @@ import { after, before, test } from 'node:test';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { csrfToken, csrfValid } from '../src/web/csrf.ts';
-import { errorBody, oauthErrorBody, toGatehouseError } from '../src/web/errors.ts';
 import { redactUrl } from '../src/http/logger.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
+import { csrfToken, csrfValid } from '../src/web/csrf.ts';
+import { errorBody, oauthErrorBody, toGatehouseError } from '../src/web/errors.ts';
 
 let dir: string;
 let cloud: RunningCloud;

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as oc from 'openid-client';
 import { pinnedFetch } from '../../../test/harness/pinned-fetch.ts';
-import { formTarget, pageCsp } from '../src/web/page.ts';
 import { HSTS_LOCALHOST_MAX_AGE_S, HSTS_MAX_AGE_S, hstsMaxAge } from '../src/http/security-headers.ts';
 import { type RunningCloud, startCloud } from '../src/server.ts';
 import { createClient } from '../src/store/clients.ts';
 import { addDomain, setDomainKind, verifyDomain } from '../src/store/domains.ts';
 import { createTenant } from '../src/store/tenants.ts';
+import { formTarget, pageCsp } from '../src/web/page.ts';
 
 const REDIRECT = 'https://app.example.test/callback';
 const IDP = 'https://idp.fabrikam.example/sso';

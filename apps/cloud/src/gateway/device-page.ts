@@ -4,9 +4,9 @@
  * screen readers, a visible focus ring. Every value is escaped; a password is never written back.
  */
 import { randomBytes } from 'node:crypto';
+import type { PendingDeviceCode } from '../store/device-codes.ts';
 import { csrfToken as formToken, csrfValid as formTokenValid } from '../web/csrf.ts';
 import { esc, htmlPage } from '../web/page.ts';
-import type { PendingDeviceCode } from '../store/device-codes.ts';
 
 /** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
 export const CSRF_COOKIE = '__Host-gh_device_nonce';

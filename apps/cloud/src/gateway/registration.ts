@@ -17,7 +17,6 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
-import { pageHeaders } from '../web/page.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { assertAgentCapacity, registerAgent } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
@@ -33,6 +32,7 @@ import {
 import { consumeRegistrationToken, peekRegistrationToken } from '../store/registration-tokens.ts';
 import { getTenant, getTenantSecrets, tenantExists } from '../store/tenants.ts';
 import { isUniqueViolation } from '../store/util.ts';
+import { pageHeaders } from '../web/page.ts';
 import { type DeviceLimiter, registerDeviceLimits } from './device-limits.ts';
 import {
   CSRF_COOKIE,

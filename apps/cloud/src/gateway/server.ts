@@ -18,10 +18,10 @@ import {
 } from '@gatehouse/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CloudContext } from '../context.ts';
-import { errorBody, toGatehouseError } from '../web/errors.ts';
 import { updateAgentCert } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
 import { getTenantSecrets } from '../store/tenants.ts';
+import { errorBody, toGatehouseError } from '../web/errors.ts';
 import { type AuthenticatedPeer, authenticatePeer, type TenantCaCache } from './peer.ts';
 
 export const RENEW_PATH = '/agent/v1/renew';

@@ -6,9 +6,9 @@
 import { GatehouseError } from '@gatehouse/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CloudContext } from '../context.ts';
-import { bindRequestLog } from '../web/request-log.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { listDomains } from '../store/domains.ts';
+import { bindRequestLog } from '../web/request-log.ts';
 import { registerInteractions } from './interactions.ts';
 import type { Oidc } from './provider.ts';
 

@@ -8,9 +8,9 @@ import type { ErrorCode } from '@gatehouse/protocol';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { z } from 'zod';
+import type { Authenticator } from '../signin/types.ts';
 import { oauthErrorBody } from '../web/errors.ts';
 import { requestLogOf } from '../web/request-log.ts';
-import type { Authenticator } from '../signin/types.ts';
 import { SCOPES, userClaims } from './claims.ts';
 import type { groupsClaims } from './groups-claim.ts';
 

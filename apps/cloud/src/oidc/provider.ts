@@ -6,16 +6,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { adminCenterClient } from './admin-client.ts';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
-import { csrfToken, csrfValid } from '../web/csrf.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { GroupsClaimSetting, getClient } from '../store/clients.ts';
 import { loadSigningKeys } from '../store/signing-keys.ts';
 import { getTenantSecrets } from '../store/tenants.ts';
+import { csrfToken, csrfValid } from '../web/csrf.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
+import { adminCenterClient } from './admin-client.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';
 import { keyCacheHeaders, keyTimings, TOKEN_TTL_S } from './keys.ts';

@@ -21,12 +21,12 @@ import { catalog, type ErrorCode, type SignInOutcome, TenantId } from '@gatehous
 import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
+import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/password.ts';
 import type { Tenant } from '../store/tenants.ts';
 import { findByLogin, getUser, replacePasswordHash, type User, type UserRecord } from '../store/users.ts';
 import { domainOf, parse } from '../store/util.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
-import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/password.ts';
 import { createTenantCache, type TenantCache } from './tenant-cache.ts';
 import { createTimingMask, type TimingMask } from './timing-mask.ts';
 import type {

@@ -11,8 +11,8 @@ import { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import type { Db } from '../db/index.ts';
 import type { TenantTable } from '../db/schema.ts';
-import { hashPassword } from './password.ts';
 import { insertDomain } from './domains.ts';
+import { hashPassword } from './password.ts';
 import { insertCloudUser, Password } from './users.ts';
 import { DomainName, parse, TenantId, Upn } from './util.ts';
 
