@@ -1,9 +1,16 @@
 /**
- * The whole check, as CI runs it (`npm test`): system packages, typecheck, lint, unit tests,
- * end-to-end tests. Stops at the first failing step and exits non-zero.
+ * The whole check, as CI runs it (`npm test`): system packages, typecheck, lint, layer boundaries,
+ * unit tests, integration tests, end-to-end tests. Stops at the first failing step and exits
+ * non-zero.
  *
  *   npm test                      every step
- *   npm test -- unit e2e          only the named steps (system, typecheck, lint, unit, e2e)
+ *   npm test -- unit e2e          only the named steps (system, typecheck, lint, boundaries, unit,
+ *                                 integration, e2e)
+ *
+ * Unit and integration tests live side by side in the test/ folder of each package and app. A
+ * test file that needs a service for any of its tests (slapd, Samba, PostgreSQL, nats-server,
+ * Chromium) is named `*.int.test.ts` and runs in `integration`; every other `*.test.ts` there runs
+ * in `unit`, which needs none of them (`npm test -- unit` passes with no service running).
  */
 import { spawn } from 'node:child_process';
 import { globSync } from 'node:fs';
@@ -26,14 +33,20 @@ const run = (cmd: string, args: string[]): Promise<number> =>
 
 const files = (...patterns: string[]) => patterns.flatMap((p) => globSync(p, { cwd: root })).sort();
 
-const nodeTest = (patterns: string[], timeoutMs: number) => async () => {
-  const found = files(...patterns);
-  if (found.length === 0) {
-    process.stderr.write(`test: no test files match ${patterns.join(' ')}\n`);
-    return 1;
-  }
-  return run(node, ['--test', '--test-concurrency=1', `--test-timeout=${timeoutMs}`, ...found]);
-};
+const INTEGRATION = /\.int\.test\.ts$/;
+
+const nodeTest =
+  (patterns: string[], timeoutMs: number, keep: (file: string) => boolean = () => true) =>
+  async () => {
+    const found = files(...patterns).filter(keep);
+    if (found.length === 0) {
+      process.stderr.write(`test: no test files match ${patterns.join(' ')}\n`);
+      return 1;
+    }
+    return run(node, ['--test', '--test-concurrency=1', `--test-timeout=${timeoutMs}`, ...found]);
+  };
+
+const TESTS = ['packages/*/test/*.test.ts', 'apps/*/test/*.test.ts'];
 
 const steps: ReadonlyArray<{ name: string; title: string; run: () => Promise<number> }> = [
   { name: 'system', title: 'system packages and services', run: () => ensureSystem() },
@@ -46,8 +59,13 @@ const steps: ReadonlyArray<{ name: string; title: string; run: () => Promise<num
   },
   {
     name: 'unit',
-    title: 'unit tests (packages/*/test, apps/*/test)',
-    run: nodeTest(['packages/*/test/*.test.ts', 'apps/*/test/*.test.ts'], 120_000),
+    title: 'unit tests (packages/*/test, apps/*/test; no services)',
+    run: nodeTest(TESTS, 120_000, (f) => !INTEGRATION.test(f)),
+  },
+  {
+    name: 'integration',
+    title: 'integration tests (*.int.test.ts: slapd, Samba, PostgreSQL, NATS, Chromium)',
+    run: nodeTest(TESTS, 120_000, (f) => INTEGRATION.test(f)),
   },
   { name: 'e2e', title: 'end-to-end tests (test/*.test.ts)', run: nodeTest(['test/*.test.ts'], 300_000) },
 ];
