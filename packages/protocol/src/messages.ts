@@ -108,11 +108,15 @@ export const SyncedGroup = z.object({
 });
 export type SyncedGroup = z.infer<typeof SyncedGroup>;
 
-/** One page of a sync run. The last page has `final: true`; the cloud then applies deletions. */
+/**
+ * One page of a sync run. The last page has `final: true`; the cloud then applies deletions: a full
+ * run deletes what it did not list, a delta run only what it names in `deletedUsers`.
+ */
 export const SyncPage = z.object({
   type: z.literal('sync.page'),
   runId: id,
-  mode: z.enum(['full']),
+  /** full: the whole directory; delta: what changed since the agent's high-water mark. */
+  mode: z.enum(['full', 'delta']),
   seq: z.number().int().nonnegative(),
   /** Pages in this run, when the agent knows (progress). */
   total: z.number().int().positive().optional(),
@@ -123,6 +127,8 @@ export const SyncPage = z.object({
   /** Groups come in the pages before the users that name them. */
   groups: z.array(SyncedGroup).max(500).optional(),
   users: z.array(SyncedUser).max(500),
+  /** Delta runs: anchors of users deleted in the directory since the mark. */
+  deletedUsers: z.array(z.string().min(1).max(256)).max(5000).optional(),
   final: z.boolean(),
 });
 export type SyncPage = z.infer<typeof SyncPage>;
@@ -183,7 +189,8 @@ export type Validate = z.infer<typeof Validate>;
 
 export const SyncRequest = z.object({
   type: z.literal('sync.request'),
-  mode: z.enum(['full']),
+  /** delta: changes since the agent's mark (the agent runs a full sync when it has none). */
+  mode: z.enum(['full', 'delta']),
   /** The run id to use, so whoever asked can follow the run's record. */
   runId: id.optional(),
 });

@@ -42,7 +42,7 @@ export const SyncRunOut = z.object({
   id: z.string(),
   agentId: z.string(),
   server: z.string().nullable(),
-  mode: z.literal('full'),
+  mode: z.enum(['full', 'delta']),
   status: z.enum(['running', 'stalled', 'succeeded', 'guarded', 'failed']),
   startedAt: z.number(),
   updatedAt: z.number(),

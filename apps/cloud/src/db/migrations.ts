@@ -386,6 +386,18 @@ const apisAndSigningKeys: Migration = {
   },
 };
 
+/** Which user an OIDC row belongs to: sync revokes a disabled or deleted user's grants (store/oidc-payloads.ts). */
+const payloadAccount: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('oidc_payloads').addColumn('account_id', 'text').execute();
+    await db.schema
+      .createIndex('oidc_account')
+      .on('oidc_payloads')
+      .columns(['tenant_id', 'account_id'])
+      .execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -397,6 +409,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0007_groups_sync_runs': groupsAndSyncRuns,
     '0008_service_settings': serviceSettings,
     '0009_apis_signing_keys': apisAndSigningKeys,
+    '0010_payload_account': payloadAccount,
   }),
 });
 

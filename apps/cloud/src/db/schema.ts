@@ -143,6 +143,8 @@ export interface OidcPayloadTable {
   uid: string | null;
   expires_at: number | null;
   consumed_at: number | null;
+  /** The user (users.id) the row was issued for, so a disabled or deleted user's grants can go. */
+  account_id: string | null;
 }
 
 export interface LockoutCounterTable {
@@ -212,7 +214,7 @@ export interface SyncRunTable {
   agent_id: string;
   /** The directory server the agent read from. */
   server: string | null;
-  /** 'full' */
+  /** 'full' | 'delta' */
   mode: string;
   /** 'running' | 'succeeded' | 'guarded' | 'failed' */
   status: string;

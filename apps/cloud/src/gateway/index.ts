@@ -52,7 +52,8 @@ export interface Gateway {
   /** Scale-out: revokes travel over NATS (set by the router before the gateway listens). */
   useClusterRevocation(r: ClusterRevocation): void;
   /** Asks one connected agent of the tenant for a full sync; returns its id, or null when none is connected. */
-  requestSync(tenantId: string, runId?: string): string | null;
+  /** Asks one usable agent of the tenant for a run (delta: the changes since its mark). */
+  requestSync(tenantId: string, runId?: string, mode?: 'full' | 'delta'): string | null;
   /** Called after each applied sync run (admin center, tests). */
   onSyncFinished(listener: (tenantId: string, summary: SyncSummary) => void): void;
 }
@@ -255,13 +256,13 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
     useClusterRevocation: (r) => {
       cluster = r;
     },
-    requestSync: (tenantId, runId) => {
+    requestSync: (tenantId, runId, mode = 'full') => {
       const cutoff = ctx.now() - config.inactiveAfterMs;
       const candidates = dispatcher.connectionsOf(tenantId).filter((c) => c.usable(cutoff));
       const conn = candidates.sort((a, b) => a.pending.size - b.pending.size)[0];
       if (!conn) return null;
-      conn.send({ type: 'sync.request', mode: 'full', ...(runId ? { runId } : {}) });
-      log.info({ tenantId, agentId: conn.agentId, runId }, 'sync requested');
+      conn.send({ type: 'sync.request', mode, ...(runId ? { runId } : {}) });
+      log.info({ tenantId, agentId: conn.agentId, runId, mode }, 'sync requested');
       return conn.agentId;
     },
     onSyncFinished: (listener) => {

@@ -1,7 +1,9 @@
 /**
- * Directory sync ingestion: an agent streams a full run as pages (groups first, then users with
+ * Directory sync ingestion: an agent streams a run as pages (groups first, then users with
  * the anchors of their groups); each page is applied at once, anchors are collected, and the
- * final page applies deletions of users and groups behind the accidental-deletion guard. Each page
+ * final page applies deletions behind the accidental-deletion guard: a full run deletes the users
+ * and groups it did not list, a delta run only the users it names as deleted. A user the run
+ * disables or deletes loses their sessions, grants and tokens at once (audited). Each page
  * is acknowledged so the agent can pace itself, and each run keeps a record (store/sync-runs.ts).
  * The agent may hang up at any await: conn.send is then a no-op, so nothing here throws for it.
  */
@@ -10,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
 import { audit } from '../store/audit.ts';
 import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../store/groups.ts';
+import { revokeGrantsOfUser } from '../store/oidc-payloads.ts';
 import {
   emptyCounts,
   finishSyncRunRecord,
@@ -17,7 +20,12 @@ import {
   startSyncRun,
   updateSyncRun,
 } from '../store/sync-runs.ts';
-import { finishSyncRun, upsertSyncedUsers } from '../store/users.ts';
+import {
+  deleteSyncedUsersByAnchor,
+  finishSyncRun,
+  type SyncDeletion,
+  upsertSyncedUsers,
+} from '../store/users.ts';
 import type { AgentConnection } from './connection.ts';
 
 /** A run this large is a runaway agent, not a directory (the cloud would hold every anchor). */
@@ -25,15 +33,19 @@ export const MAX_ANCHORS_PER_RUN = 2_000_000;
 
 interface Run {
   runId: string;
+  mode: 'full' | 'delta';
   nextSeq: number;
   anchors: Set<string>;
   groupAnchors: Set<string>;
+  /** Delta runs: anchors the agent saw deleted. */
+  deletedAnchors: Set<string>;
   withGroups: boolean;
   counts: SyncCounts;
 }
 
 export interface SyncSummary {
   runId: string;
+  mode: 'full' | 'delta';
   created: number;
   updated: number;
   deleted: number;
@@ -89,9 +101,11 @@ export class SyncIngest {
       }
       run = {
         runId: page.runId,
+        mode: page.mode,
         nextSeq: 0,
         anchors: new Set(),
         groupAnchors: new Set(),
+        deletedAnchors: new Set(),
         withGroups: page.withGroups === true,
         counts: emptyCounts(),
       };
@@ -102,6 +116,7 @@ export class SyncIngest {
           tenantId: conn.tenantId,
           id: run.runId,
           agentId: conn.agentId,
+          mode: page.mode,
           server: page.server,
           totalPages: page.total,
         },
@@ -118,7 +133,8 @@ export class SyncIngest {
       return;
     }
     const groups = page.groups ?? [];
-    if (run.anchors.size + run.groupAnchors.size + page.users.length + groups.length > MAX_ANCHORS_PER_RUN) {
+    const size = run.anchors.size + run.groupAnchors.size + run.deletedAnchors.size;
+    if (size + page.users.length + groups.length + (page.deletedUsers?.length ?? 0) > MAX_ANCHORS_PER_RUN) {
       this.#runs.delete(conn);
       await this.#fail(conn, run, 'the run is too large');
       conn.sendError('protocol_error', 'the sync run is too large');
@@ -136,11 +152,13 @@ export class SyncIngest {
       return;
     }
     this.#runs.delete(conn);
-    const fin = await finishSyncRun(this.#db, conn.tenantId, run.anchors);
-    // A run without groups (an agent that does not sync them) leaves the cloud's groups alone.
-    const gfin = run.withGroups
-      ? await finishGroupSync(this.#db, conn.tenantId, run.groupAnchors)
-      : { deleted: 0, deletionGuarded: false };
+    const fin = await this.#deleteUsers(conn.tenantId, run);
+    // A run without groups (an agent that does not sync them) leaves the cloud's groups alone, and
+    // so does a delta run: it lists only the groups that changed.
+    const gfin =
+      run.withGroups && run.mode === 'full'
+        ? await finishGroupSync(this.#db, conn.tenantId, run.groupAnchors)
+        : { deleted: 0, deletionGuarded: false };
     const c = run.counts;
     c.usersDeleted = fin.deleted;
     c.groupsDeleted = gfin.deleted;
@@ -163,6 +181,7 @@ export class SyncIngest {
     );
     const summary: SyncSummary = {
       runId: run.runId,
+      mode: run.mode,
       created: c.usersAdded,
       updated: c.usersUpdated,
       deleted: fin.deleted,
@@ -190,13 +209,43 @@ export class SyncIngest {
       // A listener's bug is not the agent's: the run was applied, so it is still acknowledged.
       this.#log.error({ err, runId: run.runId }, 'sync listener failed');
     }
-    const { runId: _, groups: g, ...ack } = summary;
+    const { runId: _, mode: __, groups: g, ...ack } = summary;
     conn.send({
       type: 'sync.ack',
       runId: run.runId,
       seq: page.seq,
       summary: run.withGroups ? { ...ack, groups: g } : ack,
     });
+  }
+
+  /** Full runs delete by absence, delta runs what they name; the users deleted lose their grants. */
+  async #deleteUsers(tenantId: string, run: Run): Promise<SyncDeletion> {
+    const fin =
+      run.mode === 'full'
+        ? await finishSyncRun(this.#db, tenantId, run.anchors)
+        : await deleteSyncedUsersByAnchor(this.#db, tenantId, run.deletedAnchors);
+    await this.#revoke(tenantId, run, fin.deletedIds, 'deleted');
+    return fin;
+  }
+
+  /** Ends the sessions and grants of users disabled or deleted on premises, one audit entry each. */
+  async #revoke(tenantId: string, run: Run, userIds: string[], reason: 'disabled' | 'deleted') {
+    for (const userId of userIds) {
+      const rows = await revokeGrantsOfUser(this.#db, tenantId, userId);
+      await audit(
+        this.#db,
+        {
+          tenantId,
+          actor: 'sync',
+          action: 'user.grants_revoked',
+          target: userId,
+          detail: { reason, runId: run.runId, rows },
+        },
+        this.#now(),
+      );
+    }
+    if (userIds.length > 0)
+      this.#log.info({ runId: run.runId, users: userIds.length, reason }, 'sync revoked grants');
   }
 
   /** One page: its groups, then its users, then those users' memberships; progress recorded. */
@@ -218,6 +267,8 @@ export class SyncIngest {
     c.skipped += s.skipped;
     c.membershipsChanged += m.changedUsers;
     for (const u of page.users) run.anchors.add(u.anchor);
+    for (const a of page.deletedUsers ?? []) run.deletedAnchors.add(a);
+    await this.#revoke(tenantId, run, s.disabledIds, 'disabled');
     c.usersSeen = run.anchors.size;
     run.nextSeq++;
     if (s.skipped > 0)

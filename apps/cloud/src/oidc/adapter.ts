@@ -116,6 +116,7 @@ class PayloadAdapter implements Adapter {
       grant_id: str(payload.grantId, this.#keys.grantId),
       user_code: str(payload.userCode, this.#keys.userCode),
       uid: str(payload.uid, this.#keys.uid),
+      account_id: typeof payload.accountId === 'string' ? payload.accountId : null,
       expires_at: expiresIn ? now() + expiresIn * 1000 : null,
     };
     await upsertPayload(db, this.#scope, hashedId, row);

@@ -40,6 +40,8 @@ export interface PayloadWrite {
   user_code: string | null;
   uid: string | null;
   expires_at: number | null;
+  /** users.id, kept in the clear: an id, not a bearer value, and the key of revokeGrantsOfUser. */
+  account_id: string | null;
 }
 
 export const upsertPayload = async (
@@ -81,6 +83,20 @@ export const deleteGrantPayloads = async (db: Db, tenantId: string, grantId: str
     .where('grant_id', '=', grantId)
     .where('tenant_id', '=', tenantId)
     .execute();
+};
+
+/**
+ * Every session, grant, code and token of one user (disabled or deleted in the directory): the
+ * next refresh or session check finds nothing. Rows written before account_id existed are not
+ * found here; findAccount refuses such a user anyway. Returns how many rows went.
+ */
+export const revokeGrantsOfUser = async (db: Db, tenantId: string, userId: string): Promise<number> => {
+  const r = await db
+    .deleteFrom('oidc_payloads')
+    .where('tenant_id', '=', tenantId)
+    .where('account_id', '=', userId)
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
 };
 
 /** Deletes expired rows of every tenant and returns how many went. */

@@ -46,7 +46,8 @@ export interface SyncRun {
   tenantId: string;
   agentId: string;
   server: string | null;
-  mode: 'full';
+  /** full: the whole directory, deletions by absence; delta: changes since the agent's mark. */
+  mode: 'full' | 'delta';
   status: SyncRunStatus;
   startedAt: number;
   updatedAt: number;
@@ -64,7 +65,7 @@ const toRun = (r: SyncRunTable, now: number): SyncRun => {
     tenantId: r.tenant_id,
     agentId: r.agent_id,
     server: r.server,
-    mode: 'full',
+    mode: r.mode === 'delta' ? 'delta' : 'full',
     status: status === 'running' && now - Number(r.updated_at) > STALLED_AFTER_MS ? 'stalled' : status,
     startedAt: Number(r.started_at),
     updatedAt: Number(r.updated_at),
@@ -79,7 +80,14 @@ const toRun = (r: SyncRunTable, now: number): SyncRun => {
 /** Starts a run's record; a run id seen before (an agent starting it again) starts over. */
 export const startSyncRun = async (
   db: Db,
-  run: { tenantId: string; id: string; agentId: string; server?: string; totalPages?: number },
+  run: {
+    tenantId: string;
+    id: string;
+    agentId: string;
+    mode?: 'full' | 'delta';
+    server?: string;
+    totalPages?: number;
+  },
   now: number,
 ): Promise<void> => {
   await db.transaction().execute(async (trx) => {
@@ -95,7 +103,7 @@ export const startSyncRun = async (
         id: run.id,
         agent_id: run.agentId,
         server: run.server ?? null,
-        mode: 'full',
+        mode: run.mode ?? 'full',
         status: 'running',
         started_at: now,
         updated_at: now,

@@ -247,6 +247,8 @@ export interface SyncUpsertSummary {
   /** Users that could not be applied, e.g. a UPN already held by a cloud-only account. */
   skipped: number;
   skippedUpns: string[];
+  /** Ids of users this page turned from enabled to disabled (their grants are revoked). */
+  disabledIds: string[];
 }
 
 /**
@@ -262,7 +264,7 @@ export const upsertSyncedUsers = async (
 ): Promise<SyncUpsertSummary> => {
   const tid = parse(TenantId, tenantId);
   const list = parse(z.array(SyncedUser).max(5000), users);
-  const summary: SyncUpsertSummary = { created: 0, updated: 0, skipped: 0, skippedUpns: [] };
+  const summary: SyncUpsertSummary = { created: 0, updated: 0, skipped: 0, skippedUpns: [], disabledIds: [] };
   await db.transaction().execute(async (trx) => {
     for (const u of list) {
       const upn = u.upn.trim().toLowerCase();
@@ -301,6 +303,7 @@ export const upsertSyncedUsers = async (
           .where('id', '=', existing.id)
           .execute();
         if (changed) summary.updated++;
+        if (existing.enabled === 1 && fields.enabled === 0) summary.disabledIds.push(existing.id);
       } else {
         await trx
           .insertInto('users')
@@ -337,9 +340,39 @@ export const finishSyncRun = async (
   tenantId: string,
   seenAnchors: Iterable<string>,
   options: z.input<typeof FinishSyncOptions> = {},
-): Promise<{ deleted: number; deletionGuarded: boolean }> => {
-  const o = parse(FinishSyncOptions, options);
+): Promise<SyncDeletion> => {
   const seen = new Set(seenAnchors);
+  return deleteSynced(db, tenantId, (anchor) => !seen.has(anchor), options);
+};
+
+/**
+ * Ends a delta run: deletes the synced users it names (deleted in the directory), nothing by
+ * absence; the same guard applies, against the tenant's synced users.
+ */
+export const deleteSyncedUsersByAnchor = (
+  db: Db,
+  tenantId: string,
+  anchors: Iterable<string>,
+  options: z.input<typeof FinishSyncOptions> = {},
+): Promise<SyncDeletion> => {
+  const named = new Set(anchors);
+  return deleteSynced(db, tenantId, (anchor) => named.has(anchor), options);
+};
+
+export interface SyncDeletion {
+  deleted: number;
+  deletionGuarded: boolean;
+  /** Ids of the users deleted (their grants are revoked). */
+  deletedIds: string[];
+}
+
+const deleteSynced = async (
+  db: Db,
+  tenantId: string,
+  goes: (anchor: string) => boolean,
+  options: z.input<typeof FinishSyncOptions>,
+): Promise<SyncDeletion> => {
+  const o = parse(FinishSyncOptions, options);
   return db.transaction().execute(async (trx) => {
     const synced = await trx
       .selectFrom('users')
@@ -347,15 +380,15 @@ export const finishSyncRun = async (
       .where('tenant_id', '=', tenantId)
       .where('source', '=', 'synced')
       .execute();
-    const gone = synced.filter((u) => !seen.has(u.source_anchor ?? ''));
-    if (gone.length === 0) return { deleted: 0, deletionGuarded: false };
+    const gone = synced.filter((u) => goes(u.source_anchor ?? ''));
+    if (gone.length === 0) return { deleted: 0, deletionGuarded: false, deletedIds: [] };
     if (!o.force && gone.length > o.deletionThreshold * synced.length)
-      return { deleted: 0, deletionGuarded: true };
+      return { deleted: 0, deletionGuarded: true, deletedIds: [] };
     for (let i = 0; i < gone.length; i += 500) {
       const ids = gone.slice(i, i + 500).map((u) => u.id);
       await trx.deleteFrom('users').where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
     }
-    return { deleted: gone.length, deletionGuarded: false };
+    return { deleted: gone.length, deletionGuarded: false, deletedIds: gone.map((u) => u.id) };
   });
 };
 
