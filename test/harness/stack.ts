@@ -53,6 +53,8 @@ export interface StackOptions {
   cloud?: Record<string, unknown>;
   /** Cloud lockout settings for the tenant. */
   lockout?: { threshold: number; durationS: number };
+  /** Other agent config keys (e.g. `sync`), merged into each agent's config.json. */
+  agent?: Record<string, unknown>;
 }
 
 export interface GrantAnswer {
@@ -67,6 +69,8 @@ export interface Stack {
   tenantId: string;
   issuer: string;
   agents: Child[];
+  /** Each agent's state directory, in start order. */
+  stateDirs: string[];
   /** Every byte the cloud logged and the agents printed (for canary checks). */
   output(): string;
   passwordGrant(username: string, password: string, opts?: { ip?: string }): Promise<GrantAnswer>;
@@ -94,6 +98,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
     { env: {}, logDestination: { write: (s: string) => void cloudLog.push(s) } },
   );
   const agents: Child[] = [];
+  const stateDirs: string[] = [];
   const stop = async () => {
     for (const a of agents) await a.stop();
     await cloud.stop();
@@ -121,6 +126,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
     const startAgent = async () => {
       const stateDir = join(dir, `agent-${agents.length + 1}`);
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      stateDirs.push(stateDir);
       const { token } = await createRegistrationToken(db, tenantId, 'stack', 600, Date.now());
       const reg = await registerAgentCli({
         cloudUrl: cloud.url,
@@ -136,6 +142,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
         JSON.stringify({
           directory: { kind, urls, bindDn, bindPasswordFile, baseDns, ...extra },
           logLevel: 'debug',
+          ...opts.agent,
         }),
       );
       const before = cloud.gateway.connections().length;
@@ -232,6 +239,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
       tenantId,
       issuer,
       agents,
+      stateDirs,
       output: () => [...cloudLog, ...outputs, ...agents.map((a) => a.output())].join('\n'),
       passwordGrant,
       signInPage,

@@ -94,17 +94,24 @@ export const AgentConfigSchema = z
     directory: DirectorySchema,
     sync: z
       .object({
+        /** Full runs (every user and group; deletions by absence). */
         intervalMinutes: z.coerce
           .number()
           .min(0.01)
+          .max(7 * 24 * 60)
+          .default(24 * 60),
+        /** Delta runs between full ones (changes since the mark: delta.ts); 0 turns them off. */
+        deltaIntervalMinutes: z.coerce
+          .number()
+          .min(0)
           .max(24 * 60)
-          .default(30),
+          .default(2),
         pageSize: z.coerce.number().int().min(1).max(500).default(500),
         /** Largest fraction of known users one run may delete without --force. */
         deletionThreshold: z.coerce.number().min(0).max(1).default(0.2),
       })
       .strict()
-      .default({ intervalMinutes: 30, pageSize: 500, deletionThreshold: 0.2 }),
+      .default({ intervalMinutes: 24 * 60, deltaIntervalMinutes: 2, pageSize: 500, deletionThreshold: 0.2 }),
     /** More gateways to try, in turn, besides the one registration named (several cloud nodes
      * without a balancer in front; `;`-separated in the environment). */
     gatewayUrls: list(z.url()).optional(),

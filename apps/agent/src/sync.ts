@@ -122,10 +122,18 @@ export interface SyncResult {
   truncatedMemberships?: number;
 }
 
-/** Reads every user under every base DN (paged, `pageSize` per LDAP page). Throws on any failure. */
-export const collectUsers = async (dir: Directory, pageSize: number): Promise<SyncResult> => {
+/**
+ * Reads every user under every base DN (paged, `pageSize` per LDAP page). Throws on any failure.
+ * `before` runs first on the same connection (delta.ts reads the server's mark there).
+ */
+export const collectUsers = async (
+  dir: Directory,
+  pageSize: number,
+  before?: (client: Client, server: string) => Promise<void>,
+): Promise<SyncResult> => {
   const cfg = dir.cfg;
   return dir.withServiceClient(async (client, server) => {
+    await before?.(client, server);
     const users: SyncedUser[] = [];
     const seen = new Set<string>();
     let skipped = 0;

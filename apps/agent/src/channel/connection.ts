@@ -78,9 +78,9 @@ export class Connection implements Session {
     this.#ws.close(1000, 'refused');
   }
 
-  runSync(reason: string, runId?: string): void {
+  runSync(reason: string, runId?: string, mode?: 'full' | 'delta'): void {
     if (!this.welcomed || this.draining) return;
-    void this.sync.run(reason, (m) => this.send(m), runId);
+    void this.sync.run(reason, (m) => this.send(m), runId, mode);
   }
 
   started(heartbeatMs: number): void {
@@ -90,6 +90,7 @@ export class Connection implements Session {
     this.#timers.push(
       setInterval(() => void this.#heartbeat(heartbeatMs), heartbeatMs),
       setInterval(() => this.runSync('interval'), config.sync.intervalMinutes * 60_000),
+      ...this.sync.deltaTimer(() => this.runSync('delta interval', undefined, 'delta')),
     );
     if (this.sync.due) this.runSync('start');
   }
@@ -160,7 +161,12 @@ export class Connection implements Session {
       protocol: PROTOCOL_VERSION,
       version: VERSION,
       hostname: hostname(),
-      capabilities: ['validate', 'sync.full', ...(config.directory.kind === 'openldap' ? ['ppolicy'] : [])],
+      capabilities: [
+        'validate',
+        'sync.full',
+        'sync.delta',
+        ...(config.directory.kind === 'openldap' ? ['ppolicy'] : []),
+      ],
       directory: directory.health,
       clock: Date.now(),
     });

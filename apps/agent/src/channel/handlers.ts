@@ -19,7 +19,7 @@ export interface Session {
   started(heartbeatMs: number): void;
   /** A permanent refusal: this connection ends and the supervisor stops. */
   refuse(r: Refusal): void;
-  runSync(reason: string, runId?: string): void;
+  runSync(reason: string, runId?: string, mode?: 'full' | 'delta'): void;
 }
 
 type Handlers = { [K in CloudMessage['type']]: (s: Session, m: Extract<CloudMessage, { type: K }>) => void };
@@ -65,7 +65,7 @@ export const handlers: Handlers = {
   },
 
   'sync.request'(s, msg) {
-    s.runSync('requested', msg.runId);
+    s.runSync('requested', msg.runId, msg.mode);
   },
 
   'sync.ack'(s, msg) {

@@ -1,16 +1,30 @@
 /**
- * One full sync run at a time over the current connection: read the directory, check the
- * deletion guard, send the pages one by one, each after the previous page's sync.ack.
+ * One sync run at a time over the current connection: read the directory (all of it, or what
+ * changed since the mark: delta.ts), check the deletion guard, send the pages one by one, each
+ * after the previous page's sync.ack, then keep the new mark.
  */
 import { randomUUID } from 'node:crypto';
 import { MAX_FRAME_BYTES, type SyncPage } from '@gatehouse/protocol';
+import { collectDelta, readMark, readPosition, type SyncMark, writeMark } from '../delta.ts';
 import { chunk, collectUsers, deletionGuard, readLastSync, writeLastSyncCount } from '../sync.ts';
 import type { AgentRuntime } from './runtime.ts';
 
 const ACK_TIMEOUT_MS = 60_000;
 
-type Summary = unknown;
-type Pages = Pick<SyncPage, 'users' | 'groups'>[];
+type Summary = { created?: number; deleted?: number } | undefined;
+type Pages = Pick<SyncPage, 'users' | 'groups' | 'deletedUsers'>[];
+type Mode = SyncPage['mode'];
+
+interface Read {
+  mode: Mode;
+  users: number;
+  groups: number | undefined;
+  skipped: number;
+  server: string;
+  pages: Pages;
+  /** The mark to keep once the cloud applied every page. */
+  next: SyncMark | undefined;
+}
 
 export class SyncRunner {
   readonly #rt: AgentRuntime;
@@ -27,28 +41,48 @@ export class SyncRunner {
     return Date.now() - this.lastSyncAt >= this.#rt.config.sync.intervalMinutes * 60_000;
   }
 
+  /** The delta schedule's timer (none when sync.deltaIntervalMinutes is 0). */
+  deltaTimer(tick: () => void): ReturnType<typeof setInterval>[] {
+    const minutes = this.#rt.config.sync.deltaIntervalMinutes;
+    return minutes > 0 ? [setInterval(tick, minutes * 60_000)] : [];
+  }
+
   /** A sync.ack from the cloud. */
   acked(runId: string, seq: number, summary: Summary): void {
     this.#acks.get(`${runId}/${seq}`)?.(summary);
   }
 
-  /** Runs a sync unless one is running; `send` is false once the connection is gone. */
-  async run(reason: string, send: (m: SyncPage) => boolean, requestedRunId?: string): Promise<void> {
+  /**
+   * Runs a sync unless one is running; `send` is false once the connection is gone. A delta run
+   * is full instead when a full one is due or the mark cannot be used.
+   */
+  async run(
+    reason: string,
+    send: (m: SyncPage) => boolean,
+    requestedRunId?: string,
+    wanted: Mode = 'full',
+  ): Promise<void> {
     if (this.#running) return;
     this.#running = true;
     const runId = requestedRunId ?? randomUUID();
     const { log, config } = this.#rt;
     try {
-      const read = await this.#read();
+      const read =
+        (wanted === 'delta' && !this.due ? await this.#readDelta() : undefined) ?? (await this.#read());
       if (!read) return;
-      const { users, groups, skipped, server, pages } = read;
+      const { mode, users, groups, skipped, server, pages } = read;
+      // Nothing changed: no run to record every few minutes, only the mark moves on.
+      if (mode === 'delta' && users === 0 && !pages.some((p) => p.deletedUsers?.length)) {
+        if (read.next) writeMark(config.stateDir, read.next);
+        return;
+      }
       let summary: Summary;
       for (const [seq, page] of pages.entries()) {
         const acked = this.#awaitAck(runId, seq);
         send({
           type: 'sync.page',
           runId,
-          mode: 'full',
+          mode,
           seq,
           total: pages.length,
           ...(seq === 0 ? { server } : {}),
@@ -58,12 +92,17 @@ export class SyncRunner {
         });
         summary = await acked;
       }
-      writeLastSyncCount(config.stateDir, users.length, groups?.length);
-      this.lastSyncAt = Date.now();
-      log.info(
-        { reason, runId, users: users.length, groups: groups?.length, skipped, pages: pages.length, summary },
-        'sync done',
-      );
+      if (mode === 'full') {
+        writeLastSyncCount(config.stateDir, users, groups);
+        this.lastSyncAt = Date.now();
+      } else {
+        // The guard's base follows the directory: what the cloud added and deleted this run.
+        const prev = readLastSync(config.stateDir);
+        const count = (prev.count ?? 0) + (summary?.created ?? 0) - (summary?.deleted ?? 0);
+        writeLastSyncCount(config.stateDir, Math.max(0, count), prev.groups);
+      }
+      if (read.next) writeMark(config.stateDir, read.next);
+      log.info({ reason, runId, mode, users, groups, skipped, pages: pages.length, summary }, 'sync done');
     } catch (err) {
       log.warn({ err: (err as Error).message, runId }, 'sync failed');
     } finally {
@@ -82,12 +121,55 @@ export class SyncRunner {
     });
   }
 
-  /** The directory's users and groups in pages, or null when the deletion guard refuses the run. */
-  async #read() {
+  /**
+   * What changed since the mark, in pages; undefined when the run must be full (logged), null
+   * when the deletion guard refuses it.
+   */
+  async #readDelta(): Promise<Read | null | undefined> {
     const { log, config, directory } = this.#rt;
+    const d = await collectDelta(directory, config.sync.pageSize, readMark(config.stateDir), Date.now());
+    if (d.full !== undefined) {
+      log.info({ why: d.full }, 'delta sync not possible; running a full sync');
+      return undefined;
+    }
+    const prev = readLastSync(config.stateDir).count;
+    if (prev && d.deleted.length > config.sync.deletionThreshold * prev) {
+      log.error(
+        { previous: prev, deleted: d.deleted.length },
+        'sync refused: more users would be deleted than sync.deletionThreshold allows',
+      );
+      return null;
+    }
+    const size = Math.min(config.sync.pageSize, 500);
+    const pages: Pages = [
+      ...chunk(d.users, size, MAX_FRAME_BYTES - 1024).map((u) => ({ users: u })),
+      ...(d.deleted.length ? chunk(d.deleted, 5000, MAX_FRAME_BYTES - 1024) : []).map((a) => ({
+        users: [],
+        deletedUsers: a,
+      })),
+    ];
+    return {
+      mode: 'delta',
+      users: d.users.length,
+      groups: undefined,
+      skipped: d.skipped,
+      server: d.server,
+      pages,
+      next: d.next,
+    };
+  }
+
+  /** The directory's users and groups in pages, or null when the deletion guard refuses the run. */
+  async #read(): Promise<Read | null> {
+    const { log, config, directory } = this.#rt;
+    let position: { identity: string; mark: string | undefined } | undefined;
     const { users, skipped, groups, server, truncatedMemberships } = await collectUsers(
       directory,
       config.sync.pageSize,
+      // A mark that cannot be read only means the next run is full too.
+      async (client, srv) => {
+        position = await readPosition(client, directory.cfg, srv).catch(() => undefined);
+      },
     );
     const prev = readLastSync(config.stateDir);
     for (const [what, before, now] of [
@@ -115,6 +197,10 @@ export class SyncRunner {
       })),
       ...chunk(users, size, MAX_FRAME_BYTES - 1024).map((u) => ({ users: u })),
     ];
-    return { users, groups, skipped, server, pages };
+    const now = Date.now();
+    const next = position?.mark
+      ? { kind: directory.cfg.kind, identity: position.identity, mark: position.mark, fullAt: now, at: now }
+      : undefined;
+    return { mode: 'full', users: users.length, groups: groups?.length, skipped, server, pages, next };
   }
 }
