@@ -7,6 +7,7 @@ import { verifyPassword } from '../src/store/password.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import {
   createCloudUser,
+  deleteSyncedUsersByAnchor,
   findByLogin,
   finishSyncRun,
   getUser,
@@ -22,6 +23,11 @@ before(async () => {
 });
 after(() => s.cleanup());
 
+/** What a deletion did, without the ids of the users it deleted. */
+const outcome = ({ deleted, deletionGuarded }: { deleted: number; deletionGuarded: boolean }) => ({
+  deleted,
+  deletionGuarded,
+});
 const code = (c: string) => (err: unknown) => isGatehouseError(err) && err.code === c;
 const tenant = async (domain: string) =>
   (
@@ -78,14 +84,17 @@ test('deletions above the threshold are guarded; below it, or forced, they apply
 
   // 3 of 10 missing (30% > 20%): nothing is deleted.
   const guarded = await finishSyncRun(s.ctx.db, t, all.slice(3));
-  assert.deepEqual(guarded, { deleted: 0, deletionGuarded: true });
+  assert.deepEqual(outcome(guarded), { deleted: 0, deletionGuarded: true });
   assert.equal((await listUsers(s.ctx.db, t)).users.length, 11);
 
   // 2 of 10 (20%, not above): deleted.
-  assert.deepEqual(await finishSyncRun(s.ctx.db, t, all.slice(2)), { deleted: 2, deletionGuarded: false });
+  assert.deepEqual(outcome(await finishSyncRun(s.ctx.db, t, all.slice(2))), {
+    deleted: 2,
+    deletionGuarded: false,
+  });
   assert.equal(await findByLogin(s.ctx.db, t, 'u0@fabrikam.com', 'upn'), null);
   // An administrator can force a large deletion; cloud-only users are never touched by sync.
-  assert.deepEqual(await finishSyncRun(s.ctx.db, t, [], { force: true }), {
+  assert.deepEqual(outcome(await finishSyncRun(s.ctx.db, t, [], { force: true })), {
     deleted: 8,
     deletionGuarded: false,
   });
@@ -94,7 +103,27 @@ test('deletions above the threshold are guarded; below it, or forced, they apply
     left.users.map((u) => u.upn),
     ['admin@fabrikam.com'],
   );
-  assert.deepEqual(await finishSyncRun(s.ctx.db, t, []), { deleted: 0, deletionGuarded: false });
+  assert.deepEqual(outcome(await finishSyncRun(s.ctx.db, t, [])), { deleted: 0, deletionGuarded: false });
+});
+
+test('a delta run deletes only the anchors it names, behind the same guard', async () => {
+  const t = await tenant('contoso.org');
+  const users = Array.from({ length: 10 }, (_, i) => synced(i, { upn: `d${i}@contoso.org` }));
+  await upsertSyncedUsers(s.ctx.db, t, users);
+  const all = users.map((u) => u.anchor);
+  const guarded = await deleteSyncedUsersByAnchor(s.ctx.db, t, all.slice(0, 3));
+  assert.deepEqual(outcome(guarded), { deleted: 0, deletionGuarded: true }, '3 of 10 named: above 20 %');
+  const two = await deleteSyncedUsersByAnchor(s.ctx.db, t, [...all.slice(0, 2), 'not-a-known-anchor']);
+  assert.deepEqual(outcome(two), { deleted: 2, deletionGuarded: false }, 'nothing by absence');
+  assert.equal(two.deletedIds.length, 2);
+  assert.equal((await listUsers(s.ctx.db, t)).users.length, 9, 'the admin and the 8 not named');
+  // A page that disables a user reports it, so its grants can be revoked.
+  const off = await upsertSyncedUsers(s.ctx.db, t, [{ ...users[5]!, enabled: false }]);
+  assert.equal(off.disabledIds.length, 1);
+  assert.equal(
+    (await upsertSyncedUsers(s.ctx.db, t, [{ ...users[5]!, enabled: false }])).disabledIds.length,
+    0,
+  );
 });
 
 test('login by UPN or by mail (alternate login ID); list with search and paging', async () => {
