@@ -75,14 +75,20 @@ const all = (v: unknown): string[] => (Array.isArray(v) ? v : v == null ? [] : [
 /** CSNs compare as strings: fixed-width time, then change count, server id and op number. */
 const maxCsn = (a: string | undefined, b: string | undefined) => (!a ? b : !b ? a : a > b ? a : b);
 
-/** The server's identity and its current mark, read before a run from the client it uses. */
+/**
+ * The server's identity and its current mark, read before a run from the client it uses. On
+ * OpenLDAP the mark costs a scan of the entries' CSNs, so a delta run (`withMark` false), which
+ * takes its next mark from the entries it reads, skips it.
+ */
 export const readPosition = async (
   client: Client,
   cfg: DirectoryConfig,
   server: string,
+  withMark = true,
 ): Promise<{ identity: string; mark: string | undefined }> => {
   if (cfg.kind === 'openldap') {
     let mark: string | undefined;
+    if (!withMark) return { identity: server, mark };
     const bases = new Set([...cfg.baseDns, ...(cfg.syncGroups ? (cfg.groupBaseDns ?? []) : [])]);
     const filter = cfg.syncGroups ? `(|${cfg.userFilter}${cfg.groupFilter})` : cfg.userFilter!;
     for (const base of bases) {
@@ -143,7 +149,7 @@ export const collectDelta = async (
   if (m.kind !== cfg.kind) return { full: 'the directory kind changed' };
   if (now - m.at > MAX_MARK_AGE_MS) return { full: 'the high-water mark is stale' };
   return dir.withServiceClient(async (client, server) => {
-    const pos = await readPosition(client, cfg, server);
+    const pos = await readPosition(client, cfg, server, false);
     if (pos.identity !== m.identity) return { full: 'another directory server answered' };
     const since = changedFilter(cfg, m.mark);
     if (cfg.syncGroups && (await groupsChanged(client, cfg, since, m.mark)))
@@ -222,6 +228,11 @@ const namingContext = (dn: string) => {
   return i < 0 ? dn : dn.slice(i === 0 ? 0 : i + 1).trim();
 };
 
+const inScope = (dn: string, bases: string[]) => {
+  const d = normDn(dn);
+  return bases.some((b) => d === b || d.endsWith(`,${b}`));
+};
+
 /**
  * AD tombstones with uSNChanged above the mark: user anchors, or `group` when a group went.
  * Null when the Deleted Objects container cannot be read (no Show Deleted support, no right).
@@ -233,6 +244,7 @@ const deletedSince = async (
 ): Promise<{ users: string[]; group?: true } | null> => {
   const users: string[] = [];
   const ncs = new Set(cfg.baseDns.map(namingContext));
+  const bases = cfg.baseDns.map(normDn);
   try {
     for (const nc of ncs) {
       for await (const page of client.searchPaginated(
@@ -240,7 +252,7 @@ const deletedSince = async (
         {
           scope: 'one',
           filter: `(&(isDeleted=TRUE)(uSNChanged>=${BigInt(mark) + 1n}))`,
-          attributes: ['objectGUID', 'objectClass'],
+          attributes: ['objectGUID', 'objectClass', 'lastKnownParent'],
           explicitBufferAttributes: ['objectGUID'],
           paged: { pageSize: 500 },
         },
@@ -249,8 +261,12 @@ const deletedSince = async (
         for (const e of page.searchEntries) {
           const classes = all(e.objectClass).map((c) => c.toLowerCase());
           if (classes.includes('group')) return { users, group: true };
+          // Computers are users too; objects deleted outside the base DNs were never synced.
+          if (!classes.includes('user') || classes.includes('computer')) continue;
+          const parent = first(e.lastKnownParent);
+          if (parent && !inScope(parent, bases)) continue;
           const g = Array.isArray(e.objectGUID) ? e.objectGUID[0] : e.objectGUID;
-          if (classes.includes('user') && Buffer.isBuffer(g) && g.length === 16) users.push(guidToString(g));
+          if (Buffer.isBuffer(g) && g.length === 16) users.push(guidToString(g));
         }
       }
     }
