@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedUser } from '@gatehouse/protocol';
 import { listAudit } from '../src/store/audit.ts';
+import { getSyncRun } from '../src/store/sync-runs.ts';
 import {
   connectAgent,
   type Env,
@@ -129,6 +130,67 @@ test('out-of-order pages are refused with protocol_error', async () => {
   agent.send({ type: 'sync.page', runId: 'run-5', mode: 'full', seq: 2, users: [user(2)], final: true });
   assert.equal((await agent.next('error')).code, 'protocol_error');
   assert.equal((await synced()).length, 11, 'nothing deleted by a broken run');
+});
+
+test('a delta run: only what it names is deleted (guarded too); disabled and deleted users lose their grants', async () => {
+  const idOf = async (n: number) => (await synced()).find((r) => r.source_anchor === `guid-${n}`)!.id;
+  const [one, two] = [await idOf(1), await idOf(2)];
+  for (const [i, accountId] of [one, two].entries())
+    await env.ctx.db
+      .insertInto('oidc_payloads')
+      .values({
+        model: 'RefreshToken',
+        id: `rt-${i}`,
+        tenant_id: env.tenantId,
+        payload: 'sealed',
+        grant_id: null,
+        user_code: null,
+        uid: null,
+        expires_at: null,
+        consumed_at: null,
+        account_id: accountId,
+      })
+      .execute();
+  env.gateway.requestSync(env.tenantId, 'run-d', 'delta');
+  assert.equal((await agent.next('sync.request')).mode, 'delta');
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-d',
+    mode: 'delta',
+    seq: 0,
+    users: [user(1, { enabled: false }), user(20)],
+    deletedUsers: ['guid-2', 'guid-unknown'],
+    final: true,
+  });
+  const ack = await agent.next('sync.ack');
+  assert.deepEqual(ack.summary, { created: 1, updated: 1, deleted: 1, skipped: 0, deletionGuarded: false });
+  assert.equal((await synced()).length, 11, 'one added, one deleted, none by absence');
+  const left = await env.ctx.db
+    .selectFrom('oidc_payloads')
+    .select('id')
+    .where('tenant_id', '=', env.tenantId)
+    .execute();
+  assert.deepEqual(left, [], "the disabled and the deleted user's tokens are gone");
+  const revoked = (await listAudit(env.ctx.db, env.tenantId)).filter(
+    (e) => e.action === 'user.grants_revoked' && (e.detail as { runId?: string } | null)?.runId === 'run-d',
+  );
+  assert.deepEqual(new Set(revoked.map((e) => e.target)), new Set([one, two]));
+  const run = (await getSyncRun(env.ctx.db, env.tenantId, 'run-d'))!;
+  assert.equal(run.mode, 'delta');
+  assert.equal(run.counts.usersDeleted, 1);
+  // Explicit deletions are held to the threshold like a full run's absences.
+  agent.send({
+    type: 'sync.page',
+    runId: 'run-d2',
+    mode: 'delta',
+    seq: 0,
+    users: [],
+    deletedUsers: ['guid-3', 'guid-4', 'guid-5'],
+    final: true,
+  });
+  const guarded = await agent.next('sync.ack');
+  assert.equal(guarded.summary!.deletionGuarded, true);
+  assert.equal((await synced()).length, 11);
 });
 
 test('requestSync with no connected agent returns null', () => {

@@ -71,8 +71,10 @@ export class SyncRunner {
         (wanted === 'delta' && !this.due ? await this.#readDelta() : undefined) ?? (await this.#read());
       if (!read) return;
       const { mode, users, groups, skipped, server, pages } = read;
-      // Nothing changed: no run to record every few minutes, only the mark moves on.
-      if (mode === 'delta' && users === 0 && !pages.some((p) => p.deletedUsers?.length)) {
+      // Nothing changed: no run to record every few minutes, only the mark moves on. A run someone
+      // asked for is sent all the same, so its record answers them.
+      const empty = users === 0 && !pages.some((p) => p.deletedUsers?.length);
+      if (mode === 'delta' && empty && !requestedRunId) {
         if (read.next) writeMark(config.stateDir, read.next);
         return;
       }

@@ -287,15 +287,19 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
       method: 'POST',
       path: '/sync',
       summary:
-        'Ask a connected agent for a full directory sync now; with wait=S, answer with what the run did once it ends (or its progress after S seconds). Poll GET /sync/runs/{runId} otherwise',
+        'Ask a connected agent for a directory sync now (mode=full, the default, or delta); with wait=S, answer with what the run did once it ends (or its progress after S seconds). Poll GET /sync/runs/{runId} otherwise',
       permission: 'hybrid',
-      query: z.object({ wait: z.coerce.number().int().min(0).max(120).default(0) }),
+      query: z.object({
+        wait: z.coerce.number().int().min(0).max(120).default(0),
+        /** delta: only the changes since the agent's mark (the agent runs a full sync when it has none). */
+        mode: z.enum(['full', 'delta']).default('full'),
+      }),
       response: z.object({ agentId: z.string(), runId: z.string(), run: SyncRunOut.nullable() }),
       handler: async ({ caller, query }) => {
         const runId = randomUUID();
-        const agentId = deps.gateway?.requestSync(caller.tenantId, runId) ?? null;
+        const agentId = deps.gateway?.requestSync(caller.tenantId, runId, query.mode) ?? null;
         if (!agentId) throw new GatehouseError('no_active_agent', { tenant: caller.tenantId });
-        await caller.audit('sync.request', agentId, { runId });
+        await caller.audit('sync.request', agentId, { runId, mode: query.mode });
         // An agent already running a sync finishes that one instead: the run never starts here.
         const run = query.wait > 0 ? await waitForRun(ctx, caller.tenantId, runId, query.wait * 1000) : null;
         return { agentId, runId, run: run ? syncRunOut(run) : null };

@@ -52,6 +52,7 @@ export const groupCommands: Record<string, Command> = {
         text: table(
           runs.map((r) => ({
             run: r.id,
+            mode: r.mode,
             status: r.status,
             started: iso(r.startedAt),
             finished: iso(r.finishedAt),

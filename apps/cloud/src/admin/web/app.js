@@ -319,12 +319,23 @@ pages.pta = async (root) => {
       ),
       table(
         'Directory sync runs',
-        ['Started', 'Status', 'Pages', 'Users (+ ~ −)', 'Groups (+ ~ −)', 'Skipped', 'Agent and DC', 'Error'],
+        [
+          'Started',
+          'Kind',
+          'Status',
+          'Pages',
+          'Users (+ ~ −)',
+          'Groups (+ ~ −)',
+          'Skipped',
+          'Agent and DC',
+          'Error',
+        ],
         runs.map((r) =>
           h(
             'tr',
             { 'data-run': r.id },
             h('td', {}, when(r.startedAt)),
+            h('td', {}, r.mode),
             h('td', { class: r.status === 'succeeded' ? 'active' : 'inactive' }, r.status),
             h('td', {}, r.totalPages ? `${r.pages} of ${r.totalPages}` : String(r.pages)),
             h('td', {}, runCounts(r.counts, 'users')),
