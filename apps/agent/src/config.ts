@@ -99,7 +99,9 @@ export const AgentConfigSchema = z
           .number()
           .min(0.01)
           .max(7 * 24 * 60)
-          .default(24 * 60),
+          // An hour, not a day: on OpenLDAP only a full run sees a deletion (and revokes the
+          // user's refresh tokens), and it costs seconds per few thousand users (docs/benchmarks.md).
+          .default(60),
         /** Delta runs between full ones (changes since the mark: delta.ts); 0 turns them off. */
         deltaIntervalMinutes: z.coerce
           .number()
@@ -111,7 +113,7 @@ export const AgentConfigSchema = z
         deletionThreshold: z.coerce.number().min(0).max(1).default(0.2),
       })
       .strict()
-      .default({ intervalMinutes: 24 * 60, deltaIntervalMinutes: 2, pageSize: 500, deletionThreshold: 0.2 }),
+      .default({ intervalMinutes: 60, deltaIntervalMinutes: 2, pageSize: 500, deletionThreshold: 0.2 }),
     /** More gateways to try, in turn, besides the one registration named (several cloud nodes
      * without a balancer in front; `;`-separated in the environment). */
     gatewayUrls: list(z.url()).optional(),

@@ -81,7 +81,7 @@ test('file, then environment (nested with __, lists with ;), then overrides; def
   assert.equal(c.directory.upnAttribute, 'mail');
   assert.match(c.directory.userFilter ?? '', /inetOrgPerson/);
   assert.equal(c.sync.pageSize, 2);
-  assert.equal(c.sync.intervalMinutes, 24 * 60);
+  assert.equal(c.sync.intervalMinutes, 60);
   assert.equal(c.sync.deltaIntervalMinutes, 2);
   assert.equal(c.stateDir, tmp);
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.directory) && Object.isFrozen(c.directory.urls));
