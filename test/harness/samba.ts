@@ -3,7 +3,7 @@
  * account state, saved as a tarball, then restored (0.2 s) and started for each suite.
  *
  * Samba's LDAP ports are fixed in its code (389/636), so it listens on its own loopback address.
- * It needs root (CI runs as root). See /work/shared/research/directory-setup/README.md.
+ * It needs root (CI runs as root).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

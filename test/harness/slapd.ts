@@ -2,7 +2,7 @@
  * A private OpenLDAP slapd for tests and the demo: temp dir, mdb database, the ppolicy overlay
  * (module, OpenLDAP 2.5), a free loopback port. Seeded over LDAP (never slapadd) so ppolicy
  * hashes the passwords and stamps pwdChangedTime, as it would for a real directory.
- * Reference: /work/shared/research/directory-setup/slapd.sh.
+ * Started unattended from a generated slapd.d configuration (see below).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
