@@ -58,6 +58,9 @@ export const bindListeners = async (config: CloudConfig, tls: ServiceTls): Promi
     res.end(JSON.stringify(errorBody(new GatehouseError('not_ready'))));
   };
   const pub = createServer({ key: tls.key, cert: tls.cert }, (req, res) => (handler ?? notYet)(req, res));
+  // fastify sets this only on servers it creates itself; keep its 72 s (longer than a balancer's
+  // usual 60 s idle timeout, so the balancer, not the cloud, closes an idle kept-alive connection).
+  pub.keepAliveTimeout = 72_000;
   const gateway = createServer({
     cert: tls.cert,
     key: tls.key,

@@ -52,6 +52,9 @@ test('serves HTTPS with the service certificate, on the port it reports', async 
   // Another CA is not trusted: pinning is real.
   const other = await import('@gatehouse/protocol').then((p) => p.createCa('other', 1));
   await assert.rejects(pinnedFetch(other.certPem)(`${cloud.url}/healthz`));
+  // The server is bound before fastify is built (listeners.ts): fastify's keep-alive still holds.
+  assert.equal(cloud.app.server.keepAliveTimeout, 72_000);
+  assert.equal(new URL(cloud.url).port, String((cloud.app.server.address() as { port: number }).port));
 });
 
 test('/metrics is not on the public port; the metrics listener serves it, with the health routes', async () => {
