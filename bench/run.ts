@@ -11,6 +11,7 @@
  *   npm run bench -- [--directory openldap|samba] [--users 1000] [--agents 1] [--concurrency 16]
  *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
+ *   npm run bench -- --scenario sync --users 100000 --groups 5000 [--changed 1000]  (see bench/sync.ts)
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +47,9 @@ const { values: a } = parseArgs({
     'pool-size': { type: 'string' },
     'cpu-prof': { type: 'string' },
     count: { type: 'string', default: '1000' },
+    groups: { type: 'string', default: '5000' },
+    changed: { type: 'string', default: '1000' },
+    'heap-prof': { type: 'string' },
     procs: { type: 'string', default: '2' },
     quiet: { type: 'boolean', default: false },
   },
@@ -54,6 +58,21 @@ const { values: a } = parseArgs({
 if (a.scenario === 'idle-agents') {
   await import('./idle-agents.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
   process.exit(0);
+}
+if (a.scenario === 'sync') {
+  if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');
+  await import('./sync.ts').then((m) =>
+    m.main({
+      directory: a.directory as 'openldap' | 'samba',
+      users: Number(a.users ?? 100_000),
+      groups: Number(a.groups),
+      changed: Number(a.changed),
+      cpuProf: a['cpu-prof'],
+      heapProf: a['heap-prof'],
+      quiet: a.quiet,
+    }),
+  );
+  process.exit(process.exitCode ?? 0);
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
 if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');

@@ -1,7 +1,9 @@
 /**
  * A private OpenLDAP slapd for tests and the demo: temp dir, mdb database, the ppolicy overlay
- * (module, OpenLDAP 2.5), a free loopback port. Seeded over LDAP (never slapadd) so ppolicy
- * hashes the passwords and stamps pwdChangedTime, as it would for a real directory.
+ * (module, OpenLDAP 2.5), a free loopback port. Seeded over LDAP (not slapadd) so ppolicy
+ * hashes the passwords and stamps pwdChangedTime, as it would for a real directory; only
+ * benchmarks load a large directory offline (`bulkLdif`), where adding 100,000 entries over LDAP
+ * would take longer than the run measured.
  * Started unattended from a generated slapd.d configuration (see below).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -25,6 +27,13 @@ export interface SlapdOptions {
   suffix?: string;
   /** Size limit for everyone but the rootdn on unpaged searches (paged ones stay unlimited). */
   sizeLimit?: number;
+  /**
+   * An LDIF file of entries under the suffix, loaded with slapadd (offline, before slapd starts)
+   * after the base entries: passwords in it stay as written and ppolicy stamps nothing.
+   */
+  bulkLdif?: string;
+  /** The mdb map size (default 100 MiB; 100,000 users with their groups need more). */
+  maxSizeMb?: number;
 }
 
 export interface SlapdInstance {
@@ -89,6 +98,7 @@ const slapdConf = (
   adminDn: string,
   adminPassword: string,
   sizeLimit?: number,
+  maxSizeMb = 100,
 ) => `
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -105,7 +115,7 @@ suffix "${suffix}"
 rootdn "${adminDn}"
 rootpw ${adminPassword}
 directory ${dir}/data
-maxsize 104857600
+maxsize ${maxSizeMb * 1024 * 1024}
 index objectClass eq
 index uid eq
 index mail eq
@@ -164,11 +174,73 @@ export const startSlapd = async (opts: SlapdOptions = {}): Promise<SlapdInstance
   const dir = mkdtempSync(join(tmpdir(), 'gh-slapd-'));
   mkdirSync(join(dir, 'data'));
   const confFile = join(dir, 'slapd.conf');
-  writeFileSync(confFile, slapdConf(dir, suffix, adminDn, adminPassword, opts.sizeLimit), { mode: 0o600 });
+  writeFileSync(confFile, slapdConf(dir, suffix, adminDn, adminPassword, opts.sizeLimit, opts.maxSizeMb), {
+    mode: 0o600,
+  });
   const test = await run(join(slapd, '..', 'slaptest'), ['-Q', '-u', '-f', confFile]);
   if (test.code !== 0) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`slaptest rejected the generated slapd.conf: ${test.out}`);
+  }
+
+  let seed = `dn: ${suffix}
+objectClass: dcObject
+objectClass: organization
+dc: ${dc}
+o: ${dc}
+
+dn: ${peopleDn}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=services,${suffix}
+objectClass: organizationalUnit
+ou: services
+
+dn: ou=policies,${suffix}
+objectClass: organizationalUnit
+ou: policies
+
+dn: cn=default,ou=policies,${suffix}
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: default
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 3
+pwdLockoutDuration: 0
+pwdFailureCountInterval: 0
+pwdMustChange: TRUE
+pwdAllowUserChange: TRUE
+pwdMaxAge: 0
+
+dn: cn=shortexpiry,ou=policies,${suffix}
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: shortexpiry
+pwdAttribute: userPassword
+pwdMaxAge: 1
+pwdGraceAuthNLimit: 0
+pwdExpireWarning: 0
+
+dn: ${serviceDn}
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: gatehouse-agent
+userPassword: ${servicePassword}
+
+`;
+  for (const u of opts.users ?? []) seed += userLdif(peopleDn, u);
+  if (opts.bulkLdif) {
+    const slapadd = join(slapd, '..', 'slapadd');
+    writeFileSync(join(dir, 'seed.ldif'), seed, { mode: 0o600 });
+    for (const file of [join(dir, 'seed.ldif'), opts.bulkLdif]) {
+      const r = await run(slapadd, ['-q', '-f', confFile, '-l', file]);
+      if (r.code !== 0) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`slapadd ${file} failed (${r.code}): ${r.out.slice(-2000)}`);
+      }
+    }
   }
 
   // The free port can be taken between probing and binding; retry a few times.
@@ -242,55 +314,7 @@ export const startSlapd = async (opts: SlapdOptions = {}): Promise<SlapdInstance
     passwordExpired: `uid=st-pwexpired,${peopleDn}`,
   };
   try {
-    let seed = `dn: ${suffix}
-objectClass: dcObject
-objectClass: organization
-dc: ${dc}
-o: ${dc}
-
-dn: ${peopleDn}
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=services,${suffix}
-objectClass: organizationalUnit
-ou: services
-
-dn: ou=policies,${suffix}
-objectClass: organizationalUnit
-ou: policies
-
-dn: cn=default,ou=policies,${suffix}
-objectClass: organizationalRole
-objectClass: pwdPolicy
-cn: default
-pwdAttribute: userPassword
-pwdLockout: TRUE
-pwdMaxFailure: 3
-pwdLockoutDuration: 0
-pwdFailureCountInterval: 0
-pwdMustChange: TRUE
-pwdAllowUserChange: TRUE
-pwdMaxAge: 0
-
-dn: cn=shortexpiry,ou=policies,${suffix}
-objectClass: organizationalRole
-objectClass: pwdPolicy
-cn: shortexpiry
-pwdAttribute: userPassword
-pwdMaxAge: 1
-pwdGraceAuthNLimit: 0
-pwdExpireWarning: 0
-
-dn: ${serviceDn}
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: gatehouse-agent
-userPassword: ${servicePassword}
-
-`;
-    for (const u of opts.users ?? []) seed += userLdif(peopleDn, u);
-    await ldapModify(seed);
+    if (!opts.bulkLdif) await ldapModify(seed);
     if (opts.ppolicyStates) {
       const su = (dn: string, extra = '') =>
         userLdif(peopleDn, { uid: /^uid=([^,]+)/.exec(dn)![1], password: statePassword }, extra);

@@ -1,0 +1,145 @@
+/**
+ * The directory bench/sync.ts syncs: USERS users and GROUPS groups, each user directly in three
+ * groups and every group past the first 50 inside one of those 50 (nested membership), plus what
+ * the cloud must hold afterwards and a way to change some users for the delta run.
+ *
+ * OpenLDAP is loaded offline with slapadd (test/harness/slapd.ts `bulkLdif`): 100,000 adds over
+ * LDAP take longer than the sync measured.
+ */
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Appends lines to a file in pieces (an LDIF of 100,000 entries is tens of MB). */
+const appendLines = (file: string, lines: string[]) => appendFileSync(file, `${lines.join('\n')}\n`);
+
+export interface SyncDirectory {
+  domain: string;
+  agentDirectory: Record<string, unknown>;
+  /** The directory server's process (its CPU is reported), when known. */
+  pid?: number;
+  /** What the cloud must hold after the full run (synced users, groups, transitive memberships). */
+  expected: { users: number; groups: number; memberships: number };
+  /** Changes the displayName of `n` users spread over the directory; their UPNs. */
+  change(n: number): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+/** Groups 0..PARENTS-1 hold the others (group g sits in g % PARENTS). */
+const parentsOf = (groups: number) => Math.min(50, Math.floor(groups / 10));
+
+/**
+ * Direct members of each group (user indexes), parent of each group, and the number of
+ * transitive memberships that gives.
+ */
+export const layout = (users: number, groups: number) => {
+  const parents = parentsOf(groups);
+  const members: number[][] = Array.from({ length: groups }, () => []);
+  let memberships = 0;
+  for (let u = 0; u < users; u++) {
+    const all = new Set<number>();
+    for (let k = 0; k < Math.min(3, groups); k++) {
+      const g = (((k - 3 * u) % groups) + groups) % groups;
+      members[g]!.push(u);
+      all.add(g);
+      if (g >= parents && parents > 0) all.add(g % parents);
+    }
+    memberships += all.size;
+  }
+  const parent = (g: number) => (g >= parents && parents > 0 ? g % parents : undefined);
+  return { members, parent, memberships };
+};
+
+const spread = (total: number, n: number) => {
+  const step = Math.max(1, Math.floor(total / n));
+  return Array.from({ length: Math.min(n, total) }, (_, i) => i * step);
+};
+
+const startOpenLdap = async (
+  users: number,
+  groups: number,
+  work: string,
+  say: (s: string) => void,
+): Promise<SyncDirectory> => {
+  const { startSlapd } = await import('../test/harness/slapd.ts');
+  const suffix = 'dc=bench,dc=test';
+  const domain = 'bench.test';
+  const people = `ou=people,${suffix}`;
+  const groupsDn = `ou=groups,${suffix}`;
+  const service = `cn=gatehouse-agent,ou=services,${suffix}`;
+  const userDn = (i: number) => `uid=u${i},${people}`;
+  const groupDn = (g: number) => `cn=g${g},${groupsDn}`;
+  const file = join(work, 'bulk.ldif');
+  writeFileSync(file, `dn: ${groupsDn}\nobjectClass: organizationalUnit\nou: groups\n\n`);
+  for (let i = 0; i < users; i += 5000) {
+    const lines: string[] = [];
+    for (let u = i; u < Math.min(users, i + 5000); u++)
+      lines.push(
+        `dn: ${userDn(u)}`,
+        'objectClass: inetOrgPerson',
+        `uid: u${u}`,
+        `cn: User ${u}`,
+        'sn: Bench',
+        `displayName: User ${u}`,
+        `mail: u${u}@${domain}`,
+        '',
+      );
+    appendLines(file, lines);
+  }
+  const l = layout(users, groups);
+  const children: number[][] = Array.from({ length: groups }, () => []);
+  for (let g = 0; g < groups; g++) {
+    const p = l.parent(g);
+    if (p !== undefined) children[p]!.push(g);
+  }
+  for (let g = 0; g < groups; g++) {
+    const member = [...l.members[g]!.map(userDn), ...children[g]!.map(groupDn)];
+    // groupOfNames must have a member: the service account, which is no synced user.
+    if (member.length === 0) member.push(service);
+    appendLines(file, [
+      `dn: ${groupDn(g)}`,
+      'objectClass: groupOfNames',
+      `cn: g${g}`,
+      `description: Bench group ${g}`,
+      ...member.map((m) => `member: ${m}`),
+      '',
+    ]);
+  }
+  say(`  slapadd of ${users + groups} entries`);
+  const s = await startSlapd({ suffix, bulkLdif: file, maxSizeMb: 4096 });
+  const bindFile = join(work, 'bind-password');
+  writeFileSync(bindFile, s.servicePassword, { mode: 0o600 });
+  return {
+    domain,
+    pid: Number(readFileSync(join(s.dir, 'slapd.pid'), 'utf8').trim()) || undefined,
+    agentDirectory: {
+      kind: 'openldap',
+      urls: [s.url],
+      bindDn: s.serviceDn,
+      bindPasswordFile: bindFile,
+      baseDns: [people],
+      groupBaseDns: [groupsDn],
+    },
+    expected: { users, groups, memberships: l.memberships },
+    async change(n) {
+      const picked = spread(users, n);
+      await s.ldapModify(
+        picked
+          .map((u) => `dn: ${userDn(u)}\nchangetype: modify\nreplace: displayName\ndisplayName: Changed ${u}\n`)
+          .join('\n'),
+      );
+      return picked.map((u) => `u${u}@${domain}`);
+    },
+    stop: () => s.stop(),
+  };
+};
+
+export const startSyncDirectory = async (
+  kind: 'openldap' | 'samba',
+  users: number,
+  groups: number,
+  work: string,
+  say: (s: string) => void,
+): Promise<SyncDirectory> => {
+  if (kind === 'openldap') return startOpenLdap(users, groups, work, say);
+  throw new Error('--directory samba: not yet');
+};
