@@ -124,7 +124,9 @@ const startOpenLdap = async (
       const picked = spread(users, n);
       await s.ldapModify(
         picked
-          .map((u) => `dn: ${userDn(u)}\nchangetype: modify\nreplace: displayName\ndisplayName: Changed ${u}\n`)
+          .map(
+            (u) => `dn: ${userDn(u)}\nchangetype: modify\nreplace: displayName\ndisplayName: Changed ${u}\n`,
+          )
           .join('\n'),
       );
       return picked.map((u) => `u${u}@${domain}`);

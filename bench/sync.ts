@@ -32,7 +32,7 @@ import {
   startAgent,
   startCloud,
 } from './stack.ts';
-import { startSyncDirectory, type SyncDirectory } from './sync-directory.ts';
+import { type SyncDirectory, startSyncDirectory } from './sync-directory.ts';
 
 export interface SyncBenchOptions {
   directory: 'openldap' | 'samba';

@@ -16,6 +16,7 @@ import type { SyncedGroup } from '@gatehouse/protocol';
 import { MAX_GROUPS_PER_USER } from '@gatehouse/protocol';
 import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from '../config.ts';
+import { Nesting } from './nesting.ts';
 
 /** LDAP_MATCHING_RULE_IN_CHAIN's OID: measured against tokenGroups (bench/group-nesting.ts), not used by sync. */
 export const IN_CHAIN = '1.2.840.113556.1.4.1941';
@@ -34,11 +35,7 @@ const buffer = (v: unknown): Buffer | undefined => {
   return Buffer.isBuffer(x) ? x : undefined;
 };
 
-export const normDn = (dn: string) =>
-  dn
-    .toLowerCase()
-    .replace(/\s*,\s*/g, ',')
-    .replace(/\s*=\s*/g, '=');
+export { normDn } from './nesting.ts';
 
 /** AD objectGUID bytes -> the usual string form (first three groups little-endian). */
 export const guidToString = (b: Buffer): string => {
@@ -102,9 +99,6 @@ export const toSyncedGroup = (e: Entry, cfg: DirectoryConfig, netbios?: string):
   return g;
 };
 
-/** uniqueMember values may carry an optional `#'0101'B` unique identifier after the DN. */
-const memberDn = (v: string) => v.replace(/#'[01]*'B$/, '');
-
 /**
  * OpenLDAP: every group each user is in, at any depth, from the groups' direct member lists.
  * `users` maps a user's normalised DN to its anchor; `groups` are the group entries read.
@@ -113,32 +107,9 @@ export const resolveNested = (
   groups: { anchor: string; dn: string; members: string[] }[],
   users: Map<string, string>,
 ): Map<string, string[]> => {
-  // parents: member DN -> the groups that list it directly.
-  const parents = new Map<string, { anchor: string; dn: string }[]>();
-  for (const g of groups) {
-    for (const m of g.members) {
-      const k = normDn(memberDn(m));
-      const list = parents.get(k) ?? [];
-      list.push({ anchor: g.anchor, dn: normDn(g.dn) });
-      parents.set(k, list);
-    }
-  }
-  const out = new Map<string, string[]>();
-  for (const [userDn, anchor] of users) {
-    const seen = new Set<string>();
-    const found: string[] = [];
-    const stack = [userDn];
-    while (stack.length > 0) {
-      for (const p of parents.get(stack.pop()!) ?? []) {
-        if (seen.has(p.dn)) continue;
-        seen.add(p.dn);
-        found.push(p.anchor);
-        stack.push(p.dn);
-      }
-    }
-    out.set(anchor, found);
-  }
-  return out;
+  const n = new Nesting(users);
+  for (const g of groups) n.addMembers(n.addGroup(g.anchor, g.dn), g.members);
+  return n.resolve();
 };
 
 export interface GroupsResult {
@@ -150,23 +121,6 @@ export interface GroupsResult {
   /** Group entries without an anchor. */
   skipped: number;
 }
-
-const searchAll = async (
-  client: Client,
-  base: string,
-  opts: { filter: string; attributes: string[]; buffers?: string[]; pageSize: number },
-): Promise<Entry[]> => {
-  const out: Entry[] = [];
-  const pages = client.searchPaginated(base, {
-    scope: 'sub',
-    filter: opts.filter,
-    attributes: opts.attributes,
-    explicitBufferAttributes: opts.buffers ?? [],
-    paged: { pageSize: opts.pageSize },
-  });
-  for await (const page of pages) out.push(...page.searchEntries);
-  return out;
-};
 
 /**
  * Reads the groups under the group base DNs and resolves every user's nested membership.
@@ -182,42 +136,41 @@ export const collectGroups = async (
   const bases = cfg.groupBaseDns ?? cfg.baseDns;
   const filter = cfg.groupFilter ?? '(objectClass=group)';
   const groups: SyncedGroup[] = [];
-  const entries: { group: SyncedGroup; members: string[] }[] = [];
   const byAnchor = new Set<string>();
-  const rangedFrom = new Map<string, { dn: string; key: string }>();
+  const nesting = new Nesting(users);
+  // Group index -> where the rest of a ranged `member` value is read (AD hands out large
+  // member lists in ranges, 1,500 values at a time on Windows).
+  const rangedFrom = new Map<number, { dn: string; key: string }>();
   let skipped = 0;
   for (const base of bases) {
-    for (const e of await searchAll(client, base, {
+    // Page by page: a page's entries (and their member lists) are dropped once sorted.
+    for await (const page of client.searchPaginated(base, {
+      scope: 'sub',
       filter,
       attributes: groupAttributes(cfg),
-      buffers: cfg.kind === 'ad' ? ['objectGUID', 'objectSid'] : [],
-      pageSize: opts.pageSize,
+      explicitBufferAttributes: cfg.kind === 'ad' ? ['objectGUID', 'objectSid'] : [],
+      paged: { pageSize: opts.pageSize },
     })) {
-      const g = toSyncedGroup(e, cfg, opts.netbios?.(e.dn));
-      if (!g) skipped++;
-      else if (!byAnchor.has(g.anchor)) {
-        byAnchor.add(g.anchor);
-        groups.push(g);
-        entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)] });
-        // AD hands out large `member` values in ranges (1,500 at a time on Windows).
-        const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
-        if (ranged) {
-          entries.at(-1)!.members.push(...all(e[ranged]));
-          rangedFrom.set(g.anchor, { dn: e.dn, key: ranged });
+      for (const e of page.searchEntries) {
+        const g = toSyncedGroup(e, cfg, opts.netbios?.(e.dn));
+        if (!g) skipped++;
+        else if (!byAnchor.has(g.anchor)) {
+          byAnchor.add(g.anchor);
+          groups.push(g);
+          const i = nesting.addGroup(g.anchor, g.dn);
+          nesting.addMembers(i, [...all(e.member), ...all(e.uniqueMember)]);
+          const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
+          if (ranged) {
+            nesting.addMembers(i, all(e[ranged]));
+            rangedFrom.set(i, { dn: e.dn, key: ranged });
+          }
         }
       }
     }
   }
-  if (cfg.kind === 'ad') {
-    for (const x of entries) {
-      const e = rangedFrom.get(x.group.anchor);
-      if (e) x.members.push(...(await rangedMembers(client, e.dn, e.key)));
-    }
-  }
-  const local = resolveNested(
-    entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
-    users,
-  );
+  if (cfg.kind === 'ad')
+    for (const [i, e] of rangedFrom) nesting.addMembers(i, await rangedMembers(client, e.dn, e.key));
+  const local = nesting.resolve();
   const memberships = cfg.kind === 'ad' ? await tokenGroupMemberships(client, groups, users, local) : local;
   let truncated = 0;
   for (const [anchor, list] of memberships) {
