@@ -12,7 +12,8 @@
  * server, and checks the cloud's store holds what the directory does. The LAST line is one JSON object.
  *
  *   npm run bench -- --scenario sync [--directory openldap|samba] [--users 100000] [--groups 5000]
- *                    [--changed 1000] [--cpu-prof DIR] [--heap-prof DIR]
+ *                    [--changed 1000] [--agent bundle|source] [--cpu-prof DIR] [--heap-prof DIR]
+ * The agent is the esbuild bundle customers download unless --agent source.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Child } from '../test/harness/children.ts';
+import pino from 'pino';
+import { AGENT_FILE, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
+import { type Child, spawnNode } from '../test/harness/children.ts';
 import { pinnedFetch } from '../test/harness/pinned-fetch.ts';
 import {
   type BenchTenant,
@@ -39,6 +42,8 @@ export interface SyncBenchOptions {
   users: number;
   groups: number;
   changed: number;
+  /** 'bundle' (default): the esbuild bundle customers download; 'source': main.ts, type-stripped. */
+  agent?: 'bundle' | 'source';
   cpuProf?: string;
   heapProf?: string;
   quiet?: boolean;
@@ -159,6 +164,9 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
         logLevel: 'warn',
       }),
     );
+    // The agent as customers run it by default: one bundled file, no type stripping at start.
+    const bundle = join(work, AGENT_FILE);
+    if (o.agent !== 'source') writeFileSync(bundle, (await agentPackage(pino({ level: 'silent' }))).bytes);
     db = new DatabaseSync(join(cloud.dataDir, 'gatehouse.db'), { readOnly: true });
     const runRow = db.prepare(
       'SELECT id, mode, status, started_at, finished_at, pages, counts, error FROM sync_runs WHERE tenant_id = ? AND (? IS NULL OR id = ?) ORDER BY started_at DESC LIMIT 1',
@@ -207,7 +215,13 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
     const cloudCpu0 = cpuSeconds(cloud.child.pid);
     const dirCpu0 = directory.pid ? cpuSeconds(directory.pid) : 0;
     const fullStart = Date.now();
-    agent = startAgent('agent', stateDir, profile('agent'));
+    if (o.agent === 'source') agent = startAgent('agent', stateDir, profile('agent'));
+    else {
+      const nodeOptions = profile('agent');
+      agent = spawnNode('agent', bundle, ['run', '--state-dir', stateDir], {
+        env: { ...process.env, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+      });
+    }
     const full = await phase(fullStart, [0, cloudCpu0, dirCpu0], await ended(null, 1800));
     say(`  ${full.wall_s} s (read ${full.read_s} s, ingest ${full.ingest_s} s)`);
     const store = directory.expected;
@@ -248,6 +262,7 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
       groups: o.groups,
       memberships: store.memberships,
       changed: o.changed,
+      agent: o.agent ?? 'bundle',
       seed_s: round(seedS, 1),
       change_s: round(changeS, 1),
       full,
@@ -259,7 +274,7 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
       `${String(p.agent_cpu_s).padStart(9)} ${String(p.cloud_cpu_s).padStart(9)} ${String(p.directory_cpu_s ?? '-').padStart(7)} ` +
       `${String(p.agent_peak_rss_mb).padStart(9)} ${String(p.cloud_peak_rss_mb).padStart(9)}`;
     say(
-      `\n${o.directory}, ${o.users} users, ${o.groups} groups, ${store.memberships} memberships; ${report.cpu_model}\n` +
+      `\n${o.directory}, ${o.users} users (agent: ${report.agent}), ${o.groups} groups, ${store.memberships} memberships; ${report.cpu_model}\n` +
         'run      wall s   read s ingest s agent CPU cloud CPU dir CPU agent MB  cloud MB\n' +
         `${row('full', full)}\n${row('delta', delta)}`,
     );

@@ -76,6 +76,41 @@ test('sync upserts by source anchor: a UPN change or an OU move updates the same
   assert.equal((await findByLogin(s.ctx.db, t, 'admin@contoso.com', 'upn'))?.source, 'cloud');
 });
 
+test('one page is decided in order: a UPN freed or taken earlier in the page counts, an anchor listed twice updates', async () => {
+  const t = await tenant('tailspin.com');
+  const u = (n: number, over: Partial<SyncedUser> = {}) =>
+    synced(n, { upn: `user${n}@tailspin.com`, mail: `user${n}@tailspin.com`, ...over });
+  await upsertSyncedUsers(s.ctx.db, t, [u(1), u(2)]);
+  const r = await upsertSyncedUsers(s.ctx.db, t, [
+    // user1 renamed: its old UPN is free for the new user 3 in the same page.
+    u(1, { upn: 'first@tailspin.com' }),
+    u(3, { upn: 'user1@tailspin.com' }),
+    // The new user 4 takes a UPN that the new user 5, later in the page, wants too.
+    u(4, { upn: 'shared@tailspin.com' }),
+    u(5, { upn: 'shared@tailspin.com' }),
+    // user2 unchanged, then listed again changed: the second entry applies.
+    u(2),
+    u(2, { displayName: 'Second entry' }),
+    // A new user listed twice: inserted once, with the later entry's fields.
+    u(6),
+    u(6, { displayName: 'Six again', enabled: false }),
+  ]);
+  assert.deepEqual(
+    [r.created, r.updated, r.skipped, r.skippedUpns],
+    [3, 3, 1, ['shared@tailspin.com']],
+    'users 3, 4, 6 created; 1, 2 and the second 6 updated; 5 skipped',
+  );
+  const by = async (upn: string) => findByLogin(s.ctx.db, t, upn, 'upn');
+  assert.equal((await by('first@tailspin.com'))?.sourceAnchor, 'anchor-1');
+  assert.equal((await by('user1@tailspin.com'))?.sourceAnchor, 'anchor-3');
+  assert.equal((await by('shared@tailspin.com'))?.sourceAnchor, 'anchor-4');
+  assert.equal((await by('user2@tailspin.com'))?.displayName, 'Second entry');
+  const six = await by('user6@tailspin.com');
+  assert.deepEqual([six?.displayName, six?.enabled], ['Six again', false]);
+  const listed = await listUsers(s.ctx.db, t, { limit: 100 });
+  assert.equal(listed.users.filter((x) => x.source === 'synced').length, 5);
+});
+
 test('deletions above the threshold are guarded; below it, or forced, they apply', async () => {
   const t = await tenant('fabrikam.com');
   const users = Array.from({ length: 10 }, (_, i) => synced(i, { upn: `u${i}@fabrikam.com` }));

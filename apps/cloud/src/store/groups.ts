@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SyncedGroup, type SyncedUser } from '@gatehouse/protocol';
-import { type Selectable, sql } from 'kysely';
+import { type Insertable, type Selectable, sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { GroupTable } from '../db/schema.ts';
@@ -81,6 +81,7 @@ export const upsertSyncedGroups = async (
       for (const r of rows) existing.set(r.source_anchor, r);
     }
     const seen = new Set<string>();
+    const inserts: Insertable<GroupTable>[] = [];
     for (const g of list) {
       if (seen.has(g.anchor)) continue;
       seen.add(g.anchor);
@@ -102,21 +103,24 @@ export const upsertSyncedGroups = async (
           .execute();
         if (changed) summary.updated++;
       } else {
-        await trx
-          .insertInto('groups')
-          .values({
-            id: randomUUID(),
-            tenant_id: tid,
-            source_anchor: g.anchor,
-            synced_at: now,
-            created_at: now,
-            updated_at: now,
-            ...fields,
-          })
-          .execute();
+        inserts.push({
+          id: randomUUID(),
+          tenant_id: tid,
+          source_anchor: g.anchor,
+          synced_at: now,
+          created_at: now,
+          updated_at: now,
+          ...fields,
+        });
         summary.created++;
       }
     }
+    // Multi-row inserts: one statement per 100 groups rather than one per group.
+    for (let i = 0; i < inserts.length; i += 100)
+      await trx
+        .insertInto('groups')
+        .values(inserts.slice(i, i + 100))
+        .execute();
   });
   return summary;
 };

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { UserTable } from '../db/schema.ts';
 import { hashPassword } from './password.ts';
+import { type KnownRow, planSyncedUsers, SYNC_COLUMNS, syncFields } from './sync-plan.ts';
 import { isUniqueViolation, jsonStringArray, parse, TenantId, Upn } from './util.ts';
 
 export const ROLES = ['global_admin', 'hybrid_identity_admin', 'user_admin', 'reader'] as const;
@@ -254,7 +255,8 @@ export interface SyncUpsertSummary {
 /**
  * Applies one page of a sync run in one transaction. A UPN held by another user (a cloud-only
  * account, or another anchor) is skipped rather than taken over: a synced account must never
- * capture a cloud administrator (Entra blocks that soft match too).
+ * capture a cloud administrator (Entra blocks that soft match too). Two batched reads, then
+ * batched writes (store/sync-plan.ts decides what each user needs).
  */
 export const upsertSyncedUsers = async (
   db: Db,
@@ -264,67 +266,70 @@ export const upsertSyncedUsers = async (
 ): Promise<SyncUpsertSummary> => {
   const tid = parse(TenantId, tenantId);
   const list = parse(z.array(SyncedUser).max(5000), users);
-  const summary: SyncUpsertSummary = { created: 0, updated: 0, skipped: 0, skippedUpns: [], disabledIds: [] };
-  await db.transaction().execute(async (trx) => {
-    for (const u of list) {
-      const upn = u.upn.trim().toLowerCase();
-      const fields = {
-        upn,
-        display_name: u.displayName ?? null,
-        mail: u.mail ? u.mail.trim().toLowerCase() : null,
-        enabled: u.enabled ? 1 : 0,
-        on_prem_name: u.onPremName ?? null,
-        on_prem_dn: u.dn,
-      };
-      const holder = await trx
+  return db.transaction().execute(async (trx) => {
+    // One object per row, whichever read found it: the plan updates rows in place.
+    const rows = new Map<string, KnownRow>();
+    const byUpn = new Map<string, KnownRow>();
+    const byAnchor = new Map<string, KnownRow>();
+    const known = (r: KnownRow) => rows.get(r.id) ?? (rows.set(r.id, r), r);
+    const columns = ['id', 'source_anchor', ...SYNC_COLUMNS] as const;
+    for (const b of batches([...new Set(list.map((u) => syncFields(u).upn))]))
+      for (const r of await trx
         .selectFrom('users')
-        .select(['id', 'source_anchor'])
+        .select(columns)
         .where('tenant_id', '=', tid)
-        .where('upn', '=', upn)
-        .executeTakeFirst();
-      const existing = await trx
+        .where('upn', 'in', b)
+        .execute())
+        byUpn.set(r.upn, known(r));
+    for (const b of batches([...new Set(list.map((u) => u.anchor))]))
+      for (const r of await trx
         .selectFrom('users')
-        .selectAll()
+        .select(columns)
         .where('tenant_id', '=', tid)
-        .where('source_anchor', '=', u.anchor)
-        .executeTakeFirst();
-      if (holder && holder.source_anchor !== u.anchor) {
-        summary.skipped++;
-        summary.skippedUpns.push(upn);
-        continue;
-      }
-      if (existing) {
-        const changed = (Object.keys(fields) as (keyof typeof fields)[]).some(
-          (k) => existing[k] !== fields[k],
-        );
-        await trx
-          .updateTable('users')
-          .set({ ...fields, synced_at: now, ...(changed ? { updated_at: now } : {}) })
-          .where('id', '=', existing.id)
-          .execute();
-        if (changed) summary.updated++;
-        if (existing.enabled === 1 && fields.enabled === 0) summary.disabledIds.push(existing.id);
-      } else {
-        await trx
-          .insertInto('users')
-          .values({
-            id: randomUUID(),
+        .where('source_anchor', 'in', b)
+        .execute())
+        byAnchor.set(r.source_anchor!, known(r));
+    const plan = planSyncedUsers(list, byUpn, byAnchor);
+    for (const u of plan.updates)
+      await trx
+        .updateTable('users')
+        .set({ ...u.fields, synced_at: now, updated_at: now })
+        .where('id', '=', u.id)
+        .execute();
+    for (const b of batches(plan.touched))
+      await trx.updateTable('users').set({ synced_at: now }).where('id', 'in', b).execute();
+    // 16 values a row: 200 rows stay far below either engine's bound-parameter limit.
+    for (const b of batches(plan.inserts, 200))
+      await trx
+        .insertInto('users')
+        .values(
+          b.map((r) => ({
+            ...r,
             tenant_id: tid,
             source: 'synced',
             password_hash: null,
             roles: '[]',
-            source_anchor: u.anchor,
             synced_at: now,
             created_at: now,
             updated_at: now,
-            ...fields,
-          })
-          .execute();
-        summary.created++;
-      }
-    }
+          })),
+        )
+        .execute();
+    return {
+      created: plan.created,
+      updated: plan.updated,
+      skipped: plan.skippedUpns.length,
+      skippedUpns: plan.skippedUpns,
+      disabledIds: plan.disabledIds,
+    };
   });
-  return summary;
+};
+
+/** `IN (...)` lists and multi-row inserts are cut to this many items (bound-parameter limits). */
+const batches = <T>(items: T[], size = 500): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 };
 
 export const FinishSyncOptions = z.object({
