@@ -4,10 +4,17 @@
  * the cloud must hold afterwards and a way to change some users for the delta run.
  *
  * OpenLDAP is loaded offline with slapadd (test/harness/slapd.ts `bulkLdif`): 100,000 adds over
- * LDAP take longer than the sync measured.
+ * LDAP take longer than the sync measured. Samba AD DC likewise: its sam.ldb is written offline,
+ * with the DC stopped, through Samba's own Python bindings (bench/sync-samba-seed.py), since adds
+ * over LDAP dropped the connection past a few thousand users.
  */
+
+import { execFile } from 'node:child_process';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT } from '../test/harness/children.ts';
 
 /** Appends lines to a file in pieces (an LDIF of 100,000 entries is tens of MB). */
 const appendLines = (file: string, lines: string[]) => appendFileSync(file, `${lines.join('\n')}\n`);
@@ -142,6 +149,77 @@ export const startSyncDirectory = async (
   work: string,
   say: (s: string) => void,
 ): Promise<SyncDirectory> => {
-  if (kind === 'openldap') return startOpenLdap(users, groups, work, say);
-  throw new Error('--directory samba: not yet');
+  return kind === 'openldap' ? startOpenLdap(users, groups, work, say) : startSamba(users, groups, work, say);
+};
+
+const startSamba = async (
+  users: number,
+  groups: number,
+  work: string,
+  say: (s: string) => void,
+): Promise<SyncDirectory> => {
+  const { startSambaDc, BASE_DN, REALM } = await import('../test/harness/samba.ts');
+  const dc = await startSambaDc();
+  const ou = `OU=Bench,${BASE_DN}`;
+  try {
+    await dc.stop();
+    // Where the harness restores instance 1 of the test domain.
+    const dir = join(tmpdir(), 'gatehouse-samba', 'dc');
+    say(`  sam.ldb: ${users} users, ${groups} groups, offline`);
+    await promisify(execFile)(
+      '/usr/bin/python3',
+      [
+        join(ROOT, 'bench', 'sync-samba-seed.py'),
+        join(dir, 'etc', 'smb.conf'),
+        join(dir, 'private', 'sam.ldb'),
+        String(users),
+        String(groups),
+        REALM,
+      ],
+      { maxBuffer: 16 * 1024 * 1024 },
+    );
+    await dc.start();
+  } catch (err) {
+    await dc.stop().catch(() => {});
+    throw err;
+  }
+  const bindFile = join(work, 'bind-password');
+  writeFileSync(bindFile, dc.adminPassword, { mode: 0o600 });
+  const pid = Number(
+    (() => {
+      try {
+        return readFileSync(join(tmpdir(), 'gatehouse-samba', 'dc', 'samba.pid'), 'utf8').trim();
+      } catch {
+        return '';
+      }
+    })(),
+  );
+  return {
+    domain: REALM,
+    ...(pid ? { pid } : {}),
+    agentDirectory: {
+      kind: 'ad',
+      urls: [dc.ldapsUrl],
+      caFile: dc.caFile,
+      tlsServerName: dc.tlsServerName,
+      bindDn: dc.adminUpn,
+      bindPasswordFile: bindFile,
+      baseDns: [ou],
+      timeoutMs: 60_000,
+    },
+    expected: { users, groups, memberships: layout(users, groups).memberships },
+    async change(n) {
+      const picked = spread(users, n);
+      await dc.ldapModify(
+        picked
+          .map(
+            (u) =>
+              `dn: CN=bu${u},${ou}\nchangetype: modify\nreplace: displayName\ndisplayName: Changed ${u}\n`,
+          )
+          .join('\n'),
+      );
+      return picked.map((u) => `bu${u}@${REALM}`.toLowerCase());
+    },
+    stop: () => dc.stop(),
+  };
 };
