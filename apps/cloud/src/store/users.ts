@@ -271,7 +271,12 @@ export const upsertSyncedUsers = async (
     const rows = new Map<string, KnownRow>();
     const byUpn = new Map<string, KnownRow>();
     const byAnchor = new Map<string, KnownRow>();
-    const known = (r: KnownRow) => rows.get(r.id) ?? (rows.set(r.id, r), r);
+    const known = (r: KnownRow) => {
+      const seen = rows.get(r.id);
+      if (seen) return seen;
+      rows.set(r.id, r);
+      return r;
+    };
     const columns = ['id', 'source_anchor', ...SYNC_COLUMNS] as const;
     for (const b of batches([...new Set(list.map((u) => syncFields(u).upn))]))
       for (const r of await trx
