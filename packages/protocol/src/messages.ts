@@ -108,6 +108,13 @@ export const SyncedGroup = z.object({
 });
 export type SyncedGroup = z.infer<typeof SyncedGroup>;
 
+/** Part of a group's member list in a delta run (SyncPage.groupMembers). */
+export const GroupMembers = z.object({
+  group: z.string().min(1).max(64),
+  users: z.array(z.string().min(1).max(256)).max(1000),
+});
+export type GroupMembers = z.infer<typeof GroupMembers>;
+
 /**
  * One page of a sync run. The last page has `final: true`; the cloud then applies deletions: a full
  * run deletes what it did not list, a delta run only what it names in `deletedUsers`.
@@ -129,6 +136,12 @@ export const SyncPage = z.object({
   users: z.array(SyncedUser).max(500),
   /** Delta runs: anchors of users deleted in the directory since the mark. */
   deletedUsers: z.array(z.string().min(1).max(256)).max(5000).optional(),
+  /**
+   * Delta runs: the complete current members (user anchors, at any depth) of each group whose
+   * membership may have changed since the mark. A group's list may be split over several entries
+   * and pages; at the end of the run the cloud replaces those groups' memberships with the union.
+   */
+  groupMembers: z.array(GroupMembers).max(500).optional(),
   final: z.boolean(),
 });
 export type SyncPage = z.infer<typeof SyncPage>;

@@ -11,7 +11,12 @@ import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
 import { audit } from '../store/audit.ts';
-import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../store/groups.ts';
+import {
+  applyMemberships,
+  finishGroupSync,
+  replaceGroupMemberships,
+  upsertSyncedGroups,
+} from '../store/groups.ts';
 import { revokeGrantsOfUser } from '../store/oidc-payloads.ts';
 import {
   emptyCounts,
@@ -39,6 +44,10 @@ interface Run {
   groupAnchors: Set<string>;
   /** Delta runs: anchors the agent saw deleted. */
   deletedAnchors: Set<string>;
+  /** Delta runs: group anchor -> its users now (at any depth), replaced at the end of the run. */
+  groupMembers: Map<string, Set<string>>;
+  /** Anchors held in groupMembers (they count towards MAX_ANCHORS_PER_RUN). */
+  memberAnchors: number;
   withGroups: boolean;
   counts: SyncCounts;
 }
@@ -106,6 +115,8 @@ export class SyncIngest {
         anchors: new Set(),
         groupAnchors: new Set(),
         deletedAnchors: new Set(),
+        groupMembers: new Map(),
+        memberAnchors: 0,
         withGroups: page.withGroups === true,
         counts: emptyCounts(),
       };
@@ -133,8 +144,12 @@ export class SyncIngest {
       return;
     }
     const groups = page.groups ?? [];
-    const size = run.anchors.size + run.groupAnchors.size + run.deletedAnchors.size;
-    if (size + page.users.length + groups.length + (page.deletedUsers?.length ?? 0) > MAX_ANCHORS_PER_RUN) {
+    const size = run.anchors.size + run.groupAnchors.size + run.deletedAnchors.size + run.memberAnchors;
+    const incoming = (page.groupMembers ?? []).reduce((n, g) => n + g.users.length, 0);
+    if (
+      size + page.users.length + groups.length + (page.deletedUsers?.length ?? 0) + incoming >
+      MAX_ANCHORS_PER_RUN
+    ) {
       this.#runs.delete(conn);
       await this.#fail(conn, run, 'the run is too large');
       conn.sendError('protocol_error', 'the sync run is too large');
@@ -152,6 +167,11 @@ export class SyncIngest {
       return;
     }
     this.#runs.delete(conn);
+    // Applied once the whole run is in, so no token is issued from half of a group's list.
+    if (run.mode === 'delta' && run.groupMembers.size > 0) {
+      const m = await replaceGroupMemberships(this.#db, conn.tenantId, run.groupMembers);
+      run.counts.membershipsChanged += m.changedUsers;
+    }
     const fin = await this.#deleteUsers(conn.tenantId, run);
     // A run without groups (an agent that does not sync them) leaves the cloud's groups alone, and
     // so does a delta run: it lists only the groups that changed.
@@ -268,6 +288,12 @@ export class SyncIngest {
     c.membershipsChanged += m.changedUsers;
     for (const u of page.users) run.anchors.add(u.anchor);
     for (const a of page.deletedUsers ?? []) run.deletedAnchors.add(a);
+    for (const g of page.groupMembers ?? []) {
+      const set = run.groupMembers.get(g.group) ?? new Set<string>();
+      for (const u of g.users) set.add(u);
+      run.groupMembers.set(g.group, set);
+      run.memberAnchors += g.users.length;
+    }
     await this.#revoke(tenantId, run, s.disabledIds, 'disabled');
     c.usersSeen = run.anchors.size;
     run.nextSeq++;
