@@ -62,19 +62,6 @@ export const Heartbeat = z.object({
   inFlight: z.number().int().nonnegative(),
 });
 
-export const ValidateResult = z.object({
-  type: z.literal('result'),
-  id,
-  outcome: z.enum(agentOutcomes),
-  /** Raw directory answer for the sign-in log, e.g. "49/52e" or "ppolicy:accountLocked". */
-  directoryCode: z.string().max(64).optional(),
-  /** Which directory server answered. */
-  server: z.string().max(512).optional(),
-  agentMs: z.number().nonnegative(),
-  directoryMs: z.number().nonnegative(),
-});
-export type ValidateResult = z.infer<typeof ValidateResult>;
-
 export const SyncedUser = z.object({
   anchor: z.string().min(1).max(256),
   upn: z.string().min(3).max(256),
@@ -90,6 +77,24 @@ export const SyncedUser = z.object({
   groups: z.array(z.string().min(1).max(64)).max(MAX_GROUPS_PER_USER).optional(),
 });
 export type SyncedUser = z.infer<typeof SyncedUser>;
+
+export const ValidateResult = z.object({
+  type: z.literal('result'),
+  id,
+  outcome: z.enum(agentOutcomes),
+  /** Raw directory answer for the sign-in log, e.g. "49/52e" or "ppolicy:accountLocked". */
+  directoryCode: z.string().max(64).optional(),
+  /** Which directory server answered. */
+  server: z.string().max(512).optional(),
+  agentMs: z.number().nonnegative(),
+  directoryMs: z.number().nonnegative(),
+  /**
+   * A `lookup` request whose password was right: the user as sync would send them (without
+   * groups), for the cloud to create just in time.
+   */
+  user: SyncedUser.optional(),
+});
+export type ValidateResult = z.infer<typeof ValidateResult>;
 
 /** A directory group: AD security or distribution group, or OpenLDAP groupOfNames/groupOfUniqueNames. */
 export const SyncedGroup = z.object({
@@ -177,6 +182,12 @@ export const ValidateUser = z.object({
   dn: Dn,
   anchor: z.string().max(256),
   onPremName: z.string().max(256).optional(),
+  /**
+   * Just-in-time users: the cloud has not synced this name (`upn` holds it as typed: a UPN,
+   * DOMAIN\name or mail; `dn` and `anchor` are empty). The agent looks the user up with the service
+   * account, binds as them and, when the password is right, answers with their attributes.
+   */
+  lookup: z.boolean().optional(),
 });
 export type ValidateUser = z.infer<typeof ValidateUser>;
 

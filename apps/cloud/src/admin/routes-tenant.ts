@@ -25,6 +25,7 @@ export const TenantSettingsOut = z.object({
   name: z.string(),
   ptaEnabled: z.boolean(),
   legacyAuth: z.boolean(),
+  jitUsers: z.boolean(),
   loginAttribute: z.enum(['upn', 'mail']),
   lockoutThreshold: z.number().int(),
   lockoutDurationS: z.number().int(),
@@ -44,6 +45,7 @@ const settingsOf = (t: Tenant) => ({
   name: t.name,
   ptaEnabled: t.ptaEnabled,
   legacyAuth: t.legacyAuth,
+  jitUsers: t.jitUsers,
   loginAttribute: t.loginAttribute,
   lockoutThreshold: t.lockoutThreshold,
   lockoutDurationS: t.lockoutDurationS,
@@ -62,6 +64,7 @@ export const PatchSettings = z
   .object({
     ptaEnabled: z.boolean(),
     legacyAuth: z.boolean(),
+    jitUsers: z.boolean(),
     loginAttribute: z.enum(['upn', 'mail']),
     lockoutThreshold: z.number().int().min(1).max(100),
     lockoutDurationS: z.number().int().min(1).max(86_400),

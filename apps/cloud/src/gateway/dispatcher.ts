@@ -213,8 +213,8 @@ export class AgentDispatcher implements Dispatcher {
       this.#sendTo(p, next);
       return;
     }
-    const { outcome, server, directoryCode, agentMs, directoryMs } = msg;
-    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs });
+    const { outcome, server, directoryCode, agentMs, directoryMs, user } = msg;
+    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs, user });
   }
 
   /** Least outstanding among usable agents not tried yet; the rotating start breaks ties. */

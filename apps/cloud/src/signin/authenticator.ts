@@ -7,7 +7,8 @@
  *   isBlockedLegacyClient a password grant the tenant does not allow (before any lookup)
  *   discoverHomeRealm     the user, and where their password is checked: cloud hash, agent, nowhere
  *   admitThroughLockout   smart lockout, before any password work
- *   checkPassword         verifyCloudHash, or sealAndDispatch to an agent and validateAnswer
+ *   checkPassword         verifyCloudHash, or sealAndDispatch to an agent and validateAnswer;
+ *                         an unknown name with just-in-time users on: checkJustInTime (jit.ts)
  *   recordAttempt         lockout and the timing mask learn the outcome
  *   logSignIn             the sign-in log row, committed
  *   answer                the result: only a success whose row is committed lets tokens be issued
@@ -25,6 +26,7 @@ import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/
 import type { Tenant } from '../store/tenants.ts';
 import { findByLogin, getUser, replacePasswordHash, type User, type UserRecord } from '../store/users.ts';
 import { domainOf, parse } from '../store/util.ts';
+import { mayLookUp, signInJustInTime } from './jit.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
 import { createTenantCache, type TenantCache } from './tenant-cache.ts';
@@ -209,6 +211,7 @@ async function checkPassword(
 ): Promise<SignInOutcome> {
   switch (realm.kind) {
     case 'unknown':
+      if (mayLookUp(s.tenant, s.login, s.input.password)) return checkJustInTime(p, s, deadline);
       await holdLikeAWrongPassword(p, s);
       return 'invalid_credentials';
     case 'elsewhere':
@@ -223,6 +226,26 @@ async function checkPassword(
       s.agentAnswer = await sealAndDispatch(p, s, realm.user, deadline);
       return validateAnswer(realm.user, s.agentAnswer);
   }
+}
+
+/** A name not synced, on a tenant with just-in-time users: an agent looks it up (jit.ts). */
+async function checkJustInTime(p: Pipeline, s: SignIn, deadline: number): Promise<SignInOutcome> {
+  s.check = 'agent';
+  const { db, now, log } = p.ctx;
+  const r = await signInJustInTime(
+    { db, now, log, dispatcher: p.dispatcher },
+    {
+      tenantId: s.tenant.id,
+      requestId: s.requestId,
+      login: s.login,
+      password: s.input.password,
+      deadline,
+      federated: s.federated,
+    },
+  );
+  s.agentAnswer = r.answer;
+  if (r.user) s.user = r.user;
+  return r.outcome;
 }
 
 /** A cloud-only user's scrypt hash, upgraded in place when made with older parameters. */

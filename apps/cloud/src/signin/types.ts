@@ -3,6 +3,7 @@ import type {
   ErrorCode,
   SealedEnvelope,
   SignInOutcome,
+  SyncedUser,
   ValidateUser,
 } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
@@ -87,6 +88,8 @@ export interface ValidationAnswer {
   directoryCode?: string;
   agentMs?: number;
   directoryMs?: number;
+  /** A just-in-time lookup whose password was right: the user's attributes (signin/jit.ts). */
+  user?: SyncedUser;
 }
 
 /** Carries a password validation to one of the tenant's agents. Never throws: failures are outcomes. */

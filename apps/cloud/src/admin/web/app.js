@@ -220,6 +220,17 @@ pages.overview = async (root) => {
         ? switchButton('Legacy authentication', t.legacyAuth, toggle('legacyAuth', !t.legacyAuth))
         : null,
     ),
+    h(
+      'div',
+      { class: 'setting' },
+      h('span', { class: 'name' }, 'Just-in-time users (sign-in by a name not synced yet)'),
+      h(
+        'span',
+        { class: t.jitUsers ? 'state-on' : 'state-off', 'data-testid': 'jit-state' },
+        t.jitUsers ? 'Enabled' : 'Disabled',
+      ),
+      can('hybrid') ? switchButton('Just-in-time users', t.jitUsers, toggle('jitUsers', !t.jitUsers)) : null,
+    ),
     msg,
     h('h2', {}, 'At a glance'),
     h(
