@@ -134,6 +134,8 @@ export const SyncPage = z.object({
   total: z.number().int().positive().optional(),
   /** The directory server the run read from. */
   server: z.string().max(512).optional(),
+  /** The agent's full-sync interval (first page): the cloud calls sync overdue after a few. */
+  intervalMinutes: z.number().positive().max(525_600).optional(),
   /** The run carries groups: groups it did not list are deleted at the end (behind the guard). */
   withGroups: z.boolean().optional(),
   /** Groups come in the pages before the users that name them. */

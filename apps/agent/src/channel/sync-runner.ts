@@ -87,7 +87,7 @@ export class SyncRunner {
           mode,
           seq,
           total: pages.length,
-          ...(seq === 0 ? { server } : {}),
+          ...(seq === 0 ? { server, intervalMinutes: config.sync.intervalMinutes } : {}),
           ...(groups ? { withGroups: true } : {}),
           ...page,
           final: seq === pages.length - 1,

@@ -10,12 +10,13 @@ import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
 import { createRegistrationToken } from '../store/registration-tokens.ts';
 import { signInStatsByAgent } from '../store/sign-ins.ts';
+import { syncHealth } from '../store/sync-runs.ts';
 import { getTenant, type Tenant, updateSettings } from '../store/tenants.ts';
 import { countUsersBySource } from '../store/users.ts';
 import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './deps.ts';
-import { SyncRunOut, syncRunOut, waitForRun } from './routes-groups.ts';
+import { SyncHealthOut, SyncRunOut, syncHealthOut, syncRunOut, waitForRun } from './routes-groups.ts';
 
 const HOUR = 3_600_000;
 
@@ -131,6 +132,7 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
           signInsLastHour: z.number(),
           failuresLastHour: z.number(),
         }),
+        sync: SyncHealthOut,
       }),
       handler: async ({ caller }) => {
         const t = await getTenant(ctx.db, caller.tenantId);
@@ -155,6 +157,7 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
             signInsLastHour: stats.reduce((n, s) => n + Number(s.total), 0),
             failuresLastHour: stats.reduce((n, s) => n + Number(s.failures ?? 0), 0),
           },
+          sync: syncHealthOut(await syncHealth(ctx.db, t.id, ctx.now())),
         };
       },
     }),

@@ -408,6 +408,13 @@ const jitUsers: Migration = {
   },
 };
 
+/** The agent's full-sync interval on each run record, so the cloud can tell an overdue sync. */
+const syncInterval: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sync_runs').addColumn('interval_minutes', 'double precision').execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -421,6 +428,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0009_apis_signing_keys': apisAndSigningKeys,
     '0010_payload_account': payloadAccount,
     '0011_jit_users': jitUsers,
+    '0012_sync_interval': syncInterval,
   }),
 });
 

@@ -228,6 +228,8 @@ export interface SyncRunTable {
   total_pages: number | null;
   /** JSON: users and groups added, updated, deleted, seen; skipped. */
   counts: string;
+  /** The agent's full-sync interval when it started the run (sync health: overdue after a few). */
+  interval_minutes: number | null;
   error: string | null;
 }
 

@@ -130,6 +130,7 @@ export class SyncIngest {
           mode: page.mode,
           server: page.server,
           totalPages: page.total,
+          intervalMinutes: page.intervalMinutes,
         },
         this.#now(),
       );

@@ -195,7 +195,12 @@ pages.overview = async (root) => {
       msg.replaceChildren(alertBox(err));
     }
   };
+  const sync = o.sync;
   root.append(
+    // A failed, stalled or overdue sync is said first: its users' changes are not reaching the cloud.
+    ...(sync.problem
+      ? [h('p', { class: 'alert', role: 'alert', 'data-testid': 'sync-problem' }, sync.message)]
+      : []),
     h('h2', {}, 'Sign-in methods'),
     h(
       'div',
@@ -232,6 +237,17 @@ pages.overview = async (root) => {
       can('hybrid') ? switchButton('Just-in-time users', t.jitUsers, toggle('jitUsers', !t.jitUsers)) : null,
     ),
     msg,
+    h('h2', {}, 'Directory sync'),
+    h(
+      'p',
+      { 'data-testid': 'sync-state' },
+      h('strong', { class: sync.problem ? 'state-off' : 'state-on' }, syncStates[sync.state] ?? sync.state),
+      ` · ${sync.message}`,
+      sync.lastRun
+        ? ` Last run: ${sync.lastRun.mode}, ${sync.lastRun.status}, ${when(sync.lastRun.startedAt)}.`
+        : '',
+      ` Last success: ${sync.lastSuccessAt ? when(sync.lastSuccessAt) : 'never'}.`,
+    ),
     h('h2', {}, 'At a glance'),
     h(
       'dl',
@@ -247,6 +263,16 @@ pages.overview = async (root) => {
       ].map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, String(v)))),
     ),
   );
+};
+
+const syncStates = {
+  ok: 'Healthy',
+  running: 'Running',
+  never: 'No run yet',
+  guarded: 'Deletions held back',
+  failed: 'Failed',
+  stalled: 'Stalled',
+  overdue: 'Overdue',
 };
 
 /** "+added ~updated −deleted (seen)" for users or groups of a sync run. */
