@@ -10,6 +10,7 @@
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
+import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
 import { audit } from '../store/audit.ts';
 import {
   applyMemberships,
@@ -50,6 +51,8 @@ interface Run {
   memberAnchors: number;
   withGroups: boolean;
   counts: SyncCounts;
+  /** performance.now() at the first page (metrics). */
+  startedAt: number;
 }
 
 export interface SyncSummary {
@@ -88,10 +91,17 @@ export class SyncIngest {
     const run = this.#runs.get(conn);
     if (!run) return;
     this.#runs.delete(conn);
-    await this.#fail(conn, run, 'the agent disconnected during the run');
+    await this.#fail(conn, run, 'the agent disconnected during the run', 'interrupted');
   }
 
-  async #fail(conn: AgentConnection, run: Run, error: string): Promise<void> {
+  /** A run that ends unapplied: `failed` when a page could not be applied, else `interrupted`. */
+  async #fail(
+    conn: AgentConnection,
+    run: Run,
+    error: string,
+    result: 'failed' | 'interrupted' = 'interrupted',
+  ): Promise<void> {
+    syncRunEnded(run.mode, result);
     await finishSyncRunRecord(
       this.#db,
       conn.tenantId,
@@ -119,6 +129,7 @@ export class SyncIngest {
         memberAnchors: 0,
         withGroups: page.withGroups === true,
         counts: emptyCounts(),
+        startedAt: syncRunStarted(),
       };
       this.#runs.set(conn, run);
       await startSyncRun(
@@ -160,7 +171,7 @@ export class SyncIngest {
       await this.#apply(conn.tenantId, run, page);
     } catch (err) {
       this.#runs.delete(conn);
-      await this.#fail(conn, run, `page ${page.seq} could not be applied`);
+      await this.#fail(conn, run, `page ${page.seq} could not be applied`, 'failed');
       throw err;
     }
     if (!page.final) {
@@ -168,6 +179,16 @@ export class SyncIngest {
       return;
     }
     this.#runs.delete(conn);
+    try {
+      await this.#finish(conn, run, page);
+    } catch (err) {
+      await this.#fail(conn, run, 'the run could not be finished', 'failed');
+      throw err;
+    }
+  }
+
+  /** The final page was applied: deletions, group members, the record, the audit row, the ack. */
+  async #finish(conn: AgentConnection, run: Run, page: SyncPage): Promise<void> {
     // Applied once the whole run is in, so no token is issued from half of a group's list.
     if (run.mode === 'delta' && run.groupMembers.size > 0) {
       const m = await replaceGroupMemberships(this.#db, conn.tenantId, run.groupMembers);
@@ -221,6 +242,7 @@ export class SyncIngest {
       },
       this.#now(),
     );
+    syncRunApplied(run.mode, run.startedAt, summary);
     this.#log.info({ agentId: conn.agentId, ...summary }, 'sync run applied');
     if (guarded)
       this.#log.warn({ tenantId: conn.tenantId, runId: run.runId }, 'sync deletions refused by the guard');
