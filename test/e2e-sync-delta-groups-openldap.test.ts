@@ -2,17 +2,20 @@
  * Group membership changes by delta on OpenLDAP (slapd, the real agent, the cloud): a user added
  * to a nested group and a user removed from a group reach the cloud by a delta run (the record
  * says delta), and the groups claim of a fresh token follows, at every depth; a group taken out
- * of its parent takes its users out of the parent; a delta after that finds nothing to do (the
+ * of its parent takes its users out of the parent; `gatehouse-agent sync --delta` previews a delta
+ * without sending it or moving the mark; a delta after that finds nothing to do (the
  * mark moved past the groups it applied).
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { createClient } from '../apps/cloud/src/store/clients.ts';
 import { listGroups } from '../apps/cloud/src/store/groups.ts';
 import { getSyncRun, listSyncRuns, type SyncRun } from '../apps/cloud/src/store/sync-runs.ts';
-import { waitFor } from './harness/children.ts';
+import { ROOT, runNode, waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 import { type Stack, startStack } from './harness/stack.ts';
@@ -121,6 +124,22 @@ test('a user added to a nested group and one removed from a group reach the toke
       '',
     ].join('\n'),
   );
+  // The agent's preview reads the same delta and sends nothing (nor moves the mark).
+  const markFile = join(stack.stateDirs[0]!, 'sync-mark.json');
+  const mark = readFileSync(markFile, 'utf8');
+  const preview = await runNode(join(ROOT, 'apps/agent/src/main.ts'), [
+    'sync',
+    '--delta',
+    '--json',
+    '--state-dir',
+    stack.stateDirs[0]!,
+  ]);
+  assert.equal(preview.code, 0, preview.stderr);
+  const p1 = JSON.parse(preview.stdout) as { mode: string; groups: { name: string }[]; groupMembers: object };
+  assert.equal(p1.mode, 'delta');
+  assert.deepEqual(p1.groups.map((x) => x.name).sort(), ['Auditors', 'Sales']);
+  assert.equal(Object.keys(p1.groupMembers).length, 4, 'Auditors, Ledger, Finance (above it) and Sales');
+  assert.equal(readFileSync(markFile, 'utf8'), mark);
   const run = await syncRun('delta');
   assert.equal(run.status, 'succeeded', run.error ?? '');
   assert.equal(run.mode, 'delta');
