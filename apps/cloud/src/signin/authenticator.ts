@@ -231,18 +231,7 @@ async function checkPassword(
 /** A name not synced, on a tenant with just-in-time users: an agent looks it up (jit.ts). */
 async function checkJustInTime(p: Pipeline, s: SignIn, deadline: number): Promise<SignInOutcome> {
   s.check = 'agent';
-  const { db, now, log } = p.ctx;
-  const r = await signInJustInTime(
-    { db, now, log, dispatcher: p.dispatcher },
-    {
-      tenantId: s.tenant.id,
-      requestId: s.requestId,
-      login: s.login,
-      password: s.input.password,
-      deadline,
-      federated: s.federated,
-    },
-  );
+  const r = await signInJustInTime(p.ctx, p.dispatcher, s, deadline);
   s.agentAnswer = r.answer;
   if (r.user) s.user = r.user;
   return r.outcome;

@@ -9,28 +9,20 @@
  */
 import type { SignInOutcome } from '@gatehouse/protocol';
 import { catalog } from '@gatehouse/protocol';
-import type { Logger } from 'pino';
-import type { Db } from '../db/index.ts';
+import type { CloudContext } from '../context.ts';
 import { audit } from '../store/audit.ts';
 import type { Tenant } from '../store/tenants.ts';
 import { findByLogin, type UserRecord, upsertSyncedUsers } from '../store/users.ts';
 import { domainOf } from '../store/util.ts';
 import type { Dispatcher, ValidationAnswer } from './types.ts';
 
-export interface JitDeps {
-  db: Db;
-  dispatcher: Dispatcher;
-  now: () => number;
-  log: Pick<Logger, 'warn' | 'info'>;
-}
-
+/** What of the sign-in in flight (authenticator.ts) the look-up needs. */
 export interface JitAttempt {
-  tenantId: string;
+  tenant: { id: string };
   requestId: string;
   /** The name as typed, trimmed and lower-cased. */
   login: string;
-  password: string;
-  deadline: number;
+  input: { password: string };
   /** The tenant's federated domains: their users never sign in here. */
   federated: Map<string, string>;
 }
@@ -55,16 +47,22 @@ const denotes = (u: NonNullable<ValidationAnswer['user']>, login: string): boole
   (login.includes('\\') && u.onPremName?.toLowerCase() === login.slice(login.indexOf('\\') + 1));
 
 /** The look-up, the password check and, on a right password, the new user. Never throws. */
-export const signInJustInTime = async (deps: JitDeps, a: JitAttempt): Promise<JitResult> => {
+export const signInJustInTime = async (
+  ctx: Pick<CloudContext, 'db' | 'now' | 'log'>,
+  dispatcher: Dispatcher,
+  a: JitAttempt,
+  deadline: number,
+): Promise<JitResult> => {
+  const tenantId = a.tenant.id;
   let answer: ValidationAnswer;
   try {
-    answer = await deps.dispatcher.validate({
+    answer = await dispatcher.validate({
       kind: 'cleartext',
-      tenantId: a.tenantId,
+      tenantId,
       requestId: a.requestId,
       user: { upn: a.login, dn: '', anchor: '', lookup: true },
-      password: a.password,
-      deadline: a.deadline,
+      password: a.input.password,
+      deadline,
     });
   } catch {
     return { outcome: 'agent_error', answer: { outcome: 'agent_error' } };
@@ -75,35 +73,35 @@ export const signInJustInTime = async (deps: JitDeps, a: JitAttempt): Promise<Ji
   // An agent from before `lookup` binds with the typed name and returns no attributes: nothing
   // to create, so nothing is let in.
   if (!found) {
-    deps.log.warn({ requestId: a.requestId, agentId: answer.agentId }, 'jit: the agent sent no user');
+    ctx.log.warn({ requestId: a.requestId, agentId: answer.agentId }, 'jit: the agent sent no user');
     return { outcome: 'invalid_credentials', answer };
   }
   if (!denotes(found, a.login)) return { outcome: 'invalid_response', answer };
   if (a.federated.has(domainOf(found.upn))) return { outcome: 'federated_user', answer };
   try {
     const { groups: _, ...attributes } = found;
-    const s = await upsertSyncedUsers(deps.db, a.tenantId, [attributes], deps.now());
-    const user = await findByLogin(deps.db, a.tenantId, found.upn, 'upn');
+    const s = await upsertSyncedUsers(ctx.db, tenantId, [attributes], ctx.now());
+    const user = await findByLogin(ctx.db, tenantId, found.upn, 'upn');
     if (s.skipped > 0 || !user) {
       // The UPN belongs to another account (a cloud-only one): never merged by a sign-in.
-      deps.log.warn({ requestId: a.requestId }, 'jit: the UPN is held by another account');
+      ctx.log.warn({ requestId: a.requestId }, 'jit: the UPN is held by another account');
       return { outcome: 'invalid_credentials', answer };
     }
     await audit(
-      deps.db,
+      ctx.db,
       {
-        tenantId: a.tenantId,
+        tenantId: tenantId,
         actor: answer.agentId ?? 'agent',
         action: s.created > 0 ? 'user.jit_created' : 'user.jit_updated',
         target: user.id,
         detail: { upn: user.upn, anchor: found.anchor, requestId: a.requestId },
       },
-      deps.now(),
+      ctx.now(),
     );
-    deps.log.info({ requestId: a.requestId, userId: user.id, created: s.created > 0 }, 'jit user');
+    ctx.log.info({ requestId: a.requestId, userId: user.id, created: s.created > 0 }, 'jit user');
     return { outcome: user.enabled ? 'success' : 'account_disabled', answer, user };
   } catch (err) {
-    deps.log.warn({ err, requestId: a.requestId }, 'jit: the user could not be stored');
+    ctx.log.warn({ err, requestId: a.requestId }, 'jit: the user could not be stored');
     return { outcome: 'internal_error', answer };
   }
 };
