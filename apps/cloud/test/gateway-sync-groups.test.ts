@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedGroup, SyncedUser } from '@gatehouse/protocol';
+import { syncRuns } from '../src/metrics/families.ts';
 import { groupsOfUser, listGroups } from '../src/store/groups.ts';
 import { getSyncRun, listSyncRuns, STALLED_AFTER_MS, startSyncRun } from '../src/store/sync-runs.ts';
 import {
@@ -242,5 +243,8 @@ test("a delta run replaces the named groups' memberships at its end, joining par
   assert.deepEqual(await namesOf(51), ['Group 50']);
   assert.deepEqual(await namesOf(52), ['Group 50']);
   assert.equal((await getSyncRun(env.ctx.db, env.tenantId, 'd-run-2'))!.counts.membershipsChanged, 2);
+  const applied = (await syncRuns.get()).values.filter((v) => v.labels.result === 'applied');
+  assert.equal(applied.find((v) => v.labels.mode === 'delta')?.value, 2, 'the metric says delta');
+  assert.ok((applied.find((v) => v.labels.mode === 'full')?.value ?? 0) >= 2);
   assert.equal((await listGroups(env.ctx.db, env.tenantId, { search: 'group 51' })).groups.length, 1, 'kept');
 });
