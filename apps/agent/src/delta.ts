@@ -23,7 +23,7 @@ import type { SyncedGroup, SyncedUser } from '@gatehouse/protocol';
 import { type Client, Control, type Entry } from 'ldapts';
 import { z } from 'zod';
 import type { DirectoryConfig } from './config.ts';
-import { groupMembersNow } from './directory/group-delta.ts';
+import { groupMembersNow, scanAfterFor } from './directory/group-delta.ts';
 import { collectGroups, guidToString, normDn, readGroupEntries } from './directory/groups.ts';
 import type { Directory } from './directory/index.ts';
 import { writeFileAtomic } from './state.ts';
@@ -149,6 +149,8 @@ export const collectDelta = async (
   pageSize: number,
   m: SyncMark | undefined,
   now: number,
+  /** Users the last full run sent (how member anchors are looked up: group-delta.ts). */
+  knownUsers?: number,
 ): Promise<DeltaResult> => {
   const cfg = dir.cfg;
   if (!m) return { full: 'no high-water mark' };
@@ -199,7 +201,7 @@ export const collectDelta = async (
       if (changed.size > 0) {
         const anchors = new Set(changed.keys());
         groups = read.entries.filter((e) => anchors.has(e.group.anchor)).map((e) => e.group);
-        groupMembers = await groupMembersNow(client, cfg, read.entries, anchors);
+        groupMembers = await groupMembersNow(client, cfg, read.entries, anchors, scanAfterFor(knownUsers));
       }
     }
     const mark = cfg.kind === 'ad' ? (pos.mark ?? m.mark) : (csn ?? m.mark);

@@ -13,7 +13,7 @@ import { collectDelta, readMark } from './delta.ts';
 import { Directory, type UserRef } from './directory/index.ts';
 import { program } from './program.ts';
 import { isRegistered, readStatus } from './state.ts';
-import { collectUsers } from './sync.ts';
+import { collectUsers, readLastSync } from './sync.ts';
 
 interface Values {
   cloud?: string;
@@ -100,7 +100,8 @@ const resolveUser = async (dir: Directory, name: string): Promise<UserRef | null
 
 /** `sync --delta`: what a delta run would send now from the kept mark (which it does not move). */
 const previewDelta = async (cfg: AgentConfig, dir: Directory): Promise<number> => {
-  const d = await collectDelta(dir, cfg.sync.pageSize, readMark(cfg.stateDir), Date.now());
+  const known = readLastSync(cfg.stateDir).count;
+  const d = await collectDelta(dir, cfg.sync.pageSize, readMark(cfg.stateDir), Date.now(), known);
   if (d.full !== undefined) {
     if (values.json) out(JSON.stringify({ mode: 'full', why: d.full }));
     else out(`a delta run is not possible now (${d.full}): the next run is full`);

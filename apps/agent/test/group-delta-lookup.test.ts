@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DirectoryConfig } from '../src/config.ts';
-import { affectedGroups, walkDown } from '../src/directory/group-delta.ts';
+import { affectedGroups, LOOKUP_BATCH, scanAfterFor, walkDown } from '../src/directory/group-delta.ts';
 import { type GroupEntry, normDn } from '../src/directory/groups.ts';
 import { denotes, lookupFilter } from '../src/lookup.ts';
 
@@ -81,4 +81,10 @@ test('only the user the name denotes is taken', () => {
   assert.ok(!denotes(u, 'other\\ann'), 'another domain');
   assert.ok(!denotes(u, 'ann'));
   assert.ok(denotes({ ...u, onPremName: 'ann' }, 'EXAMPLE\\ann'), 'OpenLDAP: uid');
+});
+
+test('member anchors are read by one scan only past a third of the known users', () => {
+  assert.equal(scanAfterFor(undefined), Number.POSITIVE_INFINITY, 'no full run yet: never');
+  assert.equal(scanAfterFor(3000), 1000);
+  assert.equal(scanAfterFor(90), LOOKUP_BATCH, 'a small directory: not below one search');
 });

@@ -129,12 +129,18 @@ export class SyncRunner {
    */
   async #readDelta(): Promise<Read | null | undefined> {
     const { log, config, directory } = this.#rt;
-    const d = await collectDelta(directory, config.sync.pageSize, readMark(config.stateDir), Date.now());
+    const prev = readLastSync(config.stateDir).count;
+    const d = await collectDelta(
+      directory,
+      config.sync.pageSize,
+      readMark(config.stateDir),
+      Date.now(),
+      prev,
+    );
     if (d.full !== undefined) {
       log.info({ why: d.full }, 'delta sync not possible; running a full sync');
       return undefined;
     }
-    const prev = readLastSync(config.stateDir).count;
     if (prev && d.deleted.length > config.sync.deletionThreshold * prev) {
       log.error(
         { previous: prev, deleted: d.deleted.length },

@@ -11,7 +11,7 @@
  * every run. The agent reads every group's member list in a delta run anyway (to resolve the
  * changed users' groups), so walking down from the affected groups costs only the lookups of their
  * members' anchors: one search per LOOKUP_BATCH member DNs under each base DN, or one read of every
- * user's anchor there when there are many (SCAN_AFTER).
+ * user's anchor there when the members are many (scanAfterFor).
  *
  * AD: a user's primary group (primaryGroupID, usually Domain Users) is not in its member list; the
  * users whose primary group is one of the walked groups are read by RID within the same domain.
@@ -26,11 +26,14 @@ import { escapeFilterValue, type GroupEntry, guidToString, memberDn, normDn, sid
 /** Member DNs looked up per search (an OR filter this long stays well inside any server's limit). */
 export const LOOKUP_BATCH = 200;
 /**
- * Past this many member DNs under one base DN, one paged read of every user's anchor there is
- * cheaper than the OR searches (Samba: a search of 200 DNs costs about as much as reading 400
- * users' anchors).
+ * When reading every user's anchor under a base DN is cheaper than the OR searches: past a third of
+ * the users the last full run sent. Measured on Samba AD (2,000 users, a group of 1,999 changed):
+ * the OR searches took 1.5 to 1.8 s (about 0.8 ms a DN), the read of every anchor 0.45 s (about
+ * 0.23 ms a user). Without a count (no full run yet) the OR searches are used: their cost follows
+ * the members, a read's the whole directory.
  */
-export const SCAN_AFTER = 400;
+export const scanAfterFor = (knownUsers: number | undefined): number =>
+  knownUsers ? Math.max(LOOKUP_BATCH, Math.floor(knownUsers / 3)) : Number.POSITIVE_INFINITY;
 
 const inScope = (dn: string, bases: string[]) => bases.some((b) => dn === b || dn.endsWith(`,${b}`));
 
@@ -164,7 +167,7 @@ export const groupMembersNow = async (
   cfg: DirectoryConfig,
   entries: GroupEntry[],
   changed: Set<string>,
-  scanAfter = SCAN_AFTER,
+  scanAfter = Number.POSITIVE_INFINITY,
 ): Promise<Map<string, string[]>> => {
   const byDn = new Map(entries.map((g) => [normDn(g.group.dn), g]));
   const walks = affectedGroups(entries, changed).map((g) => ({ top: g, ...walkDown(g, byDn) }));
