@@ -214,7 +214,8 @@ export class AgentDispatcher implements Dispatcher {
       return;
     }
     const { outcome, server, directoryCode, agentMs, directoryMs, user } = msg;
-    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs, user });
+    const jit = user ? { user } : {};
+    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs, ...jit });
   }
 
   /** Least outstanding among usable agents not tried yet; the rotating start breaks ties. */
