@@ -9,10 +9,21 @@ import { type Env, type HttpAnswer, https } from './gateway-harness.ts';
 export interface ApprovalBrowser {
   get(path: string): Promise<HttpAnswer>;
   post(path: string, fields: Record<string, string>): Promise<HttpAnswer>;
-  /** Follows redirects from `answer` until one that is not; returns it and where it was. */
-  follow(answer: HttpAnswer): Promise<{ answer: HttpAnswer; url: string }>;
-  /** Signs in from the page's sign-in link, as `upn`; returns the page it comes back to. */
-  signIn(upn: string, password: string, query?: string): Promise<{ answer: HttpAnswer; url: string }>;
+  /**
+   * Follows redirects from `answer` until one that is not, or until the next hop is a URL `stop`
+   * accepts (not requested then); returns the last answer and where it was (or would go).
+   */
+  follow(answer: HttpAnswer, stop?: (url: URL) => boolean): Promise<{ answer: HttpAnswer; url: string }>;
+  /**
+   * Signs in from the page's sign-in link, as `upn`; returns the page it comes back to, or with
+   * `stopAtCallback` the callback URL the provider sends the browser to, not yet opened.
+   */
+  signIn(
+    upn: string,
+    password: string,
+    query?: string,
+    opts?: { stopAtCallback?: boolean },
+  ): Promise<{ answer: HttpAnswer; url: string }>;
   cookieNames(): string[];
   cookieValue(name: string): string | undefined;
 }
@@ -54,15 +65,16 @@ export const approvalBrowser = (env: Env): ApprovalBrowser => {
   const b: ApprovalBrowser = {
     get: (path) => request(at(path)),
     post: (path, fields) => request(at(path), 'POST', fields),
-    async follow(answer) {
+    async follow(answer, stop) {
       let url = '';
       for (let i = 0; i < 10 && [302, 303].includes(answer.status); i++) {
         url = new URL(String(answer.headers.location), env.appUrl).href;
+        if (stop?.(new URL(url))) break;
         answer = await request(new URL(url));
       }
       return { answer, url };
     },
-    async signIn(upn, password, query = '') {
+    async signIn(upn, password, query = '', opts = {}) {
       const start = await b.follow(await b.get(`/${env.tenantId}/agents/device/signin${query}`));
       assert.equal(start.answer.status, 200, start.answer.text);
       assert.match(start.url, new RegExp(`/${env.tenantId}/v2\\.0/interaction/`), 'the tenant sign-in page');
@@ -77,7 +89,7 @@ export const approvalBrowser = (env: Env): ApprovalBrowser => {
         csrf: csrfOf(named.text) ?? '',
       });
       assert.equal(done.status, 303, done.text);
-      return b.follow(done);
+      return b.follow(done, opts.stopAtCallback ? (u) => u.pathname.endsWith('/callback') : undefined);
     },
     cookieNames: () => [...jar.values()].map((c) => c.name),
     cookieValue: (name) => [...jar.values()].find((c) => c.name === name)?.value,

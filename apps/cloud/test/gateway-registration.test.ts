@@ -317,6 +317,21 @@ test("the approval page's session is its own: not an admin API token, nor anothe
   assert.doesNotMatch(elsewhere.text, /Signed in as/, "one tenant's session means nothing to another");
 });
 
+test('a sign-in finishes only in the browser that began it', async () => {
+  const began = approvalBrowser(env);
+  const { url: callback } = await began.signIn(env.adminUpn, ADMIN_PASSWORD, '', { stopAtCallback: true });
+  assert.equal(new URL(callback).pathname, `${pagePath()}/callback`);
+  assert.ok(new URL(callback).searchParams.get('code'), 'the provider sent a code');
+  const other = approvalBrowser(env);
+  const elsewhere = await other.get(callback);
+  assert.equal(elsewhere.status, 400);
+  assert.match(elsewhere.text, /began in another browser/);
+  assert.ok(!other.cookieNames().includes('__Secure-gh_approval'), 'no session for the other browser');
+  const back = await began.follow(await began.get(callback));
+  assert.equal(back.answer.status, 200);
+  assert.match(back.answer.text, /Signed in as <strong>admin@contoso\.example<\/strong>/);
+});
+
 test('renewal over mutual TLS: new certificate and HPKE key, the old certificate refused at once', async () => {
   const creds = await registerAgent(env);
   const keys = await newAgentKeys();

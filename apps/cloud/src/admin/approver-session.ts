@@ -70,107 +70,112 @@ export interface ApproverSession {
   ): Promise<{ userCode?: string } | { error: string }>;
 }
 
-export const approverSession = (app: FastifyInstance, ctx: CloudContext, oidc: Oidc): ApproverSession => {
-  /** Keys of one tenant for one purpose, derived from its cookie key so every cloud node agrees. */
-  const key = async (tenantId: string, purpose: 'csrf' | 'pkce'): Promise<Buffer> => {
-    const { cookieKeys } = await getTenantSecrets(ctx, tenantId);
-    return createHmac('sha256', cookieKeys[0] ?? '')
-      .update(`gatehouse agents-device ${purpose}`)
-      .digest();
-  };
-  const verifierOf = async (tenantId: string, state: string) =>
-    b64url(
-      createHmac('sha256', await key(tenantId, 'pkce'))
-        .update(state)
+/** Keys of one tenant for one purpose, derived from its cookie key so every cloud node agrees. */
+const keyOf = async (ctx: CloudContext, tenantId: string, purpose: 'csrf' | 'pkce'): Promise<Buffer> => {
+  const { cookieKeys } = await getTenantSecrets(ctx, tenantId);
+  return createHmac('sha256', cookieKeys[0] ?? '')
+    .update(`gatehouse agents-device ${purpose}`)
+    .digest();
+};
+
+/** The PKCE verifier of a sign-in: 43 characters, as RFC 7636 asks, never sent to the browser. */
+const verifierOf = async (ctx: CloudContext, tenantId: string, state: string) =>
+  b64url(
+    createHmac('sha256', await keyOf(ctx, tenantId, 'pkce'))
+      .update(state)
+      .digest(),
+  );
+
+const cookieOptions = (tenantId: string, maxAge: number) => ({
+  path: pagePath(tenantId),
+  secure: true,
+  httpOnly: true,
+  // Lax: a link from an e-mail is a cross-site navigation, and it must find the session.
+  sameSite: 'lax' as const,
+  maxAge,
+});
+
+const sessionToken = (req: FastifyRequest): string | undefined => {
+  const v = req.cookies[SESSION_COOKIE];
+  return v && TOKEN_SHAPE.test(v) ? v : undefined;
+};
+
+/** The tenant's token endpoint, called in this process: the code for an access token, or null. */
+const redeem = async (
+  app: FastifyInstance,
+  ctx: CloudContext,
+  tenantId: string,
+  code: string,
+  state: string,
+) => {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/${encodeURIComponent(tenantId)}/v2.0/token`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({
+      grant_type: 'authorization_code',
+      client_id: AGENT_APPROVAL_CLIENT_ID,
+      code,
+      redirect_uri: agentApprovalCallback(ctx.config.publicUrl, tenantId),
+      code_verifier: await verifierOf(ctx, tenantId, state),
+    }).toString(),
+  });
+  const answer = TokenAnswer.safeParse(res.statusCode === 200 ? res.json() : null);
+  return answer.success ? answer.data : null;
+};
+
+export const approverSession = (app: FastifyInstance, ctx: CloudContext, oidc: Oidc): ApproverSession => ({
+  async approver(req, tenantId) {
+    const token = sessionToken(req);
+    const t = token ? await oidc.forTenant(tenantId) : null;
+    if (!token || !t) return null;
+    const at = await t.provider.AccessToken.find(token).catch(() => undefined);
+    if (!at || at.clientId !== AGENT_APPROVAL_CLIENT_ID || !at.accountId) return null;
+    const user = await getUser(ctx.db, tenantId, at.accountId);
+    return user?.enabled ? user : null;
+  },
+  async csrf(req, tenantId) {
+    return csrfToken(await keyOf(ctx, tenantId, 'csrf'), `agents-device\n${sessionToken(req) ?? ''}`);
+  },
+  async csrfValid(req, tenantId, token) {
+    const session = sessionToken(req);
+    return csrfValid(
+      await keyOf(ctx, tenantId, 'csrf'),
+      session === undefined ? undefined : `agents-device\n${session}`,
+      token,
+    );
+  },
+  async signIn(reply, tenantId, opts) {
+    const state = b64url(randomBytes(24));
+    reply.setCookie(SIGNIN_COOKIE, `${state}.${opts.userCode ?? ''}`, cookieOptions(tenantId, SIGNIN_TTL_S));
+    const challenge = b64url(
+      createHash('sha256')
+        .update(await verifierOf(ctx, tenantId, state))
         .digest(),
     );
-  const cookieOptions = (tenantId: string, maxAge: number) => ({
-    path: pagePath(tenantId),
-    secure: true,
-    httpOnly: true,
-    // Lax: a link from an e-mail is a cross-site navigation, and it must find the session.
-    sameSite: 'lax' as const,
-    maxAge,
-  });
-  const sessionToken = (req: FastifyRequest): string | undefined => {
-    const v = req.cookies[SESSION_COOKIE];
-    return v && TOKEN_SHAPE.test(v) ? v : undefined;
-  };
-
-  const redeem = async (tenantId: string, code: string, state: string) => {
-    const res = await app.inject({
-      method: 'POST',
-      url: `/${encodeURIComponent(tenantId)}/v2.0/token`,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: new URLSearchParams({
-        grant_type: 'authorization_code',
-        client_id: AGENT_APPROVAL_CLIENT_ID,
-        code,
-        redirect_uri: agentApprovalCallback(ctx.config.publicUrl, tenantId),
-        code_verifier: await verifierOf(tenantId, state),
-      }).toString(),
+    const q = new URLSearchParams({
+      client_id: AGENT_APPROVAL_CLIENT_ID,
+      response_type: 'code',
+      redirect_uri: agentApprovalCallback(ctx.config.publicUrl, tenantId),
+      scope: 'openid',
+      state,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      ...(opts.prompt ? { prompt: opts.prompt } : {}),
     });
-    const answer = TokenAnswer.safeParse(res.statusCode === 200 ? res.json() : null);
-    return answer.success ? answer.data : null;
-  };
-
-  return {
-    async approver(req, tenantId) {
-      const token = sessionToken(req);
-      const t = token ? await oidc.forTenant(tenantId) : null;
-      if (!token || !t) return null;
-      const at = await t.provider.AccessToken.find(token).catch(() => undefined);
-      if (!at || at.clientId !== AGENT_APPROVAL_CLIENT_ID || !at.accountId) return null;
-      const user = await getUser(ctx.db, tenantId, at.accountId);
-      return user?.enabled ? user : null;
-    },
-    async csrf(req, tenantId) {
-      return csrfToken(await key(tenantId, 'csrf'), `agents-device\n${sessionToken(req) ?? ''}`);
-    },
-    async csrfValid(req, tenantId, token) {
-      const session = sessionToken(req);
-      return csrfValid(
-        await key(tenantId, 'csrf'),
-        session === undefined ? undefined : `agents-device\n${session}`,
-        token,
-      );
-    },
-    async signIn(reply, tenantId, opts) {
-      const state = b64url(randomBytes(24));
-      reply.setCookie(
-        SIGNIN_COOKIE,
-        `${state}.${opts.userCode ?? ''}`,
-        cookieOptions(tenantId, SIGNIN_TTL_S),
-      );
-      const challenge = b64url(
-        createHash('sha256')
-          .update(await verifierOf(tenantId, state))
-          .digest(),
-      );
-      const q = new URLSearchParams({
-        client_id: AGENT_APPROVAL_CLIENT_ID,
-        response_type: 'code',
-        redirect_uri: agentApprovalCallback(ctx.config.publicUrl, tenantId),
-        scope: 'openid',
-        state,
-        code_challenge: challenge,
-        code_challenge_method: 'S256',
-        ...(opts.prompt ? { prompt: opts.prompt } : {}),
-      });
-      return reply.redirect(`/${encodeURIComponent(tenantId)}/v2.0/auth?${q}`, 303);
-    },
-    async finish(req, reply, tenantId) {
-      const [state, userCode] = (req.cookies[SIGNIN_COOKIE] ?? '').split('.');
-      reply.clearCookie(SIGNIN_COOKIE, { path: pagePath(tenantId) });
-      const q = Callback.safeParse(req.query);
-      if (!q.success) return { error: 'The sign-in answer was not understood. Sign in again.' };
-      if ('error' in q.data) return { error: `The sign-in did not finish (${q.data.error}). Sign in again.` };
-      if (!state || q.data.state !== state)
-        return { error: 'The sign-in expired or began in another browser. Sign in again.' };
-      const tokens = await redeem(tenantId, q.data.code, state);
-      if (!tokens) return { error: 'The sign-in could not be completed. Sign in again.' };
-      reply.setCookie(SESSION_COOKIE, tokens.access_token, cookieOptions(tenantId, tokens.expires_in));
-      return userCode ? { userCode } : {};
-    },
-  };
-};
+    return reply.redirect(`/${encodeURIComponent(tenantId)}/v2.0/auth?${q}`, 303);
+  },
+  async finish(req, reply, tenantId) {
+    const [state, userCode] = (req.cookies[SIGNIN_COOKIE] ?? '').split('.');
+    reply.clearCookie(SIGNIN_COOKIE, { path: pagePath(tenantId) });
+    const q = Callback.safeParse(req.query);
+    if (!q.success) return { error: 'The sign-in answer was not understood. Sign in again.' };
+    if ('error' in q.data) return { error: `The sign-in did not finish (${q.data.error}). Sign in again.` };
+    if (!state || q.data.state !== state)
+      return { error: 'The sign-in expired or began in another browser. Sign in again.' };
+    const tokens = await redeem(app, ctx, tenantId, q.data.code, state);
+    if (!tokens) return { error: 'The sign-in could not be completed. Sign in again.' };
+    reply.setCookie(SESSION_COOKIE, tokens.access_token, cookieOptions(tenantId, tokens.expires_in));
+    return userCode ? { userCode } : {};
+  },
+});
