@@ -29,9 +29,10 @@ const DecisionForm = z.object({
   reviewed: z.string().max(32).optional(),
 });
 const TenantParam = z.object({ tenantId: TenantId });
+// A stray or malformed parameter is ignored rather than losing the other.
 const CodeQuery = z.object({
-  user_code: z.string().max(32).optional(),
-  prompt: z.literal('login').optional(),
+  user_code: z.string().max(32).optional().catch(undefined),
+  prompt: z.literal('login').optional().catch(undefined),
 });
 
 interface View {
