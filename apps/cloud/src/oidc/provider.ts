@@ -15,7 +15,7 @@ import { loadSigningKeys } from '../store/signing-keys.ts';
 import { getTenantSecrets } from '../store/tenants.ts';
 import { csrfToken, csrfValid } from '../web/csrf.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
-import { adminCenterClient } from './admin-client.ts';
+import { adminCenterClient, agentApprovalClient } from './admin-client.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';
 import { keyCacheHeaders, keyTimings, TOKEN_TTL_S } from './keys.ts';
@@ -78,8 +78,12 @@ const configuration = (
       getClient: lookupClient,
     }),
     jwks: secrets.jwks,
-    // The admin center signs in to every tenant with the same public client id (see admin-client.ts).
-    clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
+    // The admin center and the agent approval page sign in to every tenant with the same public
+    // client ids (see admin-client.ts).
+    clients: [
+      adminCenterClient(ctx.config.publicUrl, tenantId),
+      agentApprovalClient(ctx.config.publicUrl, tenantId),
+    ],
     cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
     async findAccount(koa, sub) {
       const user = await deps.authenticator.findUser(tenantId, sub);
