@@ -26,8 +26,7 @@ const findBy = (column: 'id' | 'user_code' | 'uid') =>
       .where('model', '=', p.model)
       .where('tenant_id', '=', p.tenantId)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', p.now)]))
-      .where(column, '=', p.key)
-      .limit(1),
+      .where(column, '=', p.key),
   );
 // Prepared (db/prepared.ts): oidc-provider reads and writes these on every token request.
 const finders = { id: findBy('id'), user_code: findBy('user_code'), uid: findBy('uid') };
