@@ -9,7 +9,7 @@
  * Kysely has no prepared-statement API of its own (its recipe for "splitting build, compile and
  * execute" compiles with fixed values), hence this small layer.
  */
-import type { CompiledQuery, Compilable, Kysely, QueryResult } from 'kysely';
+import type { Compilable, CompiledQuery, Kysely, QueryResult } from 'kysely';
 
 const MARK = '\u0000gatehouse-param:';
 
@@ -46,8 +46,9 @@ export const prepare = <DB, P extends object, R>(
       },
     });
     const compiled = build(db, markers).compile();
-    const slots = compiled.parameters.map((v): Slot =>
-      typeof v === 'string' && v.startsWith(MARK) ? { name: v.slice(MARK.length) } : { value: v },
+    const slots = compiled.parameters.map(
+      (v): Slot =>
+        typeof v === 'string' && v.startsWith(MARK) ? { name: v.slice(MARK.length) } : { value: v },
     );
     for (const n of names)
       if (!slots.some((s) => 'name' in s && s.name === n))

@@ -167,7 +167,9 @@ const familiarUpsert = prepare((db: Db, p: { tenantId: string; userId: string; k
   db
     .insertInto('familiar_locations')
     .values({ tenant_id: p.tenantId, user_id: p.userId, key_hash: p.key, last_success_at: p.t })
-    .onConflict((oc) => oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: p.t })),
+    .onConflict((oc) =>
+      oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: p.t }),
+    ),
 );
 
 export const recordFamiliarKey = async (
