@@ -169,7 +169,10 @@ test('timing: a wrong password and an unknown user take the same time at the age
     }
     const diff = Math.abs(median(wrong) - median(unknown));
     // 4 ms on a quiet machine; when other work slows every bind, a tenth of the median.
-    assert.ok(diff < Math.max(4, median(wrong) / 10), `medians: wrong ${median(wrong)} ms, unknown ${median(unknown)} ms`);
+    assert.ok(
+      diff < Math.max(4, median(wrong) / 10),
+      `medians: wrong ${median(wrong)} ms, unknown ${median(unknown)} ms`,
+    );
   } finally {
     await d.close();
   }
