@@ -99,6 +99,9 @@ export const toSyncedGroup = (e: Entry, cfg: DirectoryConfig, netbios?: string):
   return g;
 };
 
+/** uniqueMember values may carry an optional `#'0101'B` unique identifier after the DN. */
+export const memberDn = (v: string) => v.replace(/#'[01]*'B$/, '');
+
 /**
  * OpenLDAP: every group each user is in, at any depth, from the groups' direct member lists.
  * `users` maps a user's normalised DN to its anchor; `groups` are the group entries read.
@@ -122,28 +125,26 @@ export interface GroupsResult {
   skipped: number;
 }
 
-/**
- * Reads the groups under the group base DNs and resolves every user's nested membership.
- * `users` maps each synced user's normalised DN to its anchor. Throws on any failure, like the
- * user search, so a half-read directory never reaches the cloud as a complete one.
- */
-export const collectGroups = async (
+/** A group as read, with its direct member DNs (ranged values read to the end). */
+export interface GroupEntry {
+  group: SyncedGroup;
+  members: string[];
+}
+
+/** Every group under the group base DNs with its direct members. Throws on any failure. */
+export const readGroupEntries = async (
   client: Client,
   cfg: DirectoryConfig,
-  users: Map<string, string>,
   opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
-): Promise<GroupsResult> => {
+): Promise<{ entries: GroupEntry[]; skipped: number }> => {
   const bases = cfg.groupBaseDns ?? cfg.baseDns;
   const filter = cfg.groupFilter ?? '(objectClass=group)';
-  const groups: SyncedGroup[] = [];
+  const entries: GroupEntry[] = [];
   const byAnchor = new Set<string>();
-  const nesting = new Nesting(users);
-  // Group index -> where the rest of a ranged `member` value is read (AD hands out large
-  // member lists in ranges, 1,500 values at a time on Windows).
-  const rangedFrom = new Map<number, { dn: string; key: string }>();
+  const rangedFrom = new Map<string, { dn: string; key: string }>();
   let skipped = 0;
   for (const base of bases) {
-    // Page by page: a page's entries (and their member lists) are dropped once sorted.
+    // Page by page: a page's entries are dropped once their groups and members are taken.
     for await (const page of client.searchPaginated(base, {
       scope: 'sub',
       filter,
@@ -156,21 +157,45 @@ export const collectGroups = async (
         if (!g) skipped++;
         else if (!byAnchor.has(g.anchor)) {
           byAnchor.add(g.anchor);
-          groups.push(g);
-          const i = nesting.addGroup(g.anchor, g.dn);
-          nesting.addMembers(i, [...all(e.member), ...all(e.uniqueMember)]);
+          entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)].map(memberDn) });
+          // AD hands out large `member` values in ranges (1,500 at a time on Windows).
           const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
           if (ranged) {
-            nesting.addMembers(i, all(e[ranged]));
-            rangedFrom.set(i, { dn: e.dn, key: ranged });
+            entries.at(-1)!.members.push(...all(e[ranged]));
+            rangedFrom.set(g.anchor, { dn: e.dn, key: ranged });
           }
         }
       }
     }
   }
-  if (cfg.kind === 'ad')
-    for (const [i, e] of rangedFrom) nesting.addMembers(i, await rangedMembers(client, e.dn, e.key));
-  const local = nesting.resolve();
+  if (cfg.kind === 'ad') {
+    for (const x of entries) {
+      const e = rangedFrom.get(x.group.anchor);
+      if (e) x.members.push(...(await rangedMembers(client, e.dn, e.key)));
+    }
+  }
+  return { entries, skipped };
+};
+
+/**
+ * Reads the groups under the group base DNs (unless `read` already holds them) and resolves every
+ * user's nested membership. `users` maps each synced user's normalised DN to its anchor. Throws on
+ * any failure, like the user search, so a half-read directory never reaches the cloud as a
+ * complete one.
+ */
+export const collectGroups = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  users: Map<string, string>,
+  opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+  read?: { entries: GroupEntry[]; skipped: number },
+): Promise<GroupsResult> => {
+  const { entries, skipped } = read ?? (await readGroupEntries(client, cfg, opts));
+  const groups = entries.map((x) => x.group);
+  const local = resolveNested(
+    entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
+    users,
+  );
   const memberships = cfg.kind === 'ad' ? await tokenGroupMemberships(client, groups, users, local) : local;
   let truncated = 0;
   for (const [anchor, list] of memberships) {
