@@ -188,6 +188,9 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
         const r = runRow.get(tenant.tenantId, runId, runId) as RunRow | undefined;
         if (r && r.status !== 'running') return r;
         if (!agent?.running()) throw new Error(`the agent exited: ${agent?.output().slice(-2000)}`);
+        // A failed read is logged and the agent waits for the next interval: no record ever ends.
+        if (agent.output().includes('sync failed'))
+          throw new Error(`the agent's sync failed: ${agent.output().slice(-2000)}`);
         if (Date.now() > until) throw new Error(`the run did not end in ${timeoutS} s: ${JSON.stringify(r)}`);
         await sleep(25);
       }
