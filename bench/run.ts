@@ -7,19 +7,26 @@
  *   2. password grants through the token endpoint (the pass-through path).
  * Reports both rates, their ratio, latencies, the latency the pass-through path adds, CPU
  * seconds per sign-in and peak RSS of the cloud and each agent. The LAST line is one JSON object.
+ * First, bench/floor.ts measures the cloud path's primitives on this machine: the report carries
+ * that floor and the cloud's ratio to it, which compares across machines where milliseconds do not.
  *
  *   npm run bench -- [--directory openldap|samba] [--users 1000] [--agents 1] [--concurrency 16]
  *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
+ *                    [--floor-scale 1]
+ *   npm run bench -- --check [--tolerance 1.25]  (the standard scenario against docs/benchmarks.md;
+ *                                                 exit 1 when CPU per sign-in regressed, bench/check.ts)
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
-import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type Child, ROOT, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
+import { check, readReference } from './check.ts';
+import { type Directory, startDirectory } from './directory.ts';
+import type { FloorReport } from './floor.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
   activeAgents,
@@ -48,6 +55,9 @@ const { values: a } = parseArgs({
     count: { type: 'string', default: '1000' },
     procs: { type: 'string', default: '2' },
     quiet: { type: 'boolean', default: false },
+    'floor-scale': { type: 'string', default: '1' },
+    check: { type: 'boolean', default: false },
+    tolerance: { type: 'string', default: '1.25' },
   },
 });
 
@@ -57,6 +67,20 @@ if (a.scenario === 'idle-agents') {
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
 if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');
+// The reference in docs/benchmarks.md is for the standard scenario only.
+if (
+  a.check &&
+  (a.directory !== 'openldap' ||
+    a.agents !== '1' ||
+    a.nodes !== '1' ||
+    a.concurrency !== '16' ||
+    a.wrong !== '10' ||
+    (a.users ?? '1000') !== '1000' ||
+    a['pool-size'] ||
+    a['cpu-prof'])
+) {
+  throw new Error('--check runs the standard scenario: only --duration, --warmup and --tolerance may change');
+}
 
 const PASSWORD = 'Bench-Passw0rd!1';
 const agents = Number(a.agents);
@@ -72,78 +96,6 @@ const nodeOptions = (name: string) => {
   if (!profDir) return undefined;
   mkdirSync(join(profDir, name), { recursive: true });
   return `--cpu-prof --cpu-prof-dir=${join(profDir, name)}`;
-};
-
-interface Directory {
-  kind: string;
-  url: string;
-  caFile?: string;
-  domain: string;
-  bindDns: string[];
-  upns: string[];
-  agentDirectory: Record<string, unknown>;
-  /** The server process, when we know it (its CPU is reported too). */
-  pid?: number;
-  stop(): Promise<void>;
-}
-
-const startDirectory = async (): Promise<Directory> => {
-  if (a.directory === 'openldap') {
-    const { startSlapd } = await import('../test/harness/slapd.ts');
-    const n = Number(a.users ?? 1000);
-    const domain = 'bench.test';
-    const users = Array.from({ length: n }, (_, i) => ({
-      uid: `u${i}`,
-      password: PASSWORD,
-      mail: `u${i}@${domain}`,
-    }));
-    const s = await startSlapd({ users });
-    const bindFile = join(work, 'bind-password');
-    writeFileSync(bindFile, s.servicePassword, { mode: 0o600 });
-    return {
-      kind: 'openldap',
-      pid: Number(readFileSync(join(s.dir, 'slapd.pid'), 'utf8').trim()) || undefined,
-      url: s.url,
-      domain,
-      bindDns: users.map((u) => `uid=${u.uid},${s.peopleDn}`),
-      upns: users.map((u) => u.mail),
-      agentDirectory: {
-        kind: 'openldap',
-        urls: [s.url],
-        bindDn: s.serviceDn,
-        bindPasswordFile: bindFile,
-        baseDns: [s.peopleDn],
-      },
-      stop: () => s.stop(),
-    };
-  }
-  const { startSambaDc, REALM, BASE_DN } = await import('../test/harness/samba.ts');
-  const dc = await startSambaDc();
-  const n = Number(a.users ?? 40);
-  const names = Array.from({ length: n }, (_, i) => `bench${i}`);
-  // samba-tool takes ~0.4 s per call: a few at a time.
-  for (let i = 0; i < n; i += 4) {
-    await Promise.all(names.slice(i, i + 4).map((u) => dc.tool('user', 'create', u, PASSWORD)));
-  }
-  const bindFile = join(work, 'bind-password');
-  writeFileSync(bindFile, dc.adminPassword, { mode: 0o600 });
-  return {
-    kind: 'samba',
-    url: dc.url,
-    domain: REALM,
-    bindDns: names.map((u) => dc.dn(u)),
-    upns: names.map((u) => dc.upn(u)),
-    agentDirectory: {
-      kind: 'ad',
-      urls: [dc.ldapsUrl],
-      caFile: dc.caFile,
-      tlsServerName: dc.tlsServerName,
-      bindDn: dc.adminUpn,
-      bindPasswordFile: bindFile,
-      baseDns: [`CN=Users,${BASE_DN}`],
-    },
-    stop: () => dc.stop(),
-  };
 };
 
 /** Runs bench/load.ts; `onLine` sees `measuring` and `done` as they come. */
@@ -194,9 +146,19 @@ const query = async <T>(sql: string, params: unknown[]): Promise<T> => {
   }
 };
 
+/** bench/floor.ts in its own process, before anything else of ours runs. */
+const measureFloor = async (): Promise<FloorReport> => {
+  const r = await runNode(join(ROOT, 'bench/floor.ts'), ['--scale', String(a['floor-scale'])]);
+  if (r.code !== 0) throw new Error(`bench/floor.ts exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as FloorReport;
+};
+
 try {
+  say("floor: the cloud path's primitives on this machine (bench/floor.ts)");
+  const floor = await measureFloor();
+  say(`  ${floor.floor_cloud_cpu_ms} ms of cloud CPU per sign-in at least (${floor.cpu_model})`);
   say(`directory: starting ${a.directory}`);
-  directory = await startDirectory();
+  directory = await startDirectory(a.directory, a.users, work, PASSWORD);
   let shared: NodeJS.ProcessEnv = {};
   if (nodes > 1) {
     const { createTempDatabase } = await import('../test/harness/postgres.ts');
@@ -337,6 +299,11 @@ try {
     raw_p99_ms: raw.p99,
     added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
     cloud_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(0, nodes))),
+    floor_cloud_cpu_ms: floor.floor_cloud_cpu_ms,
+    cloud_to_floor_ratio:
+      Math.round((perSignInMs(sum(cpu.slice(0, nodes))) / floor.floor_cloud_cpu_ms) * 100) / 100,
+    floor_parts_us: floor.floor_parts_us,
+    es256_jose_us: floor.es256_jose_us,
     agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
     load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
     directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,
@@ -347,21 +314,24 @@ try {
     agent_rss_mb: Math.max(...rss.slice(nodes, base)),
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
-    cpu_model: (() => {
-      try {
-        return execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])
-          .toString()
-          .trim();
-      } catch {
-        return 'unknown';
-      }
-    })(),
+    cpu_model: floor.cpu_model,
   };
   say(
     `\nratio ${report.ratio}  added p50 ${report.added_p50_ms} ms  cloud ${report.cloud_cpu_ms_per_signin} ms CPU/sign-in, ` +
       `agents ${report.agent_cpu_ms_per_signin} ms CPU/sign-in  peak RSS cloud ${report.cloud_rss_mb} MB, agent ${report.agent_rss_mb} MB`,
   );
   await cleanup();
+  if (a.check) {
+    const verdict = check(report, readReference(ROOT), Number(a.tolerance));
+    say(`\ncheck (tolerance ${a.tolerance}, this machine's floor / the reference's: ${verdict.scale}):`);
+    for (const l of verdict.lines) {
+      say(
+        `  ${l.ok ? 'ok  ' : 'FAIL'} ${l.field} ${l.measured} ms (limit ${l.limit}, reference ${l.reference})`,
+      );
+    }
+    process.stdout.write(`${JSON.stringify({ ...report, check: verdict })}\n`);
+    process.exit(verdict.ok ? 0 : 1);
+  }
   process.stdout.write(`${JSON.stringify(report)}\n`);
 } catch (err) {
   process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
