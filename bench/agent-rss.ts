@@ -4,7 +4,7 @@
  * small OpenLDAP, after its first sync and a few heartbeats. Next to it, the floor no agent gets
  * under: bare Node, and Node holding one mutual-TLS WebSocket to the same gateway with `ws`.
  *
- *   node bench/agent-rss.ts [--settle 15] [--node-options '--max-semi-space-size=1']
+ *   node bench/agent-rss.ts [--settle 15] [--node-options '']   (default: the systemd unit's flags)
  *   (table on stderr, JSON on the last line)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { AGENT_FILE, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
+import { AGENT_FILE, AGENT_NODE_FLAGS, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
 import { AGENT_CHANNEL_PATH } from '../packages/protocol/src/messages.ts';
-import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type Child, spawnNode, waitFor } from '../test/harness/children.ts';
 import { startSlapd } from '../test/harness/slapd.ts';
 import { cpuModel } from './floor.ts';
 import { activeAgents, createTenant, memMb, registerAgent, startCloud } from './stack.ts';
@@ -22,8 +22,9 @@ import { activeAgents, createTenant, memMb, registerAgent, startCloud } from './
 const { values: a } = parseArgs({
   options: { settle: { type: 'string', default: '15' }, 'node-options': { type: 'string' } },
 });
-// Extra flags for the bundled agent only (to try heap settings: --node-options=--max-semi-space-size=1).
-const agentEnv = { ...process.env, ...(a['node-options'] ? { NODE_OPTIONS: a['node-options'] } : {}) };
+// The bundled agent runs with the flags of the systemd unit customers install, unless told otherwise.
+const nodeOptions = a['node-options'] ?? AGENT_NODE_FLAGS.join(' ');
+const agentEnv = { ...process.env, NODE_OPTIONS: nodeOptions };
 const settleMs = Number(a.settle) * 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const work = mkdtempSync(join(tmpdir(), 'gh-agent-rss-'));
@@ -41,7 +42,7 @@ const settled = async (c: Child): Promise<{ rss: number; hwm: number }> => {
 const FLOOR_WS = `
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-const [url, stateDir] = process.argv.slice(2);
+const [url, stateDir] = process.argv.slice(1);
 const f = (n) => readFileSync(stateDir + '/' + n, 'utf8');
 const ws = new WebSocket(url, { ca: f('cloud-ca.pem'), key: f('tls.key'), cert: f('tls.crt'), perMessageDeflate: false });
 ws.on('error', (e) => console.error(e.message));
@@ -82,14 +83,12 @@ try {
 
   const bare = spawnNode('bare-node', '-e', ['setInterval(() => {}, 1000)']);
   children.push(bare);
-  const floorFile = join(ROOT, 'bench', '.agent-rss-floor.mjs');
-  writeFileSync(floorFile, FLOOR_WS);
-  cleanup.push(async () => rmSync(floorFile, { force: true }));
   const { gatewayUrl } = JSON.parse(readFileSync(join(stateDir, 'agent.json'), 'utf8')) as {
     gatewayUrl: string;
   };
   const url = `${gatewayUrl.replace(/^https:/, 'wss:').replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`;
-  const wsFloor = spawnNode('ws-floor', floorFile, [url, stateDir]);
+  // An ES module given with -e resolves `ws` from the working directory (the repository).
+  const wsFloor = spawnNode('ws-floor', '--input-type=module', ['-e', FLOOR_WS, url, stateDir]);
   children.push(wsFloor);
 
   const agent = spawnNode('agent-bundle', bundle, ['run', '--state-dir', stateDir], { env: agentEnv });
@@ -103,7 +102,7 @@ try {
     agent_bundle_idle_rss_mb: ag.rss,
     agent_bundle_peak_rss_mb: ag.hwm,
     node: process.version,
-    node_options: a['node-options'] ?? '',
+    node_options: nodeOptions,
     cpu_model: cpuModel(),
   };
   process.stderr.write(
