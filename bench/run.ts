@@ -16,6 +16,8 @@
  *   npm run bench -- --check [--tolerance 1.25]  (the standard scenario against docs/benchmarks.md;
  *                                                 exit 1 when CPU per sign-in regressed, bench/check.ts)
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
+ *   npm run bench -- --growth   the same on a database of 1,000 tenants, 100,000 users and 10 million
+ *                               sign-in log rows (see bench/growth.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +29,7 @@ import { type Child, ROOT, runNode, spawnNode, waitFor } from '../test/harness/c
 import { check, readReference } from './check.ts';
 import { type Directory, startDirectory } from './directory.ts';
 import type { FloorReport } from './floor.ts';
+import { type GrowthSize, seedGrowth } from './growth.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
   activeAgents,
@@ -58,6 +61,10 @@ const { values: a } = parseArgs({
     'floor-scale': { type: 'string', default: '1' },
     check: { type: 'boolean', default: false },
     tolerance: { type: 'string', default: '1.25' },
+    growth: { type: 'boolean', default: false },
+    'growth-tenants': { type: 'string', default: '1000' },
+    'growth-users': { type: 'string', default: '100000' },
+    'growth-signins': { type: 'string', default: '10000000' },
   },
 });
 
@@ -77,7 +84,8 @@ if (
     a.wrong !== '10' ||
     (a.users ?? '1000') !== '1000' ||
     a['pool-size'] ||
-    a['cpu-prof'])
+    a['cpu-prof'] ||
+    a.growth)
 ) {
   throw new Error('--check runs the standard scenario: only --duration, --warmup and --tolerance may change');
 }
@@ -225,6 +233,20 @@ try {
     250,
   );
 
+  let growth: (GrowthSize & { seed_s: number }) | null = null;
+  if (a.growth) {
+    if (nodes > 1) throw new Error('--growth seeds the embedded SQLite database: one node only');
+    const size = {
+      tenants: Number(a['growth-tenants']),
+      users: Number(a['growth-users']),
+      signins: Number(a['growth-signins']),
+    };
+    say(`growth: seeding ${size.tenants} tenants, ${size.users} users, ${size.signins} sign-in log rows`);
+    const { seconds } = seedGrowth(join(cloud.dataDir, 'gatehouse.db'), tenant.tenantId, size);
+    say(`  seeded in ${seconds} s`);
+    growth = { ...size, seed_s: seconds };
+  }
+
   const common = {
     concurrency,
     warmupS: Number(a.warmup),
@@ -312,6 +334,7 @@ try {
     directory_ms_mean: round(split.dir),
     cloud_rss_mb: Math.max(...rss.slice(0, nodes)),
     agent_rss_mb: Math.max(...rss.slice(nodes, base)),
+    growth,
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
     cpu_model: floor.cpu_model,

@@ -22,7 +22,6 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { z } from 'zod';
 import { agentChannelErrors, agentFrames, agentMalformed, agentSessions } from '../metrics/families.ts';
-import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
 import type { ValidationAnswer, ValidationRequest } from '../signin/types.ts';
 
 /** How long an agent has to say hello after the upgrade. */
@@ -118,8 +117,6 @@ export class AgentConnection {
   #helloSeen = false;
   /** Frames not sent because the socket was already closing (logged once, counted at close). */
   #dropped = 0;
-  /** When the sync run in progress on this connection began (performance.now()), for metrics. */
-  #syncStartedAt: number | undefined;
 
   constructor(
     ws: WebSocket,
@@ -168,11 +165,6 @@ export class AgentConnection {
    * the schema's input side: ids held as plain strings need no brand to be sent; the agent parses.
    */
   send(msg: z.input<typeof CloudMessage>): boolean {
-    // The final page's acknowledgement is the one place that knows a run was applied, and how.
-    if (msg.type === 'sync.ack' && msg.summary) {
-      syncRunApplied(this.#syncStartedAt, msg.summary);
-      this.#syncStartedAt = undefined;
-    }
     return this.#sendFrame(JSON.stringify(msg), msg.type);
   }
 
@@ -249,7 +241,6 @@ export class AgentConnection {
     if (this.closed) return;
     this.closed = true;
     agentSessions.inc({ event: 'closed' });
-    if (this.#syncStartedAt !== undefined) syncRunEnded('interrupted');
     clearTimeout(this.#helloTimer);
     // Already closed, so a failure here can only be logged; the connection is gone either way.
     this.#contain('closed', () => this.#hooks.onClosed(this));
@@ -339,15 +330,12 @@ export class AgentConnection {
           return;
         }
         this.syncQueued++;
-        if (msg.seq === 0) this.#syncStartedAt = syncRunStarted(this.#syncStartedAt);
         // A page that fails is answered and logged; the run then restarts (the next page is out of
         // order), so the connection stays.
         this.syncChain = this.syncChain
           .then(() => (this.closed ? undefined : this.#hooks.onSyncPage(this, msg)))
           .catch((err: unknown) => {
             this.#log.error({ err, runId: msg.runId }, 'sync page failed');
-            if (this.#syncStartedAt !== undefined) syncRunEnded('failed');
-            this.#syncStartedAt = undefined;
             this.sendError('internal_error', 'the sync page could not be applied');
           })
           .finally(() => {
