@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
-import { type CloudConfig, loadCloudConfig } from './config.ts';
+import { type CloudConfig, loadCloudConfig, storedLiveness } from './config.ts';
 import type { CloudContext } from './context.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway, type GatewayOptions } from './gateway/index.ts';
@@ -106,10 +106,11 @@ const composeDispatch = async (
     db: ctx.db,
     log: ctx.log,
     now: ctx.now,
-    inactiveAfterMs: config.inactiveAfterMs,
+    storedLivenessMs: storedLiveness(config),
     reconnectWaitMs: config.agentReconnectWaitMs,
     local: gateway.local,
     closeDeleted: gateway.closeDeleted,
+    balance: gateway.balance,
   });
   router = r;
   gateway.useClusterRevocation(r.revocation);
@@ -147,7 +148,7 @@ const addMetricSources = (ctx: CloudContext, gateway: Gateway, router: ClusterRo
       const counts = { '0': 0, '1': 0, '2': 0, '3+': 0 };
       const rows = await tenantsByActiveAgents(ctx.db, {
         now: ctx.now(),
-        inactiveAfterMs: ctx.config.inactiveAfterMs,
+        inactiveAfterMs: storedLiveness(ctx.config),
       });
       for (const r of rows) counts[bucketOf(r.agents)] += r.tenants;
       return counts;
