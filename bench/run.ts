@@ -11,6 +11,7 @@
  *   npm run bench -- [--directory openldap|samba] [--users 1000] [--agents 1] [--concurrency 16]
  *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
+ *   npm run bench -- --scenario scale-out-storm --count 2000  (see bench/scale-out-storm.ts)
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +28,7 @@ import {
   cpuSeconds,
   createTenant,
   memMb,
+  pgStats,
   registerAgent,
   startAgent,
   startCloud,
@@ -53,6 +55,10 @@ const { values: a } = parseArgs({
 
 if (a.scenario === 'idle-agents') {
   await import('./idle-agents.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
+  process.exit(0);
+}
+if (a.scenario === 'scale-out-storm') {
+  await import('./scale-out-storm.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
   process.exit(0);
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
@@ -283,6 +289,10 @@ try {
   let before: number[] = [];
   let after: number[] = [];
   let windowStart = Date.now();
+  // Scale-out: commits and row changes in the database over the same window as the CPU.
+  const pgUrl = pgDb?.url;
+  let pgBefore: Promise<{ commits: number; rows: number }> | undefined;
+  let pgAfter: Promise<{ commits: number; rows: number }> | undefined;
   const pt = await load(
     {
       ...common,
@@ -297,7 +307,12 @@ try {
       if (line === 'measuring') {
         before = pids.map(cpuSeconds);
         windowStart = Date.now();
-      } else after = pids.map(cpuSeconds);
+        if (pgUrl) pgBefore = pgStats(pgUrl);
+      } else {
+        after = pids.map(cpuSeconds);
+        // pg_stat_database is flushed about once a second: read it once that has happened.
+        if (pgUrl) pgAfter = new Promise((r) => setTimeout(r, 1500)).then(() => pgStats(pgUrl));
+      }
     },
   );
   // Where the time goes, from the sign-in log: the authenticator's total, the agent's and the directory's.
@@ -311,6 +326,8 @@ try {
   const signins = pt.correct + pt.wrong;
   const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
   const rss = pids.slice(0, base).map((p) => memMb(p));
+  const [pg0, pg1] = pgBefore && pgAfter ? await Promise.all([pgBefore, pgAfter]) : [];
+  const perSignIn = (n: number) => Math.round((n / Math.max(1, signins)) * 100) / 100;
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -337,6 +354,10 @@ try {
     raw_p99_ms: raw.p99,
     added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
     cloud_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(0, nodes))),
+    // Each node's CPU over the sign-ins it served (the load generator spreads them evenly).
+    cloud_cpu_ms_per_signin_by_node: cpu.slice(0, nodes).map((c) => perSignInMs(c * nodes)),
+    pg_commits_per_signin: pg0 && pg1 ? perSignIn(pg1.commits - pg0.commits) : null,
+    pg_rows_per_signin: pg0 && pg1 ? perSignIn(pg1.rows - pg0.rows) : null,
     agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
     load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
     directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,

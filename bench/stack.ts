@@ -174,3 +174,19 @@ export const activeAgents = async (cloud: Cloud, tenantId: string): Promise<numb
   const list = (await cloud.cli('agents', 'list', '--tenant', tenantId)) as unknown as { status: string }[];
   return list.filter((a) => a.status === 'active').length;
 };
+
+/** The PostgreSQL database's commits and row changes so far (pg_stat_database; flushed about once a second). */
+export const pgStats = async (url: string): Promise<{ commits: number; rows: number }> => {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query(
+      `SELECT xact_commit AS commits, tup_inserted + tup_updated + tup_deleted AS rows
+         FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    return { commits: Number(rows[0].commits), rows: Number(rows[0].rows) };
+  } finally {
+    await c.end();
+  }
+};

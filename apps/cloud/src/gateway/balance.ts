@@ -11,13 +11,16 @@
  * the step, so the receiving node takes the handshakes spread out (a move costs it a mutual-TLS
  * handshake, a hello and a row write, the same as the reconnect storm after a node's death).
  * Agents asked to move count as still here in the total until they are gone, so that a move under
- * way is not answered with more moves.
+ * way is not answered with more moves. Before it sheds, a node asks each peer for its load directly:
+ * a peer that died (kill -9) still has its last announcement here, but NATS answers "no responders"
+ * for it at once, and agents sent towards it would only come back.
  */
 import { NodeLoad } from '@gatehouse/protocol';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 
-export const LOAD_SUBJECT = 'gatehouse.nodes.load';
+/** Per deployment: two deployments on one NATS server must not count each other's nodes. */
+export const loadSubject = (clusterId: string) => `gatehouse.nodes.load.${clusterId}`;
 /** How often nodes announce their load and look at the others'. */
 export const DEFAULT_BALANCE_MS = 2_000;
 /** Agents one node asks to move per second, at most. */
@@ -26,6 +29,8 @@ export const DEFAULT_MAX_MOVES_PER_S = 100;
 const SLACK = 0.05;
 /** A node not heard from for this many intervals is counted out. */
 const STALE_STEPS = 3;
+/** How long a peer has to answer the check before a shed. */
+const CHECK_TIMEOUT_MS = 500;
 
 /** The gateway's side: its connections and the frame that moves one. */
 export interface LocalAgents {
@@ -37,6 +42,8 @@ export interface LocalAgents {
 
 export interface BalancerOptions {
   nodeId: string;
+  /** The same on every node of the deployment (derived from the shared secret key). */
+  clusterId: string;
   log: Logger;
   local: LocalAgents;
   everyMs?: number;
@@ -62,6 +69,9 @@ export const movesFor = (
   return Math.min(held - share, maxMoves);
 };
 
+/** A node id as one NATS subject token (ids are host names and pids: dots, maybe more). */
+const token = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, '_');
+
 export const startBalancer = (nc: NatsConnection, o: BalancerOptions): Balancer => {
   const everyMs = o.everyMs ?? DEFAULT_BALANCE_MS;
   const maxMoves = Math.max(1, Math.ceil(((o.maxMovesPerS ?? DEFAULT_MAX_MOVES_PER_S) * everyMs) / 1000));
@@ -71,53 +81,83 @@ export const startBalancer = (nc: NatsConnection, o: BalancerOptions): Balancer 
   const dec = new TextDecoder();
   let serving = true;
 
-  const sub = nc.subscribe(LOAD_SUBJECT, {
+  const subject = loadSubject(o.clusterId);
+  const parse = (data: Uint8Array): NodeLoad | null => {
+    try {
+      const m = NodeLoad.safeParse(JSON.parse(dec.decode(data)));
+      return m.success ? m.data : null;
+    } catch {
+      return null;
+    }
+  };
+  const current = (leaving = false): NodeLoad => {
+    const { held, moving } = o.local.count();
+    return { node: o.nodeId, agents: held + moving, ...(leaving ? { leaving } : {}) };
+  };
+  const sub = nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err) return log.warn({ err: err.message }, 'load subscription error');
-      let raw: unknown;
-      try {
-        raw = JSON.parse(dec.decode(msg.data));
-      } catch {
-        return;
-      }
-      const m = NodeLoad.safeParse(raw);
-      if (!m.success || m.data.node === o.nodeId) return;
-      if (m.data.leaving) peers.delete(m.data.node);
-      else peers.set(m.data.node, { agents: m.data.agents, at: Date.now() });
+      const m = parse(msg.data);
+      if (!m || m.node === o.nodeId) return;
+      if (m.leaving) peers.delete(m.node);
+      else peers.set(m.node, { agents: m.agents, at: Date.now() });
+    },
+  });
+  // Direct questions from a node about to shed.
+  const asked = nc.subscribe(`${subject}.${token(o.nodeId)}`, {
+    callback: (err, msg) => {
+      if (!err && serving) msg.respond(enc.encode(JSON.stringify(current())));
     },
   });
 
-  const announce = (leaving = false) => {
+  const announce = (leaving = false) => nc.publish(subject, enc.encode(JSON.stringify(current(leaving))));
+
+  const needed = () => {
     const { held, moving } = o.local.count();
-    const load: NodeLoad = { node: o.nodeId, agents: held + moving, ...(leaving ? { leaving } : {}) };
-    nc.publish(LOAD_SUBJECT, enc.encode(JSON.stringify(load)));
+    const loads = [...peers.values()].map((p) => p.agents);
+    return { held, moving, n: movesFor(held, moving, loads, maxMoves) };
   };
 
-  const step = () => {
+  /** Each peer's load now; a peer that does not answer (it died: "no responders") is counted out. */
+  const check = () =>
+    Promise.all(
+      [...peers.keys()].map(async (node) => {
+        try {
+          const r = await nc.request(`${subject}.${token(node)}`, undefined, { timeout: CHECK_TIMEOUT_MS });
+          const m = parse(r.data);
+          if (m && !m.leaving) peers.set(node, { agents: m.agents, at: Date.now() });
+          else peers.delete(node);
+        } catch {
+          peers.delete(node);
+        }
+      }),
+    );
+
+  const step = async () => {
     if (!serving || nc.isClosed()) return;
     announce();
     const now = Date.now();
     for (const [node, p] of peers) if (now - p.at > STALE_STEPS * everyMs) peers.delete(node);
-    const { held, moving } = o.local.count();
-    const n = movesFor(
-      held,
-      moving,
-      [...peers.values()].map((p) => p.agents),
-      maxMoves,
-    );
-    if (n === 0) return;
-    const asked = o.local.shed(n, everyMs);
-    if (asked > 0) log.info({ held, moving, peers: peers.size, asked }, 'asking agents to move to another node');
+    if (needed().n === 0) return;
+    await check();
+    const { held, moving, n } = needed();
+    if (n === 0 || !serving) return;
+    const sent = o.local.shed(n, everyMs);
+    if (sent > 0)
+      log.info({ held, moving, peers: peers.size, asked: sent }, 'asking agents to move to another node');
   };
 
   // At once: a node that (re)joins is counted by the others at their next step.
   announce();
+  let stepping = false;
   const timer = setInterval(() => {
-    try {
-      step();
-    } catch (err) {
-      log.warn({ err }, 'rebalancing step failed');
-    }
+    if (stepping) return;
+    stepping = true;
+    step()
+      .catch((err: unknown) => log.warn({ err }, 'rebalancing step failed'))
+      .finally(() => {
+        stepping = false;
+      });
   }, everyMs);
   timer.unref();
 
@@ -132,6 +172,7 @@ export const startBalancer = (nc: NatsConnection, o: BalancerOptions): Balancer 
         // Leaving anyway: the others count this node out after STALE_STEPS intervals.
       }
       sub.unsubscribe();
+      asked.unsubscribe();
     },
   };
 };
