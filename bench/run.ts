@@ -27,6 +27,7 @@ import {
   type Cloud,
   cpuSeconds,
   createTenant,
+  dbStatements,
   memMb,
   pgStats,
   registerAgent,
@@ -293,6 +294,9 @@ try {
   const pgUrl = pgDb?.url;
   let pgBefore: Promise<{ commits: number; rows: number }> | undefined;
   let pgAfter: Promise<{ commits: number; rows: number }> | undefined;
+  const statements = () => Promise.all(clouds.map((c) => dbStatements(c).catch(() => ({}))));
+  let stBefore: Promise<Record<string, number>[]> | undefined;
+  let stAfter: Promise<Record<string, number>[]> | undefined;
   const pt = await load(
     {
       ...common,
@@ -308,10 +312,12 @@ try {
         before = pids.map(cpuSeconds);
         windowStart = Date.now();
         if (pgUrl) pgBefore = pgStats(pgUrl);
+        stBefore = statements();
       } else {
         after = pids.map(cpuSeconds);
         // pg_stat_database is flushed about once a second: read it once that has happened.
         if (pgUrl) pgAfter = new Promise((r) => setTimeout(r, 1500)).then(() => pgStats(pgUrl));
+        stAfter = statements();
       }
     },
   );
@@ -328,6 +334,10 @@ try {
   const rss = pids.slice(0, base).map((p) => memMb(p));
   const [pg0, pg1] = pgBefore && pgAfter ? await Promise.all([pgBefore, pgAfter]) : [];
   const perSignIn = (n: number) => Math.round((n / Math.max(1, signins)) * 100) / 100;
+  const [st0, st1] = stBefore && stAfter ? await Promise.all([stBefore, stAfter]) : [[], []];
+  const byOp: Record<string, number> = {};
+  for (const [i, after1] of st1.entries())
+    for (const [op, n] of Object.entries(after1)) byOp[op] = (byOp[op] ?? 0) + n - (st0[i]?.[op] ?? 0);
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -358,6 +368,7 @@ try {
     cloud_cpu_ms_per_signin_by_node: cpu.slice(0, nodes).map((c) => perSignInMs(c * nodes)),
     pg_commits_per_signin: pg0 && pg1 ? perSignIn(pg1.commits - pg0.commits) : null,
     pg_rows_per_signin: pg0 && pg1 ? perSignIn(pg1.rows - pg0.rows) : null,
+    db_statements_per_signin: Object.fromEntries(Object.entries(byOp).map(([op, n]) => [op, perSignIn(n)])),
     agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
     load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
     directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,

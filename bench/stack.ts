@@ -190,3 +190,17 @@ export const pgStats = async (url: string): Promise<{ commits: number; rows: num
     await c.end();
   }
 };
+
+/** Statements the cloud process ran so far, by kind (its /metrics: gatehouse_db_query_duration_seconds). */
+export const dbStatements = async (cloud: Cloud): Promise<Record<string, number>> => {
+  const port = cloud.env.GATEHOUSE_CLOUD_METRICS_PORT;
+  const text = await (
+    await pinnedFetch(readFileSync(cloud.caFile))(`https://127.0.0.1:${port}/metrics`)
+  ).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^gatehouse_db_query_duration_seconds_count\{([^}]*)\} (\d+)/gm)) {
+    const op = /op="([^"]+)"/.exec(m[1]!)?.[1] ?? 'other';
+    out[op] = (out[op] ?? 0) + Number(m[2]);
+  }
+  return out;
+};

@@ -155,7 +155,7 @@ export const opsCommands: Record<string, Command> = {
         const r = await revoker.revoke({ tenantId: a.tenant, agentId: a.id }).catch((err: unknown) => {
           throw new GatehouseError('internal_error', {
             deleted: a.id,
-            connection: `not confirmed closed (${String(err)}); the cloud drops it at its next heartbeat, within ${env.config.heartbeatMs} ms`,
+            connection: `not confirmed closed (${String(err)}); the cloud drops it at its next presence write, within ${env.config.presenceWriteMs} ms`,
           });
         });
         await audit(
