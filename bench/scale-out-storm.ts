@@ -121,6 +121,11 @@ export const main = async (count: number, procs = 2): Promise<void> => {
       rss_mb: memMb(n0.child.pid, 'VmRSS'),
     };
     say(`  idle: ${JSON.stringify(idle)}`);
+    // To measure an older tree, which has no rebalancing: stop after the idle phase.
+    if (process.env.BENCH_IDLE_ONLY) {
+      process.stdout.write(`${JSON.stringify({ scenario: 'scale-out-storm', count, idle_one_node: idle })}\n`);
+      return;
+    }
 
     /** Starts node 1 and waits until the agents are spread (each node within 5 % of half). */
     const rebalance = async (label: string) => {
