@@ -50,7 +50,9 @@ export const main = async (count: number, procs = 2): Promise<void> => {
     // Node 1's ports are known now; it is started again in step 2.
     await n1.stop();
     const config = loadCloudConfig(n0.env);
-    const { heartbeatMs, presenceWriteMs } = config;
+    const { heartbeatMs } = config;
+    // Absent before presence was batched (every heartbeat was written then).
+    const presenceWriteMs = (config as { presenceWriteMs?: number }).presenceWriteMs ?? 0;
     const { db, secrets } = await openState(config);
     const tenants = Math.ceil(count / MAX_AGENTS_PER_TENANT);
     say(`scale-out storm: ${count} idle agents in ${tenants} tenants, ${procs} load processes, 2 nodes`);
@@ -123,7 +125,9 @@ export const main = async (count: number, procs = 2): Promise<void> => {
     say(`  idle: ${JSON.stringify(idle)}`);
     // To measure an older tree, which has no rebalancing: stop after the idle phase.
     if (process.env.BENCH_IDLE_ONLY) {
-      process.stdout.write(`${JSON.stringify({ scenario: 'scale-out-storm', count, idle_one_node: idle })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ scenario: 'scale-out-storm', count, idle_one_node: idle })}\n`,
+      );
       return;
     }
 
