@@ -302,7 +302,9 @@ try {
       ...common,
       mode: 'grant',
       users: directory.upns,
-      tokenUrls: clouds.map((c) => tenant.tokenUrl.replace(cloud.url, c.url)),
+      // Each node's own origin: the token endpoint the tenant advertises names the public URL stored
+      // in the database (the last node started), and sent every sign-in to that one node.
+      tokenUrls: clouds.map((c) => `${c.url}${new URL(tenant.tokenUrl).pathname}`),
       caFile: cloud.caFile,
       clientId: tenant.clientId,
     },

@@ -103,6 +103,8 @@ const composeDispatch = async (
       passwordFile: config.natsPasswordFile,
     },
     nodeId: config.nodeId,
+    // Keyed by the deployment's secret key: every node has it, another deployment does not.
+    clusterId: ctx.secrets.mac('cluster', 'nats-cluster-id').slice(0, 16),
     db: ctx.db,
     log: ctx.log,
     now: ctx.now,

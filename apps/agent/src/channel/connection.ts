@@ -9,16 +9,16 @@ import {
   type AgentMessage,
   CloudMessage,
   MAX_FRAME_BYTES,
-  type Reconnect,
   PROTOCOL_VERSION,
   parseFrame,
+  type Reconnect,
 } from '@gatehouse/protocol';
 import WebSocket from 'ws';
 import { agentFor, proxyFor } from '../https.ts';
 import { VERSION } from '../version.ts';
 import { handle, type Session } from './handlers.ts';
 import { type Refusal, refusalFromUpgrade } from './refusal.ts';
-import { InFlight, type AgentRuntime } from './runtime.ts';
+import { type AgentRuntime, InFlight } from './runtime.ts';
 import type { SyncRunner } from './sync-runner.ts';
 
 /** Enough of a refused upgrade's body to read the catalog code. */

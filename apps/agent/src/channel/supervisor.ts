@@ -4,10 +4,10 @@
  * connections; a new certificate means a new connection.
  */
 import { X509Certificate } from 'node:crypto';
+import type { Reconnect } from '@gatehouse/protocol';
 import { Backoff } from '../backoff.ts';
 import { renewCertificate } from '../renew.ts';
 import { loadAgentState } from '../state.ts';
-import type { Reconnect } from '@gatehouse/protocol';
 import { Connection } from './connection.ts';
 import type { Refusal } from './refusal.ts';
 import type { AgentRuntime } from './runtime.ts';
@@ -144,7 +144,10 @@ export class Supervisor {
   #moveAsked(from: Connection, msg: Reconnect): void {
     if (this.#successor || this.#moveTimer || from !== this.#current) return;
     const delay = Math.floor(Math.random() * msg.jitterMs);
-    this.#rt.log.info({ reason: msg.reason, delayMs: delay, from: from.gateway }, 'moving to another gateway');
+    this.#rt.log.info(
+      { reason: msg.reason, delayMs: delay, from: from.gateway },
+      'moving to another gateway',
+    );
     this.#moveTimer = setTimeout(() => {
       this.#moveTimer = undefined;
       if (this.#signal.aborted || from !== this.#current || from.draining) return;

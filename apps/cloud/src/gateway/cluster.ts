@@ -18,8 +18,8 @@ import type { Db } from '../db/index.ts';
 import { clusterRelays } from '../metrics/families.ts';
 import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../signin/types.ts';
 import { activeAgentKeys } from '../store/agents.ts';
-import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import { type LocalAgents, startBalancer } from './balance.ts';
+import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';
 import { type NatsSecurity, natsConnectOptions } from './nats.ts';
 import { type CloseDeleted, createNatsRevocation, revokeOverNats } from './revocation.ts';
@@ -38,6 +38,8 @@ export interface ClusterOptions {
   /** TLS with a pinned CA (never unverified), optional client certificate, optional user. */
   security?: NatsSecurity;
   nodeId: string;
+  /** The same on every node of this deployment and no other (NATS subjects shared by all nodes). */
+  clusterId: string;
   db: Db;
   log: Logger;
   now: () => number;
@@ -101,7 +103,9 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   });
   let relayedInFlight = 0;
   let held = 0;
-  const balancer = o.balance ? startBalancer(nc, { nodeId: o.nodeId, log, local: o.balance }) : undefined;
+  const balancer = o.balance
+    ? startBalancer(nc, { nodeId: o.nodeId, clusterId: o.clusterId, log, local: o.balance })
+    : undefined;
 
   const serve = async (data: Uint8Array, tenantId: string): Promise<ValidationAnswer> => {
     let raw: unknown;

@@ -12,12 +12,12 @@ import type { Authenticator } from '../signin/types.ts';
 import { getAgent, pruneAgents, touchAgent } from '../store/agents.ts';
 import { pruneDeviceCodes } from '../store/device-codes.ts';
 import { setDirectoryLockout } from '../store/tenants.ts';
-import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import type { LocalAgents } from './balance.ts';
+import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import { AgentDispatcher } from './dispatcher.ts';
-import { startPresenceWriter } from './presence.ts';
 import type { AuthenticatedPeer } from './peer.ts';
 import { TenantCaCache } from './peer.ts';
+import { startPresenceWriter } from './presence.ts';
 import { registerRegistrationRoutes } from './registration.ts';
 import {
   type CloseDeleted,
