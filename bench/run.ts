@@ -12,6 +12,8 @@
  *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
  *   npm run bench -- --scenario scale-out-storm --count 2000  (see bench/scale-out-storm.ts)
+ *   npm run bench -- --growth   the same on a database of 1,000 tenants, 100,000 users and 10 million
+ *                               sign-in log rows (see bench/growth.ts)
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type GrowthSize, seedGrowth } from './growth.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
   activeAgents,
@@ -51,6 +54,10 @@ const { values: a } = parseArgs({
     count: { type: 'string', default: '1000' },
     procs: { type: 'string', default: '2' },
     quiet: { type: 'boolean', default: false },
+    growth: { type: 'boolean', default: false },
+    'growth-tenants': { type: 'string', default: '1000' },
+    'growth-users': { type: 'string', default: '100000' },
+    'growth-signins': { type: 'string', default: '10000000' },
   },
 });
 
@@ -270,6 +277,20 @@ try {
     250,
   );
 
+  let growth: (GrowthSize & { seed_s: number }) | null = null;
+  if (a.growth) {
+    if (nodes > 1) throw new Error('--growth seeds the embedded SQLite database: one node only');
+    const size = {
+      tenants: Number(a['growth-tenants']),
+      users: Number(a['growth-users']),
+      signins: Number(a['growth-signins']),
+    };
+    say(`growth: seeding ${size.tenants} tenants, ${size.users} users, ${size.signins} sign-in log rows`);
+    const { seconds } = seedGrowth(join(cloud.dataDir, 'gatehouse.db'), tenant.tenantId, size);
+    say(`  seeded in ${seconds} s`);
+    growth = { ...size, seed_s: seconds };
+  }
+
   const common = {
     concurrency,
     warmupS: Number(a.warmup),
@@ -379,6 +400,7 @@ try {
     directory_ms_mean: round(split.dir),
     cloud_rss_mb: Math.max(...rss.slice(0, nodes)),
     agent_rss_mb: Math.max(...rss.slice(nodes, base)),
+    growth,
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
     cpu_model: (() => {

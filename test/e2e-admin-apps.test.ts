@@ -150,7 +150,8 @@ test('edit the app, give it a new secret, and the old one stops working', async 
 test('delete the app: it is gone from the list and from the API', async () => {
   await page.getByRole('button', { name: 'Delete Payroll 2' }).click();
   await page.getByRole('button', { name: 'Yes, delete Payroll 2' }).click();
-  await page.getByText('Payroll 2 deleted.').waitFor();
+  // Said twice, on the page and in the live region for screen readers: the visible one.
+  await page.locator('#main').getByText('Payroll 2 deleted.').waitFor();
   // The message is said before the list reloads: wait for the reload, then count.
   await appRow('Payroll 2').waitFor({ state: 'detached', timeout: 5_000 });
   assert.equal(await appRow('Payroll 2').count(), 0);

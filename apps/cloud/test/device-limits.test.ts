@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, test } from 'node:test';
 import { catalog } from '@gatehouse/protocol';
+import { DEVICE_CODE_TTL_S } from '../src/gateway/device-flow.ts';
 import { DEVICE_LIMITS } from '../src/gateway/device-limits.ts';
-import { DEVICE_CODE_TTL_S } from '../src/gateway/registration.ts';
 import { createTenant } from '../src/store/tenants.ts';
 import { type Env, startEnv } from './gateway-harness.ts';
 

@@ -22,6 +22,7 @@ import pino from 'pino';
 import WebSocket from 'ws';
 import type { CloudContext } from '../src/context.ts';
 import type { Gateway } from '../src/gateway/index.ts';
+import type { Oidc } from '../src/oidc/index.ts';
 import { startCloud } from '../src/server.ts';
 import type { Dispatcher } from '../src/signin/types.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';
@@ -35,6 +36,7 @@ export interface Env {
   dispatcher: Dispatcher;
   gatewayPort: number;
   app: FastifyInstance;
+  oidc: Oidc;
   appUrl: string;
   tenantId: string;
   adminUpn: string;
@@ -76,6 +78,7 @@ export const startEnv = async (
     dispatcher: cloud.dispatcher,
     gatewayPort: Number(new URL(cloud.gatewayUrl).port),
     app: cloud.app,
+    oidc: cloud.oidc,
     appUrl: cloud.url,
     tenantId,
     adminUpn,
@@ -118,12 +121,14 @@ export const https = (
     cert?: string;
     key?: string;
     cookie?: string;
+    authorization?: string;
   },
 ): Promise<HttpAnswer> =>
   new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
     if (opts.cookie) headers.cookie = opts.cookie;
+    if (opts.authorization) headers.authorization = opts.authorization;
     const req = request(
       url,
       { method: opts.method ?? 'GET', ca: opts.ca, cert: opts.cert, key: opts.key, headers },

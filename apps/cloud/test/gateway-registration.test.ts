@@ -1,6 +1,7 @@
 /**
  * Agent registration over real HTTPS: one-time tokens, the RFC 8628 device flow with its
- * approval page, and certificate renewal over mutual TLS.
+ * approval page (the approver signed in through the tenant's own sign-in pages), and certificate
+ * renewal over mutual TLS.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -10,12 +11,14 @@ import {
   type RegisterResponse,
   verifyIssuedBy,
 } from '@gatehouse/protocol';
+import { ADMIN_CLIENT_ID } from '../src/admin/index.ts';
 import { getAgent } from '../src/store/agents.ts';
 import { listAudit } from '../src/store/audit.ts';
 import { createRegistrationToken } from '../src/store/registration-tokens.ts';
-import { getTenant } from '../src/store/tenants.ts';
-import { createCloudUser } from '../src/store/users.ts';
+import { createTenant, getTenant } from '../src/store/tenants.ts';
+import { createCloudUser, findByLogin } from '../src/store/users.ts';
 import { pageCsp } from '../src/web/page.ts';
+import { type ApprovalBrowser, approvalBrowser, csrfOf } from './approval-browser.ts';
 import {
   ADMIN_PASSWORD,
   type Env,
@@ -109,26 +112,25 @@ const poll = async (deviceCode: string, keys?: Awaited<ReturnType<typeof newAgen
   return postJson(env, '/agent/v1/register', { ...(keys ?? (await newAgentKeys())).body, deviceCode });
 };
 
-/** Loads the page like a browser: the nonce cookie and the form's CSRF token. */
-const openPage = async (query = '') => {
-  const page = await https(`${env.appUrl}/${env.tenantId}/agents/device${query}`, { ca: env.ctx.tls.caCert });
+const pagePath = () => `/${env.tenantId}/agents/device`;
+
+/** The page as someone signed out sees it. */
+const openSignedOut = async (query = '') => {
+  const page = await https(`${env.appUrl}${pagePath()}${query}`, { ca: env.ctx.tls.caCert });
   assert.equal(page.status, 200);
-  const setCookie = String(page.headers['set-cookie']);
-  const cookie = setCookie.split(';')[0]!;
-  const csrf = /name="csrf" value="([^"]+)"/.exec(page.text)![1]!;
-  // Present when the page showed who asks, as a browser would send it back.
-  const reviewed = /name="reviewed" value="([^"]+)"/.exec(page.text)?.[1];
-  return { page, cookie, csrf, reviewed };
+  return page;
 };
 
-const submit = (cookie: string | undefined, fields: Record<string, string>) =>
-  https(`${env.appUrl}/${env.tenantId}/agents/device`, {
-    method: 'POST',
-    body: new URLSearchParams(fields).toString(),
-    contentType: 'application/x-www-form-urlencoded',
-    ca: env.ctx.tls.caCert,
-    cookie,
-  });
+/** An approver who signed in through the tenant's sign-in pages, back at the page for `query`. */
+const signedIn = async (query = '', upn = env.adminUpn, password = ADMIN_PASSWORD) => {
+  const browser = approvalBrowser(env);
+  const { answer: page, url } = await browser.signIn(upn, password, query);
+  // Present when the page showed who asks, as a browser would send it back.
+  const reviewed = /name="reviewed" value="([^"]+)"/.exec(page.text)?.[1];
+  return { browser, page, url, csrf: csrfOf(page.text) ?? '', reviewed };
+};
+
+const submit = (browser: ApprovalBrowser, fields: Record<string, string>) => browser.post(pagePath(), fields);
 
 const errorOf = (res: { json(): unknown }) => (res.json() as { error: string }).error;
 
@@ -143,29 +145,32 @@ test('device flow: pending, slow_down, approved by the Global Administrator, reg
   const tooFast = await postJson(env, '/agent/v1/register', { ...keys.body, deviceCode: d.device_code });
   assert.equal(errorOf(tooFast), 'slow_down');
 
-  const { page, cookie, csrf, reviewed } = await openPage(
-    `?user_code=${d.user_code.toLowerCase().replace('-', '')}`,
-  );
+  const query = `?user_code=${d.user_code.toLowerCase().replace('-', '')}`;
+  const signedOut = await openSignedOut(query);
+  assert.doesNotMatch(signedOut.text, /dc2\.contoso\.example/, 'nothing about the request before sign-in');
+  assert.doesNotMatch(signedOut.text, /type="password"/, 'the page asks for no password itself');
+  assert.match(signedOut.text, /<button type="submit">Sign in<\/button>/);
+
+  const { browser, page, url, csrf, reviewed } = await signedIn(query);
+  assert.equal(new URL(url).pathname, pagePath(), 'back at the approval page after the sign-in');
   assert.match(page.text, /dc2\.contoso\.example/, 'the page names the machine asking');
-  assert.match(page.text, /<label for="password">/);
+  assert.match(page.text, /Signed in as <strong>admin@contoso\.example<\/strong>/);
+  assert.doesNotMatch(page.text, /type="password"/);
   assert.equal(reviewed, d.user_code);
-  const fields = {
-    csrf,
-    user_code: d.user_code,
-    username: env.adminUpn,
-    action: 'approve',
-    reviewed: d.user_code,
-  };
-  const wrong = await submit(cookie, { ...fields, password: 'not-the-password' });
-  assert.equal(wrong.status, 401);
-  assert.ok(!wrong.text.includes('not-the-password'), 'a password is never written back');
-  const noCookie = await submit(undefined, { ...fields, password: ADMIN_PASSWORD });
-  assert.equal(noCookie.status, 403, 'CSRF: the nonce cookie is required');
-  const forged = await submit(cookie, { ...fields, csrf: 'A'.repeat(43), password: ADMIN_PASSWORD });
-  assert.equal(forged.status, 403, 'CSRF: the token must match the cookie');
+  const fields = { csrf, user_code: d.user_code, action: 'approve', reviewed: d.user_code };
+  const noSession = await https(`${env.appUrl}${pagePath()}`, {
+    method: 'POST',
+    body: new URLSearchParams(fields).toString(),
+    contentType: 'application/x-www-form-urlencoded',
+    ca: env.ctx.tls.caCert,
+  });
+  assert.equal(noSession.status, 401, 'a POST without the session is refused');
+  assert.doesNotMatch(noSession.text, /dc2\.contoso\.example/);
+  const forged = await submit(browser, { ...fields, csrf: 'A'.repeat(43) });
+  assert.equal(forged.status, 403, 'CSRF: the token must match the session');
   assert.equal(errorOf(await poll(d.device_code, keys)), 'authorization_pending');
 
-  const ok = await submit(cookie, { ...fields, password: ADMIN_PASSWORD });
+  const ok = await submit(browser, fields);
   assert.equal(ok.status, 200, ok.text);
   assert.match(ok.text, /Agent approved/);
   const reg = await poll(d.device_code, keys);
@@ -186,7 +191,7 @@ test('device flow: pending, slow_down, approved by the Global Administrator, reg
 test('the approval page shows the requesting address, the time, and that the host name is only claimed', async () => {
   const before = Date.now();
   const d = await authorize('dc9.contoso.example');
-  const { page } = await openPage(`?user_code=${d.user_code}`);
+  const { browser, page } = await signedIn(`?user_code=${d.user_code}`);
   assert.equal(page.headers['content-security-policy'], pageCsp());
   const section = /<section class="request"[\s\S]*?<\/section>/.exec(page.text)?.[0] ?? '';
   assert.match(
@@ -206,34 +211,28 @@ test('the approval page shows the requesting address, the time, and that the hos
     .set({ expires_at: Date.now() - 1 })
     .where('user_code', '=', d.user_code)
     .execute();
-  assert.doesNotMatch((await openPage(`?user_code=${d.user_code}`)).page.text, /dc9\.contoso/);
+  assert.doesNotMatch((await browser.get(`${pagePath()}?user_code=${d.user_code}`)).text, /dc9\.contoso/);
 });
 
 test('an approver who typed the code is shown who asks before the approval counts', async () => {
   const d = await authorize('typed-host');
-  const { cookie, csrf, reviewed } = await openPage();
+  const { browser, csrf, reviewed } = await signedIn();
   assert.equal(reviewed, undefined, 'no code in the link: nothing reviewed yet');
-  const fields = { csrf, user_code: d.user_code, username: env.adminUpn, password: ADMIN_PASSWORD };
-  const first = await submit(cookie, { ...fields, action: 'approve' });
+  const fields = { csrf, user_code: d.user_code };
+  const first = await submit(browser, { ...fields, action: 'approve' });
   assert.equal(first.status, 200);
   assert.match(first.text, /Check who is asking/);
   assert.match(first.text, /typed-host/);
   assert.doesNotMatch(first.text, /Agent approved/);
   assert.equal(errorOf(await poll(d.device_code)), 'authorization_pending', 'not approved yet');
-  const second = await submit(cookie, { ...fields, action: 'approve', reviewed: d.user_code });
+  const second = await submit(browser, { ...fields, action: 'approve', reviewed: d.user_code });
   assert.match(second.text, /Agent approved/);
 });
 
 test('device flow: denied, expired, and approvers only', async () => {
   const denied = await authorize('denied-host');
-  const { cookie, csrf } = await openPage();
-  const res = await submit(cookie, {
-    csrf,
-    user_code: denied.user_code,
-    username: env.adminUpn,
-    password: ADMIN_PASSWORD,
-    action: 'deny',
-  });
+  const admin = await signedIn();
+  const res = await submit(admin.browser, { csrf: admin.csrf, user_code: denied.user_code, action: 'deny' });
   assert.equal(res.status, 200);
   assert.equal(errorOf(await poll(denied.device_code)), 'access_denied');
 
@@ -251,12 +250,19 @@ test('device flow: denied, expired, and approvers only', async () => {
     password: 'Reader-pw-12345',
     roles: ['reader'],
   });
-  const notAdmin = await submit(cookie, {
-    csrf,
+  const reader = await signedIn(
+    `?user_code=${pending.user_code}`,
+    'reader@contoso.example',
+    'Reader-pw-12345',
+  );
+  assert.equal(reader.page.status, 403, 'a reader is signed in but may not approve');
+  assert.match(reader.page.text, /Not allowed to approve/);
+  assert.doesNotMatch(reader.page.text, /pending-host/, 'and is not shown who asks');
+  const notAdmin = await submit(reader.browser, {
+    csrf: admin.csrf,
     user_code: pending.user_code,
-    username: 'reader@contoso.example',
-    password: 'Reader-pw-12345',
     action: 'approve',
+    reviewed: pending.user_code,
   });
   assert.equal(notAdmin.status, 403);
   assert.equal(errorOf(await poll(pending.device_code)), 'authorization_pending');
@@ -265,6 +271,65 @@ test('device flow: denied, expired, and approvers only', async () => {
     hostname: 'h',
   });
   assert.equal(unknownTenant.status, 404);
+});
+
+test("the approval page's session is its own: not an admin API token, nor another tenant's", async () => {
+  const { browser } = await signedIn();
+  assert.deepEqual(
+    browser.cookieNames().filter((n) => n.startsWith('__Secure-gh_approval')),
+    ['__Secure-gh_approval'],
+  );
+  const session = (await browser.get(pagePath())).text;
+  assert.match(session, /Signed in as/);
+  const token = browser.cookieValue('__Secure-gh_approval')!;
+  const api = await https(`${env.appUrl}/${env.tenantId}/api/v1/users`, {
+    ca: env.ctx.tls.caCert,
+    authorization: `Bearer ${token}`,
+  });
+  assert.equal(api.status, 401, 'the admin API refuses the approval page token');
+  // Nor is an admin center token (another client of the same provider) an approval session.
+  const t = (await env.oidc.forTenant(env.tenantId))!;
+  const admin = (await findByLogin(env.ctx.db, env.tenantId, env.adminUpn, 'upn'))!;
+  const grant = new t.provider.Grant({ accountId: admin.id, clientId: ADMIN_CLIENT_ID });
+  grant.addOIDCScope('openid');
+  const adminCenterToken = await new t.provider.AccessToken({
+    accountId: admin.id,
+    client: (await t.provider.Client.find(ADMIN_CLIENT_ID))!,
+    grantId: await grant.save(),
+    gty: 'authorization_code',
+    scope: 'openid',
+  }).save();
+  const borrowed = await https(`${env.appUrl}${pagePath()}`, {
+    ca: env.ctx.tls.caCert,
+    cookie: `__Secure-gh_approval=${adminCenterToken}`,
+  });
+  assert.doesNotMatch(borrowed.text, /Signed in as/, 'an admin center token is not an approval session');
+  const other = await createTenant(env.ctx, {
+    name: 'Fabrikam',
+    domain: 'fabrikam.example',
+    admin: { upn: 'admin@fabrikam.example', password: 'Fabrikam-Pa55word-1' },
+  });
+  const elsewhere = await https(`${env.appUrl}/${other.tenantId}/agents/device`, {
+    ca: env.ctx.tls.caCert,
+    cookie: `__Secure-gh_approval=${token}`,
+  });
+  assert.equal(elsewhere.status, 200);
+  assert.doesNotMatch(elsewhere.text, /Signed in as/, "one tenant's session means nothing to another");
+});
+
+test('a sign-in finishes only in the browser that began it', async () => {
+  const began = approvalBrowser(env);
+  const { url: callback } = await began.signIn(env.adminUpn, ADMIN_PASSWORD, '', { stopAtCallback: true });
+  assert.equal(new URL(callback).pathname, `${pagePath()}/callback`);
+  assert.ok(new URL(callback).searchParams.get('code'), 'the provider sent a code');
+  const other = approvalBrowser(env);
+  const elsewhere = await other.get(callback);
+  assert.equal(elsewhere.status, 400);
+  assert.match(elsewhere.text, /began in another browser/);
+  assert.ok(!other.cookieNames().includes('__Secure-gh_approval'), 'no session for the other browser');
+  const back = await began.follow(await began.get(callback));
+  assert.equal(back.answer.status, 200);
+  assert.match(back.answer.text, /Signed in as <strong>admin@contoso\.example<\/strong>/);
 });
 
 test('renewal over mutual TLS: new certificate and HPKE key, the old certificate refused at once', async () => {

@@ -1,7 +1,8 @@
 /**
- * The admin API (/:tenantId/api/v1/...) and the admin center (/:tenantId/admin/), mounted on the
- * cloud's HTTPS app. The admin center is static HTML and one vanilla JS module that uses only the
- * public API, signed in through the tenant's own OIDC provider.
+ * The admin API (/:tenantId/api/v1/...), the admin center (/:tenantId/admin/) and the agent
+ * approval page (/:tenantId/agents/device), mounted on the cloud's HTTPS app. The admin center is
+ * static HTML and one vanilla JS module that uses only the public API; it and the approval page
+ * sign in through the tenant's own OIDC provider.
  */
 import { basename, join } from 'node:path';
 import fastifyStatic from '@fastify/static';
@@ -10,6 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Oidc } from '../oidc/index.ts';
 import { BASE, type RouteDef, registerApiRoutes } from './api.ts';
 import type { AdminDeps } from './deps.ts';
+import { registerDeviceApproval } from './device-approval.ts';
 import { openApiDocument } from './openapi.ts';
 import { apiRoutes } from './routes-apis.ts';
 import { appRoutes } from './routes-apps.ts';
@@ -50,6 +52,7 @@ type TenantReq = FastifyRequest<{ Params: { tenantId: string; asset?: string } }
 export const registerAdmin = (app: FastifyInstance, deps: AdminDeps & { oidc: Oidc }) => {
   const routes = adminRoutes(deps);
   registerApiRoutes(app, deps.ctx, deps.oidc, routes);
+  registerDeviceApproval(app, deps.ctx, deps.oidc);
 
   const tenantExists = async (req: TenantReq) => {
     if (!(await deps.oidc.forTenant(req.params.tenantId)))

@@ -39,7 +39,7 @@ export const openSqlite = (file: string): { dialect: SqliteDialect; raw: Databas
   // timeout comes first: setting the journal mode takes a lock, and another process (the running
   // cloud, when this is the CLI) may hold it for a moment.
   raw.exec(
-    'PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;',
+    'PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;',
   );
   const checkpointer = file === ':memory:' ? undefined : startCheckpointer(raw, file);
   const cache = new Map<string, SqliteStatement>();

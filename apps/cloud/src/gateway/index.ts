@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { CloudContext } from '../context.ts';
-import type { Authenticator } from '../signin/types.ts';
 import { getAgent, pruneAgents, touchAgent } from '../store/agents.ts';
 import { pruneDeviceCodes } from '../store/device-codes.ts';
 import { setDirectoryLockout } from '../store/tenants.ts';
@@ -36,8 +35,8 @@ export interface Gateway {
   readonly dispatcher: AgentDispatcher;
   /** This node's own agents (the scale-out router wraps it). */
   readonly local: AgentDispatcher;
-  /** Registration and the device approval page, on the main HTTPS app. */
-  registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
+  /** Agent registration and device authorization, on the main HTTPS app. */
+  registerRoutes(app: FastifyInstance): void;
   /** Starts serving agents on the bound gateway server, and the sweeps and control socket. */
   start(): Promise<void>;
   close(): Promise<void>;
@@ -234,8 +233,7 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
   const gateway: Gateway = {
     dispatcher,
     local: dispatcher,
-    registerRoutes: (app, deps) =>
-      registerRegistrationRoutes(app, { ctx, authenticator: deps.authenticator }),
+    registerRoutes: (app) => registerRegistrationRoutes(app, ctx),
     start: async () => {
       sweeper = setInterval(sweep, sweepMs);
       sweeper.unref();

@@ -16,9 +16,9 @@ import type { Authenticator } from '../signin/types.ts';
 import { registerErrorHandling } from '../web/errors.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 
-/** What the app needs of the gateway: its HTTP routes (registration, device codes, renewal). */
+/** What the app needs of the gateway: its HTTP routes (registration, device codes). */
 export interface GatewayRoutes {
-  registerRoutes(app: FastifyInstance, deps: { authenticator: Authenticator }): void;
+  registerRoutes(app: FastifyInstance): void;
 }
 
 export interface AppDeps {
@@ -57,6 +57,6 @@ export const buildApp = (ctx: CloudContext, deps: AppDeps): FastifyInstance => {
   });
 
   registerOidc(app, ctx, { authenticator: deps.authenticator, oidc: deps.oidc });
-  deps.gateway?.registerRoutes(app, { authenticator: deps.authenticator });
+  deps.gateway?.registerRoutes(app);
   return app;
 };

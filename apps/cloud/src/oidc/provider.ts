@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
-import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { type Configuration, errors, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
@@ -15,7 +15,7 @@ import { loadSigningKeys } from '../store/signing-keys.ts';
 import { getTenantSecrets } from '../store/tenants.ts';
 import { csrfToken, csrfValid } from '../web/csrf.ts';
 import { type ClientLookup, createAdapterFactory, sweepExpired } from './adapter.ts';
-import { adminCenterClient } from './admin-client.ts';
+import { adminCenterClient, agentApprovalClient } from './admin-client.ts';
 import { CLAIMS, SCOPES, toAccount } from './claims.ts';
 import { groupsClaims } from './groups-claim.ts';
 import { keyCacheHeaders, keyTimings, TOKEN_TTL_S } from './keys.ts';
@@ -23,6 +23,7 @@ import { offlineAccessConsent } from './offline-access.ts';
 import { providerPageHeaders } from './page-headers.ts';
 import { registerPasswordGrant } from './password-grant.ts';
 import { grantResourceScopes, resourceFeatures } from './resources.ts';
+import { EXTERNAL_SIGNING, localSigningKeys } from './signing.ts';
 import { errorPage, logoutPage, signedOutPage } from './views.ts';
 
 export interface OidcDeps {
@@ -63,7 +64,7 @@ const configuration = (
   ctx: CloudContext,
   tenantId: string,
   deps: OidcDeps,
-  secrets: { jwks: Configuration['jwks']; cookieKeys: string[] },
+  secrets: { jwks: { keys: JWK[] }; cookieKeys: string[] },
   lookupClient: ClientLookup,
 ): Configuration => {
   const prefix = `/${tenantId}/v2.0`;
@@ -77,9 +78,13 @@ const configuration = (
       now: ctx.now,
       getClient: lookupClient,
     }),
-    jwks: secrets.jwks,
-    // The admin center signs in to every tenant with the same public client id (see admin-client.ts).
-    clients: [adminCenterClient(ctx.config.publicUrl, tenantId)],
+    jwks: localSigningKeys(secrets.jwks),
+    // The admin center and the agent approval page sign in to every tenant with the same public
+    // client ids (see admin-client.ts).
+    clients: [
+      adminCenterClient(ctx.config.publicUrl, tenantId),
+      agentApprovalClient(ctx.config.publicUrl, tenantId),
+    ],
     cookies: { keys: secrets.cookieKeys, long: cookie, short: { httpOnly: true, sameSite: 'lax' } },
     async findAccount(koa, sub) {
       const user = await deps.authenticator.findUser(tenantId, sub);
@@ -133,6 +138,7 @@ const configuration = (
     rotateRefreshToken: true,
     features: {
       devInteractions: { enabled: false },
+      externalSigningSupport: EXTERNAL_SIGNING,
       userinfo: { enabled: true },
       revocation: { enabled: true },
       ...resourceFeatures(ctx.db, tenantId),

@@ -6,6 +6,7 @@
  */
 import { PostgresAdapter, sql } from 'kysely';
 import type { Db } from '../db/index.ts';
+import { prepare } from '../db/prepared.ts';
 
 export type LockoutLocation = 'familiar' | 'unfamiliar';
 
@@ -49,15 +50,32 @@ export const locksRows = (db: Db): boolean => db.getExecutor().adapter instanceo
 export const lockoutTransaction = <T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> =>
   db.transaction().execute(fn);
 
-/** Which of `keys` the user has succeeded from, and when last. */
-export const familiarKeys = (db: Db, tenantId: string, userId: string, keys: string[]) =>
-  db
-    .selectFrom('familiar_locations')
-    .select(['key_hash', 'last_success_at'])
-    .where('tenant_id', '=', tenantId)
-    .where('user_id', '=', userId)
-    .where('key_hash', 'in', keys)
-    .execute();
+type Familiar = { key_hash: string; last_success_at: number };
+const familiarOf = (n: 1 | 2) =>
+  prepare((db: Db, p: { tenantId: string; userId: string; k0: string; k1: string }) =>
+    db
+      .selectFrom('familiar_locations')
+      .select(['key_hash', 'last_success_at'])
+      .where('tenant_id', '=', p.tenantId)
+      .where('user_id', '=', p.userId)
+      .where('key_hash', 'in', n === 1 ? [p.k0] : [p.k0, p.k1]),
+  );
+// A sign-in has a network, a device or both: one statement for each count.
+const familiar1 = familiarOf(1);
+const familiar2 = familiarOf(2);
+
+/** Which of `keys` (one or two: a network, a device) the user has succeeded from, and when last. */
+export const familiarKeys = async (
+  db: Db,
+  tenantId: string,
+  userId: string,
+  keys: string[],
+): Promise<Familiar[]> => {
+  if (keys.length === 0) return [];
+  if (keys.length > 2) throw new Error('familiarKeys: at most a network and a device');
+  const p = { tenantId, userId, k0: keys[0]!, k1: keys[1] ?? keys[0]! };
+  return (await (keys.length === 1 ? familiar1 : familiar2)(db, p)).rows as Familiar[];
+};
 
 /** Makes sure the counter row exists, so `readCounters(..., forUpdate)` has a row to lock. */
 export const ensureCounter = async (db: Db, k: CounterKey, t: number): Promise<void> => {
@@ -68,28 +86,45 @@ export const ensureCounter = async (db: Db, k: CounterKey, t: number): Promise<v
     .execute();
 };
 
+const countersOf = (forUpdate: boolean) =>
+  prepare((db: Db, p: { tenantId: string; userId: string }) =>
+    db
+      .selectFrom('lockout_counters')
+      .select([
+        'location',
+        'failures',
+        'locked_until',
+        'lock_count',
+        'in_flight',
+        'in_flight_until',
+        'updated_at',
+      ])
+      .where('tenant_id', '=', p.tenantId)
+      .where('user_id', '=', p.userId)
+      .$if(forUpdate, (q) => q.forUpdate()),
+  );
+const counters = countersOf(false);
+const countersForUpdate = countersOf(true);
+
 /** Every counter of the user (one per location class), locked for the transaction when asked. */
-export const readCounters = (
+export const readCounters = async (
   db: Db,
   tenantId: string,
   userId: string,
   forUpdate: boolean,
 ): Promise<CounterState[]> =>
-  db
-    .selectFrom('lockout_counters')
-    .select([
-      'location',
-      'failures',
-      'locked_until',
-      'lock_count',
-      'in_flight',
-      'in_flight_until',
-      'updated_at',
-    ])
-    .where('tenant_id', '=', tenantId)
-    .where('user_id', '=', userId)
-    .$if(forUpdate, (q) => q.forUpdate())
-    .execute();
+  (await (forUpdate ? countersForUpdate : counters)(db, { tenantId, userId })).rows as CounterState[];
+
+const recentBadPassword = prepare(
+  (db: Db, p: { tenantId: string; userId: string; hash: string; t: number }) =>
+    db
+      .selectFrom('lockout_bad_passwords')
+      .select('hash')
+      .where('tenant_id', '=', p.tenantId)
+      .where('user_id', '=', p.userId)
+      .where('hash', '=', p.hash)
+      .where('expires_at', '>', p.t),
+);
 
 /** Whether this wrong password (its keyed hash) was tried within its window. */
 export const isRecentBadPassword = async (
@@ -98,17 +133,25 @@ export const isRecentBadPassword = async (
   userId: string,
   hash: string,
   t: number,
-): Promise<boolean> => {
-  const row = await db
-    .selectFrom('lockout_bad_passwords')
-    .select('hash')
-    .where('tenant_id', '=', tenantId)
-    .where('user_id', '=', userId)
-    .where('hash', '=', hash)
-    .where('expires_at', '>', t)
-    .executeTakeFirst();
-  return row !== undefined;
-};
+): Promise<boolean> => (await recentBadPassword(db, { tenantId, userId, hash, t })).rows.length > 0;
+
+type CountIn = CounterKey & { inFlight: number; until: number; t: number };
+const countInAs = (reset: boolean) =>
+  prepare((db: Db, p: CountIn) =>
+    db
+      .insertInto('lockout_counters')
+      .values({ ...emptyCounter(p), in_flight: 1, in_flight_until: p.until, updated_at: p.t })
+      .onConflict((oc) =>
+        oc.columns(['tenant_id', 'user_id', 'location']).doUpdateSet({
+          in_flight: p.inFlight,
+          in_flight_until: p.until,
+          updated_at: p.t,
+          ...(reset ? { failures: 0, lock_count: 0, locked_until: 0 } : {}),
+        }),
+      ),
+  );
+const countInKeep = countInAs(false);
+const countInReset = countInAs(true);
 
 /** Counts an attempt in (upsert); `reset` rewrites a lapsed counter as an empty one. */
 export const countIn = async (
@@ -116,19 +159,18 @@ export const countIn = async (
   k: CounterKey,
   c: { inFlight: number; until: number; t: number; reset: boolean },
 ): Promise<void> => {
-  await db
-    .insertInto('lockout_counters')
-    .values({ ...emptyCounter(k), in_flight: 1, in_flight_until: c.until, updated_at: c.t })
-    .onConflict((oc) =>
-      oc.columns(['tenant_id', 'user_id', 'location']).doUpdateSet({
-        in_flight: c.inFlight,
-        in_flight_until: c.until,
-        updated_at: c.t,
-        ...(c.reset ? { failures: 0, lock_count: 0, locked_until: 0 } : {}),
-      }),
-    )
-    .execute();
+  const p = { tenantId: k.tenantId, userId: k.userId, location: k.location, ...c };
+  await (c.reset ? countInReset : countInKeep)(db, p);
 };
+
+const familiarUpsert = prepare((db: Db, p: { tenantId: string; userId: string; key: string; t: number }) =>
+  db
+    .insertInto('familiar_locations')
+    .values({ tenant_id: p.tenantId, user_id: p.userId, key_hash: p.key, last_success_at: p.t })
+    .onConflict((oc) =>
+      oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: p.t }),
+    ),
+);
 
 export const recordFamiliarKey = async (
   db: Db,
@@ -137,51 +179,57 @@ export const recordFamiliarKey = async (
   key: string,
   t: number,
 ): Promise<void> => {
-  await db
-    .insertInto('familiar_locations')
-    .values({ tenant_id: tenantId, user_id: userId, key_hash: key, last_success_at: t })
-    .onConflict((oc) => oc.columns(['tenant_id', 'user_id', 'key_hash']).doUpdateSet({ last_success_at: t }))
-    .execute();
+  await familiarUpsert(db, { tenantId, userId, key, t });
 };
+
+const countOutSuccessAs = (resetAll: boolean) =>
+  prepare((db: Db, p: CounterKey & { t: number }) =>
+    db
+      .updateTable('lockout_counters')
+      .set(
+        resetAll
+          ? (eb) => ({
+              failures: 0,
+              lock_count: 0,
+              locked_until: 0,
+              updated_at: p.t,
+              in_flight: eb
+                .case()
+                .when('location', '=', p.location)
+                .then(countOut)
+                .else(eb.ref('in_flight'))
+                .end(),
+            })
+          : { in_flight: countOut, updated_at: p.t },
+      )
+      .where('tenant_id', '=', p.tenantId)
+      .where('user_id', '=', p.userId)
+      .$if(!resetAll, (q) => q.where('location', '=', p.location)),
+  );
+const countOutKeep = countOutSuccessAs(false);
+const countOutReset = countOutSuccessAs(true);
 
 /**
  * A success, one statement: counts the attempt out and, when `resetAll` (the user had failures),
  * clears every counter of the user; otherwise touches only the attempt's own counter.
  */
 export const countOutSuccess = async (db: Db, k: CounterKey, resetAll: boolean, t: number): Promise<void> => {
-  await db
-    .updateTable('lockout_counters')
-    .set(
-      resetAll
-        ? (eb) => ({
-            failures: 0,
-            lock_count: 0,
-            locked_until: 0,
-            updated_at: t,
-            in_flight: eb
-              .case()
-              .when('location', '=', k.location)
-              .then(countOut)
-              .else(eb.ref('in_flight'))
-              .end(),
-          })
-        : { in_flight: countOut, updated_at: t },
-    )
-    .where('tenant_id', '=', k.tenantId)
-    .where('user_id', '=', k.userId)
-    .$if(!resetAll, (q) => q.where('location', '=', k.location))
-    .execute();
+  const p = { tenantId: k.tenantId, userId: k.userId, location: k.location, t };
+  await (resetAll ? countOutReset : countOutKeep)(db, p);
 };
+
+const countOutOnlyQuery = prepare((db: Db, p: CounterKey) =>
+  db
+    .updateTable('lockout_counters')
+    .set({ in_flight: countOut })
+    .where('tenant_id', '=', p.tenantId)
+    .where('user_id', '=', p.userId)
+    .where('location', '=', p.location),
+);
 
 /** An attempt that ended neither in success nor in a wrong password: counted out, nothing else. */
 export const countOutOnly = async (db: Db, k: CounterKey): Promise<void> => {
-  await db
-    .updateTable('lockout_counters')
-    .set({ in_flight: countOut })
-    .where('tenant_id', '=', k.tenantId)
-    .where('user_id', '=', k.userId)
-    .where('location', '=', k.location)
-    .execute();
+  await countOutOnlyQuery(db, { tenantId: k.tenantId, userId: k.userId, location: k.location });
 };
 
 export const rememberBadPassword = async (

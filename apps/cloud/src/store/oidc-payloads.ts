@@ -4,6 +4,7 @@
  * tenant's provider carries its tenant id.
  */
 import type { Db } from '../db/index.ts';
+import { prepare } from '../db/prepared.ts';
 
 /** One model of one tenant's provider. */
 export interface PayloadScope {
@@ -17,22 +18,28 @@ export interface PayloadRow {
   consumed_at: number | null;
 }
 
+const findBy = (column: 'id' | 'user_code' | 'uid') =>
+  prepare((db: Db, p: { model: string; tenantId: string; key: string; now: number }) =>
+    db
+      .selectFrom('oidc_payloads')
+      .select(['id', 'payload', 'consumed_at'])
+      .where('model', '=', p.model)
+      .where('tenant_id', '=', p.tenantId)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', p.now)]))
+      .where(column, '=', p.key),
+  );
+// Prepared (db/prepared.ts): oidc-provider reads and writes these on every token request.
+const finders = { id: findBy('id'), user_code: findBy('user_code'), uid: findBy('uid') };
+
 /** The live (unexpired) row whose `column` equals `key`. */
-export const findPayload = (
+export const findPayload = async (
   db: Db,
   s: PayloadScope,
   column: 'id' | 'user_code' | 'uid',
   key: string,
   now: number,
 ): Promise<PayloadRow | undefined> =>
-  db
-    .selectFrom('oidc_payloads')
-    .select(['id', 'payload', 'consumed_at'])
-    .where('model', '=', s.model)
-    .where('tenant_id', '=', s.tenantId)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .where(column, '=', key)
-    .executeTakeFirst();
+  (await finders[column](db, { model: s.model, tenantId: s.tenantId, key, now })).rows[0];
 
 export interface PayloadWrite {
   payload: string;
@@ -44,17 +51,29 @@ export interface PayloadWrite {
   account_id: string | null;
 }
 
+type Upsert = PayloadScope & { id: string } & PayloadWrite;
+const upsert = prepare((db: Db, p: Upsert) => {
+  const row: PayloadWrite = {
+    payload: p.payload,
+    grant_id: p.grant_id,
+    user_code: p.user_code,
+    uid: p.uid,
+    expires_at: p.expires_at,
+    account_id: p.account_id,
+  };
+  return db
+    .insertInto('oidc_payloads')
+    .values({ model: p.model, id: p.id, tenant_id: p.tenantId, consumed_at: null, ...row })
+    .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(row));
+});
+
 export const upsertPayload = async (
   db: Db,
   s: PayloadScope,
   id: string,
   row: PayloadWrite,
 ): Promise<void> => {
-  await db
-    .insertInto('oidc_payloads')
-    .values({ model: s.model, id, tenant_id: s.tenantId, consumed_at: null, ...row })
-    .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(row))
-    .execute();
+  await upsert(db, { model: s.model, tenantId: s.tenantId, id, ...row });
 };
 
 export const consumePayload = async (db: Db, s: PayloadScope, id: string, at: number): Promise<void> => {

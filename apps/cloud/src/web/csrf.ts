@@ -7,11 +7,11 @@
  * pages must render again with the user's input and "this page expired"; it keeps one cookie
  * configuration per app; and a sign-in form is already bound to its interaction, whose cookie
  * oidc-provider owns, so it needs no CSRF cookie of its own. The approval page binds its token to
- * a nonce cookie (set with @fastify/cookie) instead.
+ * the approver's session cookie instead (admin/approver-session.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-/** The token for a form bound to `binding` (an interaction uid, a cookie nonce). */
+/** The token for a form bound to `binding` (an interaction uid, a session). */
 export const csrfToken = (key: string | Buffer, binding: string): string =>
   createHmac('sha256', key).update(binding).digest('base64url');
 

@@ -1,33 +1,13 @@
 /**
  * The page where an administrator approves an agent's device code (RFC 8628). Plain HTML that
- * works without JavaScript: labelled fields, autocomplete hints, an error region announced to
- * screen readers, a visible focus ring. Every value is escaped; a password is never written back.
+ * works without JavaScript: labelled fields, an error region announced to screen readers, a
+ * visible focus ring. Every value is escaped. It asks for no password: the approver signs in
+ * through the tenant's sign-in pages (approver-session.ts) and the page names who is signed in.
  */
-import { randomBytes } from 'node:crypto';
 import type { PendingDeviceCode } from '../store/device-codes.ts';
-import { csrfToken as formToken, csrfValid as formTokenValid } from '../web/csrf.ts';
 import { esc, htmlPage } from '../web/page.ts';
 
-/** The nonce cookie; __Host- pins it to this origin, HTTPS and path /. */
-export const CSRF_COOKIE = '__Host-gh_device_nonce';
-
-/** User codes use letters that cannot be mistaken for each other or spell words (RFC 8628 6.1). */
-export const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ';
-
-/** "bcdf ghjk", "BCDF-GHJK" and "bcdfghjk" all mean BCDF-GHJK; anything else is null. */
-export const normalizeUserCode = (input: string): string | null => {
-  const letters = input.toUpperCase().replace(/[^A-Z]/g, '');
-  if (letters.length !== 8 || [...letters].some((c) => !USER_CODE_ALPHABET.includes(c))) return null;
-  return `${letters.slice(0, 4)}-${letters.slice(4)}`;
-};
-
-export const newNonce = (): string => randomBytes(24).toString('base64url');
-
-/** The form's token: an HMAC of the cookie's nonce, so a cross-site form cannot forge it. */
-export const csrfToken = (key: Buffer, nonce: string): string => formToken(key, `agents-device\n${nonce}`);
-
-export const csrfValid = (key: Buffer, nonce: string | undefined, token: string): boolean =>
-  formTokenValid(key, nonce === undefined ? undefined : `agents-device\n${nonce}`, token);
+const APPROVERS = 'a Global Administrator or Hybrid Identity Administrator of this organisation';
 
 // Beyond the shared base: two buttons side by side, and the success note.
 const STYLE = `
@@ -41,6 +21,8 @@ button.deny{background:#4b5563}
 .request dt{font-weight:600}
 .request dd{margin:0;overflow-wrap:anywhere}
 .request p{margin:.5rem 0 0}
+.who{margin:1rem 0 0}
+form.signin button{width:100%;margin-top:1rem}
 `;
 
 const page = (title: string, body: string): string => htmlPage(title, body, STYLE);
@@ -48,12 +30,23 @@ const page = (title: string, body: string): string => htmlPage(title, body, STYL
 export interface DeviceFormView {
   action: string;
   csrf: string;
+  /** Who is signed in, and where to sign in as someone else. */
+  upn: string;
+  switchUrl: string;
   userCode?: string;
   /** Shown when the code is pending, so the approver sees who asks and what of it is unverified. */
   request?: PendingDeviceCode;
-  username?: string;
   error?: string;
 }
+
+const errorRegion = (error?: string): string =>
+  error
+    ? `<div class="error" role="alert" id="error"><p>${esc(error)}</p></div>`
+    : // Present but empty so assistive technology already knows the live region.
+      '<div role="alert" id="error"></div>';
+
+const signedInAs = (upn: string, switchUrl: string): string =>
+  `<p class="who muted">Signed in as <strong>${esc(upn)}</strong>. <a href="${esc(switchUrl)}">Sign in as another user</a></p>`;
 
 /** UTC, to the second: the approver compares it with when they started the agent. */
 const utc = (ms: number): string => `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
@@ -79,11 +72,10 @@ export const deviceForm = (v: DeviceFormView): string =>
   page(
     'Approve a Gatehouse Agent',
     `<h1>Approve a Gatehouse Agent</h1>
-<p class="muted">An agent installed on premises asks to join this organisation. Only a cloud-only
-Global Administrator or Hybrid Identity Administrator can approve it. Approve only a code you
-started yourself.</p>
+<p class="muted">An agent installed on premises asks to join this organisation. Approve only a code
+you started yourself.</p>
 ${v.request ? requestDetails(v.request) : ''}
-${v.error ? `<div class="error" role="alert" id="error"><p>${esc(v.error)}</p></div>` : '<div role="alert" id="error"></div>'}
+${errorRegion(v.error)}
 <form method="post" action="${esc(v.action)}">
 <input type="hidden" name="csrf" value="${esc(v.csrf)}">
 ${v.request && v.userCode ? `<input type="hidden" name="reviewed" value="${esc(v.userCode)}">` : ''}
@@ -91,15 +83,35 @@ ${v.request && v.userCode ? `<input type="hidden" name="reviewed" value="${esc(v
 <input id="user_code" name="user_code" required autocomplete="off" autocapitalize="characters" spellcheck="false"
  inputmode="text" maxlength="16" placeholder="XXXX-XXXX" aria-describedby="code-help" value="${esc(v.userCode ?? '')}">
 <small id="code-help" class="muted">Eight letters, e.g. BCDF-GHJK.</small>
-<label for="username">Your administrator user name</label>
-<input id="username" name="username" type="email" required autocomplete="username" value="${esc(v.username ?? '')}">
-<label for="password">Your password</label>
-<input id="password" name="password" type="password" required autocomplete="current-password">
 <div class="actions">
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny" class="deny">Deny</button>
 </div>
+</form>
+${signedInAs(v.upn, v.switchUrl)}`,
+  );
+
+/** Before sign-in: nothing about any request is shown to someone the cloud does not know. */
+export const signInView = (v: { signInUrl: string; userCode?: string; error?: string }): string =>
+  page(
+    'Approve a Gatehouse Agent',
+    `<h1>Approve a Gatehouse Agent</h1>
+<p class="muted">An agent installed on premises asks to join this organisation. Only ${APPROVERS}
+can approve it. Sign in with your organisation account to see who is asking.</p>
+${errorRegion(v.error)}
+<form class="signin" method="get" action="${esc(v.signInUrl)}">
+${v.userCode ? `<input type="hidden" name="user_code" value="${esc(v.userCode)}">` : ''}
+<button type="submit">Sign in</button>
 </form>`,
+  );
+
+/** Signed in, but not an approver: no request details, and a way to sign in as someone else. */
+export const notAnApprover = (v: { upn: string; switchUrl: string }): string =>
+  page(
+    'Not allowed to approve',
+    `<h1>Not allowed to approve</h1>
+${errorRegion(`Only ${APPROVERS} can approve agents.`)}
+${signedInAs(v.upn, v.switchUrl)}`,
   );
 
 export const deviceDone = (approved: boolean, hostname: string): string =>
