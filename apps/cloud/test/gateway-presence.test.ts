@@ -63,4 +63,8 @@ test('rebalancing: a node above its share sheds down to it, gradually; others do
   assert.equal(movesFor(2550, 0, [2450], 200), 0);
   // Three nodes: each sheds only its own excess over the share.
   assert.equal(movesFor(3000, 0, [3000, 0], 5000), 1000);
+  // Twenty survivors and one restarted node: the pace into it is shared out, 10 each, not 200 each.
+  assert.equal(movesFor(5000, 0, [...Array(19).fill(5000), 0], 200), 10);
+  // Two empty nodes take twice the pace.
+  assert.equal(movesFor(6000, 0, [0, 0], 200), 400);
 });

@@ -7,7 +7,8 @@
  * `reconnect` frame, through the gateway's `shed`). The agent opens its new connection before it
  * closes the old one, so no tenant loses its connected agent to a move.
  *
- * Gradual: at most `maxMovesPerS` agents per second per node, each agent with a random delay within
+ * Gradual: at most `maxMovesPerS` agents per second into each node with room (shared out among the
+ * nodes above their share), each agent with a random delay within
  * the step, so the receiving node takes the handshakes spread out (a move costs it a mutual-TLS
  * handshake, a hello and a row write, the same as the reconnect storm after a node's death).
  * Agents asked to move count as still here in the total until they are gone, so that a move under
@@ -65,8 +66,17 @@ export const movesFor = (
   if (peers.length === 0) return 0;
   const total = held + moving + peers.reduce((s, n) => s + n, 0);
   const share = Math.ceil(total / (peers.length + 1));
-  if (held <= share + Math.floor(share * SLACK)) return 0;
-  return Math.min(held - share, maxMoves);
+  const slack = Math.floor(share * SLACK);
+  const receivers = peers.filter((n) => n < share - slack).length;
+  // Clearly above the share; or above it at all while a node is clearly below (one empty node
+  // among twenty leaves each of the others only 5 % above the share).
+  if (held <= share || (held <= share + slack && receivers === 0)) return 0;
+  // `maxMoves` is what one receiving node takes per step: the nodes with room share it out among
+  // the nodes above their share, so 20 survivors shedding to one restarted node do not send it 20
+  // times the pace (each move costs the receiver a handshake, as in a reconnect storm).
+  const senders = 1 + peers.filter((n) => n > share).length;
+  const pace = Math.max(1, Math.floor((maxMoves * Math.max(1, receivers)) / senders));
+  return Math.min(held - share, pace);
 };
 
 /** A node id as one NATS subject token (ids are host names and pids: dots, maybe more). */
