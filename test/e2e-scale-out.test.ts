@@ -157,6 +157,8 @@ before(async () => {
     extra: {
       GATEHOUSE_CLOUD_HEARTBEAT_MS: '1000',
       GATEHOUSE_CLOUD_INACTIVE_AFTER_MS: '3000',
+      // activeAgents() reads last_seen_at with a 2.5 s window: rows written every 0.5 s keep it exact.
+      GATEHOUSE_CLOUD_PRESENCE_WRITE_MS: '500',
       GATEHOUSE_CLOUD_AGENT_TIMEOUT_MS: '8000',
       GATEHOUSE_CLOUD_LOG_LEVEL: 'debug',
     },
