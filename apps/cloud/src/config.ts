@@ -65,6 +65,9 @@ export const CloudConfigSchema = z
      * (default inactiveAfterMs). Heartbeats are not written: at a million agents they would be more
      * writes than the sign-ins. The database's view of an agent is this much older at most. */
     presenceWriteMs: z.coerce.number().int().min(100).max(3_600_000).optional(),
+    /** Scale-out: how often nodes compare their agent counts and move agents to a node with room
+     * (gateway/balance.ts); 0: never (agents stay wherever they connected). */
+    rebalanceMs: z.coerce.number().int().min(0).max(600_000).default(2_000),
     /** A sign-in for a tenant whose last agent was connected this recently waits (within its
      * deadline) for one to reconnect, instead of failing with no_agent: an agent restart or a
      * cloud node's death costs latency, not failed sign-ins. 0: never wait. */

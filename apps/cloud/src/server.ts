@@ -112,7 +112,8 @@ const composeDispatch = async (
     reconnectWaitMs: config.agentReconnectWaitMs,
     local: gateway.local,
     closeDeleted: gateway.closeDeleted,
-    balance: gateway.balance,
+    balance: config.rebalanceMs > 0 ? gateway.balance : undefined,
+    rebalanceMs: config.rebalanceMs,
   });
   router = r;
   gateway.useClusterRevocation(r.revocation);

@@ -52,6 +52,8 @@ export interface ClusterOptions {
   closeDeleted: CloseDeleted;
   /** This node's agents, for rebalancing (the gateway's); none: this node never moves agents. */
   balance?: LocalAgents;
+  /** How often the balancer looks (default DEFAULT_BALANCE_MS). */
+  rebalanceMs?: number;
 }
 
 export interface ClusterRouter extends Dispatcher {
@@ -104,7 +106,13 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   let relayedInFlight = 0;
   let held = 0;
   const balancer = o.balance
-    ? startBalancer(nc, { nodeId: o.nodeId, clusterId: o.clusterId, log, local: o.balance })
+    ? startBalancer(nc, {
+        nodeId: o.nodeId,
+        clusterId: o.clusterId,
+        log,
+        local: o.balance,
+        everyMs: o.rebalanceMs,
+      })
     : undefined;
 
   const serve = async (data: Uint8Array, tenantId: string): Promise<ValidationAnswer> => {
