@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startCloud } from '../apps/cloud/src/server.ts';
+import { finishSyncRunRecord, startSyncRun } from '../apps/cloud/src/store/sync-runs.ts';
 import { accessibilityViolations, launchBrowser, newContext, serverSpki } from './harness/browser.ts';
 import { type Child, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from './harness/children.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
@@ -177,6 +178,10 @@ test('the cloud-only administrator signs in and sees pass-through authentication
     await page.getByRole('switch', { name: 'Pass-through authentication' }).getAttribute('aria-checked'),
     'true',
   );
+  // The agent's first sync ran before the stack was ready.
+  await page.getByTestId('sync-state').waitFor();
+  assert.match(String(await page.getByTestId('sync-state').textContent()), /^(Healthy|Running)/);
+  assert.equal(await page.getByTestId('sync-problem').count(), 0);
   // The access token is kept for this tab only, not in a cookie or localStorage.
   assert.equal(await page.evaluate(() => localStorage.length), 0);
   await shot('overview');
@@ -264,6 +269,32 @@ test('a wrong password shows in the sign-in log with its code, agent and DC serv
   assert.notEqual(cells[5], '—', 'the agent that validated it');
   assert.match(cells[6] ?? '', /^ldap:\/\/|127\.0\.0\.1|localhost/, 'the DC server');
   await shot('sign-in-logs');
+});
+
+test('a failed sync run is said first on the overview', async () => {
+  const now = Date.now();
+  await startSyncRun(cloud.ctx.db, { tenantId, id: 'failed-run', agentId: 'agent-x', mode: 'delta' }, now);
+  await finishSyncRunRecord(
+    cloud.ctx.db,
+    tenantId,
+    'failed-run',
+    { status: 'failed', error: 'page 2 could not be applied' },
+    now,
+  );
+  await go('Overview', 'Overview');
+  const alert = page.getByTestId('sync-problem');
+  await alert.waitFor();
+  assert.equal(await alert.getAttribute('role'), 'alert');
+  assert.match(String(await alert.textContent()), /The last sync run failed: page 2 could not be applied/);
+  assert.match(String(await page.getByTestId('sync-state').textContent()), /^Failed/);
+  await shot('overview-sync-failed');
+  // A run that succeeds afterwards clears it.
+  await startSyncRun(cloud.ctx.db, { tenantId, id: 'good-run', agentId: 'agent-x' }, now + 1);
+  await finishSyncRunRecord(cloud.ctx.db, tenantId, 'good-run', { status: 'succeeded' }, now + 2);
+  await go('Pass-through authentication', 'Pass-through authentication');
+  await go('Overview', 'Overview');
+  await page.getByTestId('sync-state').getByText('Healthy').waitFor();
+  assert.equal(await page.getByTestId('sync-problem').count(), 0);
 });
 
 test('the other pages render; screenshots at 1280 px and 375 px', async () => {

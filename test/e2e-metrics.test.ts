@@ -209,9 +209,9 @@ test('a scrape during sign-in load finds every family, with counts equal to what
   assert.equal(s1.families.has('gatehouse_nats_connected'), false, 'the embedded shape has no NATS');
 
   // The first sync of each agent, before the load.
-  assert.ok(s1.value('gatehouse_sync_runs_total', { result: 'applied' }) >= 1);
+  assert.ok(s1.value('gatehouse_sync_runs_total', { mode: 'full', result: 'applied' }) >= 1);
   assert.ok(s1.value('gatehouse_sync_duration_seconds_count') >= 1);
-  assert.ok(s1.value('gatehouse_sync_users_total', { change: 'created' }) >= USERS.length);
+  assert.ok(s1.value('gatehouse_sync_users_total', { mode: 'full', change: 'created' }) >= USERS.length);
   assert.equal(s1.value('gatehouse_agent_sessions_total', { event: 'ready' }), 2);
 
   // The database: every sign-in read and wrote; SQLite has no pool to report.

@@ -13,16 +13,18 @@
  * ordered by CSNOrderingMatch). A deleted entry leaves nothing to read, so deletions are only seen
  * by the full runs, which delete by absence.
  *
- * A change to a group (AD: its member list is on the group, not on the users) makes the run full:
- * which users left it cannot be known without the previous lists.
+ * A changed group (its member list is on the group, not on the users) is sent with the complete
+ * current membership of it and of every group above it (directory/group-delta.ts); the cloud
+ * replaces those groups' memberships. A deleted group (an AD tombstone) still makes the run full.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SyncedUser } from '@gatehouse/protocol';
+import type { SyncedGroup, SyncedUser } from '@gatehouse/protocol';
 import { type Client, Control, type Entry } from 'ldapts';
 import { z } from 'zod';
 import type { DirectoryConfig } from './config.ts';
-import { collectGroups, guidToString, normDn } from './directory/groups.ts';
+import { groupMembersNow, scanAfterFor } from './directory/group-delta.ts';
+import { collectGroups, guidToString, normDn, readGroupEntries } from './directory/groups.ts';
 import type { Directory } from './directory/index.ts';
 import { writeFileAtomic } from './state.ts';
 import { netbiosFor, readNetbiosDomains, syncAttributes, toSyncedUser } from './sync.ts';
@@ -130,6 +132,10 @@ export type DeltaResult =
       users: SyncedUser[];
       /** Anchors of users deleted since the mark (AD). */
       deleted: string[];
+      /** Groups changed since the mark. */
+      groups: SyncedGroup[];
+      /** Group anchor -> its users at any depth now, for the changed groups and those above them. */
+      groupMembers: Map<string, string[]>;
       skipped: number;
       server: string;
       /** The mark to keep once the cloud applied the run. */
@@ -143,6 +149,8 @@ export const collectDelta = async (
   pageSize: number,
   m: SyncMark | undefined,
   now: number,
+  /** Users the last full run sent (how member anchors are looked up: group-delta.ts). */
+  knownUsers?: number,
 ): Promise<DeltaResult> => {
   const cfg = dir.cfg;
   if (!m) return { full: 'no high-water mark' };
@@ -152,8 +160,7 @@ export const collectDelta = async (
     const pos = await readPosition(client, cfg, server, false);
     if (pos.identity !== m.identity) return { full: 'another directory server answered' };
     const since = changedFilter(cfg, m.mark);
-    if (cfg.syncGroups && (await groupsChanged(client, cfg, since, m.mark)))
-      return { full: 'a group changed' };
+    const changed = cfg.syncGroups ? await changedGroups(client, cfg, since, m.mark) : new Map();
     const deleted = cfg.kind === 'ad' ? await deletedSince(client, cfg, m.mark) : { users: [] };
     if (deleted === null) return { full: 'deleted objects are not readable' };
     if ('group' in deleted) return { full: 'a group was deleted' };
@@ -165,6 +172,7 @@ export const collectDelta = async (
     const seen = new Set<string>();
     let skipped = 0;
     let csn = cfg.kind === 'openldap' ? m.mark : undefined;
+    for (const c of changed.values()) csn = maxCsn(csn, c);
     for (const e of await searchAll(client, cfg.baseDns, `(&${cfg.userFilter}${since})`, [
       ...syncAttributes(cfg),
       ...(cfg.kind === 'openldap' ? ['entryCSN'] : []),
@@ -179,16 +187,33 @@ export const collectDelta = async (
         users.push(u);
       }
     }
-    if (cfg.syncGroups && users.length > 0) {
-      const byDn = new Map(users.map((u) => [normDn(u.dn), u.anchor]));
-      const g = await collectGroups(client, cfg, byDn, {
-        pageSize,
-        netbios: (dn) => netbiosFor(dn, cfg, domains),
-      });
-      for (const u of users) u.groups = g.memberships.get(u.anchor) ?? [];
+    let groups: SyncedGroup[] = [];
+    let groupMembers = new Map<string, string[]>();
+    if (cfg.syncGroups && (users.length > 0 || changed.size > 0)) {
+      // One read of every group's member list serves both the changed users and the changed groups.
+      const opts = { pageSize, netbios: (dn: string) => netbiosFor(dn, cfg, domains) };
+      const read = await readGroupEntries(client, cfg, opts);
+      if (users.length > 0) {
+        const byDn = new Map(users.map((u) => [normDn(u.dn), u.anchor]));
+        const g = await collectGroups(client, cfg, byDn, opts, read);
+        for (const u of users) u.groups = g.memberships.get(u.anchor) ?? [];
+      }
+      if (changed.size > 0) {
+        const anchors = new Set(changed.keys());
+        groups = read.entries.filter((e) => anchors.has(e.group.anchor)).map((e) => e.group);
+        groupMembers = await groupMembersNow(client, cfg, read.entries, anchors, scanAfterFor(knownUsers));
+      }
     }
     const mark = cfg.kind === 'ad' ? (pos.mark ?? m.mark) : (csn ?? m.mark);
-    return { users, deleted: deleted.users, skipped, server, next: { ...m, mark, at: now } };
+    return {
+      users,
+      deleted: deleted.users,
+      groups,
+      groupMembers,
+      skipped,
+      server,
+      next: { ...m, mark, at: now },
+    };
   });
 };
 
@@ -211,15 +236,33 @@ const searchAll = async (client: Client, bases: readonly string[], filter: strin
   return out;
 };
 
-const groupsChanged = async (client: Client, cfg: DirectoryConfig, since: string, mark: string) => {
-  const attrs = [cfg.kind === 'ad' ? 'objectGUID' : 'entryCSN'];
-  const entries = await searchAll(
+/** Anchors of the groups changed since the mark, with their entryCSN on OpenLDAP (for the next mark). */
+const changedGroups = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  since: string,
+  mark: string,
+): Promise<Map<string, string | undefined>> => {
+  const out = new Map<string, string | undefined>();
+  const attrs = [cfg.kind === 'ad' ? 'objectGUID' : 'entryUUID', 'entryCSN'];
+  for (const e of await searchAll(
     client,
     cfg.groupBaseDns ?? cfg.baseDns,
     `(&${cfg.groupFilter}${since})`,
     attrs,
-  );
-  return entries.some((e) => cfg.kind === 'ad' || first(e.entryCSN) !== mark);
+  )) {
+    const csn = cfg.kind === 'openldap' ? first(e.entryCSN) : undefined;
+    if (cfg.kind === 'openldap' && csn === mark) continue; // applied by the run that set the mark
+    const g = Array.isArray(e.objectGUID) ? e.objectGUID[0] : e.objectGUID;
+    const anchor =
+      cfg.kind === 'ad'
+        ? Buffer.isBuffer(g) && g.length === 16
+          ? guidToString(g)
+          : undefined
+        : first(e.entryUUID);
+    if (anchor) out.set(anchor, csn);
+  }
+  return out;
 };
 
 /** The naming context (DC=... suffix) holding a DN. */

@@ -9,10 +9,11 @@ import { readFileSync } from 'node:fs';
 import { formatIssues, GatehouseError, isGatehouseError, parseCommandLine } from '@gatehouse/protocol';
 import pino from 'pino';
 import { type AgentConfig, loadAgentConfig } from './config.ts';
+import { collectDelta, readMark } from './delta.ts';
 import { Directory, type UserRef } from './directory/index.ts';
 import { program } from './program.ts';
 import { isRegistered, readStatus } from './state.ts';
-import { collectUsers } from './sync.ts';
+import { collectUsers, readLastSync } from './sync.ts';
 
 interface Values {
   cloud?: string;
@@ -23,6 +24,7 @@ interface Values {
   'state-dir'?: string;
   config?: string;
   json?: boolean;
+  delta?: boolean;
 }
 
 const line = parseCommandLine(program, process.argv.slice(2));
@@ -94,6 +96,30 @@ const resolveUser = async (dir: Directory, name: string): Promise<UserRef | null
     if (r.searchEntries.length === 1) return { dn: r.searchEntries[0].dn, upn: name };
   }
   return null;
+};
+
+/** `sync --delta`: what a delta run would send now from the kept mark (which it does not move). */
+const previewDelta = async (cfg: AgentConfig, dir: Directory): Promise<number> => {
+  const known = readLastSync(cfg.stateDir).count;
+  const d = await collectDelta(dir, cfg.sync.pageSize, readMark(cfg.stateDir), Date.now(), known);
+  if (d.full !== undefined) {
+    if (values.json) out(JSON.stringify({ mode: 'full', why: d.full }));
+    else out(`a delta run is not possible now (${d.full}): the next run is full`);
+    return 0;
+  }
+  const members = Object.fromEntries(d.groupMembers);
+  if (values.json) out(JSON.stringify({ mode: 'delta', ...d, groupMembers: members }));
+  else {
+    for (const u of d.users)
+      out(`changed  ${u.anchor}  ${u.upn}  ${u.enabled ? 'enabled ' : 'disabled'}  ${u.dn}`);
+    for (const a of d.deleted) out(`deleted  ${a}`);
+    for (const g of d.groups) out(`group    ${g.anchor}  ${g.name}  ${g.dn}`);
+    for (const [g, list] of d.groupMembers) out(`members  ${g}  ${list.length} users at any depth`);
+    out(
+      `delta from ${d.server}: ${d.users.length} users changed, ${d.deleted.length} deleted, ${d.groups.length} groups changed, ${d.groupMembers.size} groups' members resent`,
+    );
+  }
+  return 0;
 };
 
 const commands: Record<string, () => Promise<number>> = {
@@ -207,6 +233,7 @@ const commands: Record<string, () => Promise<number>> = {
     const cfg = config();
     const dir = new Directory(cfg.directory, { backgroundProbe: false });
     try {
+      if (values.delta) return await previewDelta(cfg, dir);
       const r = await collectUsers(dir, cfg.sync.pageSize);
       if (values.json) out(JSON.stringify(r));
       else {

@@ -32,9 +32,10 @@ const table = {
     positionals: ['USER'],
   },
   sync: {
-    usage: '[--state-dir D] [--config FILE] [--json]',
-    summary: 'reads the users a sync would send, and sends nothing',
-    options: { ...local, json: B },
+    usage: '[--delta] [--state-dir D] [--config FILE] [--json]',
+    summary:
+      'reads the users a sync would send (--delta: what changed since the kept mark, or why the run would be full), and sends nothing',
+    options: { ...local, json: B, delta: B },
   },
 } satisfies Record<string, CliCommand>;
 

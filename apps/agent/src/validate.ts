@@ -5,6 +5,7 @@
  */
 import { type AgentOutcome, aad, hpkeOpen, type Validate, type ValidateResult } from '@gatehouse/protocol';
 import type { Directory } from './directory/index.ts';
+import { lookupUser } from './lookup.ts';
 
 /** Beyond this difference between the cloud's sentAt and our clock, deadlines mean nothing. */
 export const MAX_CLOCK_SKEW_MS = 60_000;
@@ -56,10 +57,18 @@ export const handleValidate = async (msg: Validate, deps: ValidateDeps): Promise
     password = openPassword(msg, deps.tenantId, deps.previousHpkePrivateKey);
   }
   if (password === null) return answer('agent_decrypt_failed');
-  const r = await deps.directory.validate(msg.user, password, { timeoutMs: msg.deadline - now });
+  // Just in time (lookup.ts): a name that denotes nobody binds as nobody, which answers (and waits)
+  // like a wrong password.
+  const clock = deps.now ?? Date.now;
+  const found = msg.user.lookup
+    ? await lookupUser(deps.directory, msg.user.upn, msg.deadline - now)
+    : undefined;
+  const user = found === undefined ? msg.user : found === null ? { dn: '', upn: '' } : found;
+  const r = await deps.directory.validate(user, password, { timeoutMs: msg.deadline - clock() });
   return answer(r.outcome, {
     directoryCode: r.directoryCode,
     server: r.server,
     directoryMs: Math.round(r.directoryMs * 100) / 100,
+    ...(found && r.outcome === 'success' ? { user: found } : {}),
   });
 };

@@ -10,7 +10,14 @@ import { after, before, test } from 'node:test';
 import { MAX_FRAME_BYTES, SyncPage } from '@gatehouse/protocol';
 import { type SlapdInstance, startSlapd } from '../../../test/harness/slapd.ts';
 import { loadAgentConfig } from '../src/config.ts';
-import { escapeFilterValue, isSecurityGroup, resolveNested, sidToString } from '../src/directory/groups.ts';
+import { groupMembersNow } from '../src/directory/group-delta.ts';
+import {
+  escapeFilterValue,
+  isSecurityGroup,
+  readGroupEntries,
+  resolveNested,
+  sidToString,
+} from '../src/directory/groups.ts';
 import { Directory } from '../src/directory/index.ts';
 import { chunk, collectUsers } from '../src/sync.ts';
 
@@ -103,6 +110,34 @@ test('nested groupOfNames and groupOfUniqueNames memberships are resolved, a cyc
       SyncPage.safeParse({ type: 'sync.page', runId: 'r', mode: 'full', seq: 9, users: r.users, final: true })
         .success,
     );
+  } finally {
+    await dir.close();
+  }
+});
+
+test("a delta's member lists: the changed group and those above it, by lookup or by scan alike", async () => {
+  const dir = directory();
+  try {
+    const full = await collectUsers(dir, 100);
+    const byName = new Map(full.groups!.map((g) => [g.name, g.anchor]));
+    const anchorOf = new Map(full.users.map((u) => [u.anchor, u.upn.split('@')[0]]));
+    const lists = await dir.withServiceClient(async (client) => {
+      const read = await readGroupEntries(client, dir.cfg, { pageSize: 100 });
+      const changed = new Set([byName.get('Auditors')!]);
+      return [
+        await groupMembersNow(client, dir.cfg, read.entries, changed),
+        await groupMembersNow(client, dir.cfg, read.entries, changed, 0),
+      ];
+    });
+    for (const m of lists) {
+      const named = Object.fromEntries(
+        [...m].map(([g, users]) => [
+          full.groups!.find((x) => x.anchor === g)!.name,
+          users.map((a) => anchorOf.get(a)).sort(),
+        ]),
+      );
+      assert.deepEqual(named, { Auditors: ['ann'], Ledger: ['ann', 'dan'], Finance: ['ann', 'dan'] });
+    }
   } finally {
     await dir.close();
   }

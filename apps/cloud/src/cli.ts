@@ -98,7 +98,7 @@ export const main = async (argv: string[], io: Io, env: NodeJS.ProcessEnv = proc
     };
     const out = await command.run(cliEnv, parsed.data as never);
     io.stdout(json ? JSON.stringify(out.json) : out.text);
-    return 0;
+    return out.exitCode ?? 0;
   } catch (err) {
     const e = isGatehouseError(err) ? err : new GatehouseError('internal_error', String(err));
     if (json) io.stdout(JSON.stringify(e.toJSON()));

@@ -25,6 +25,7 @@ test('a new tenant has its admin, an unverified managed domain, and sealed keys 
   const t = await getTenant(s.ctx.db, tenantId);
   assert.equal(t.ptaEnabled, false);
   assert.equal(t.legacyAuth, false);
+  assert.equal(t.jitUsers, false, 'just-in-time users are off by default');
   assert.equal(t.loginAttribute, 'upn');
   assert.match(t.caCertPem, /BEGIN CERTIFICATE/);
 
@@ -122,10 +123,10 @@ test('pass-through authentication cannot be turned on without an active agent', 
   const t = await updateSettings(
     s.ctx.db,
     tenantId,
-    { ptaEnabled: true, legacyAuth: true, loginAttribute: 'mail' },
+    { ptaEnabled: true, legacyAuth: true, jitUsers: true, loginAttribute: 'mail' },
     { activeAgents: 1 },
   );
-  assert.deepEqual([t.ptaEnabled, t.legacyAuth, t.loginAttribute], [true, true, 'mail']);
+  assert.deepEqual([t.ptaEnabled, t.legacyAuth, t.jitUsers, t.loginAttribute], [true, true, true, 'mail']);
   // Turning it off never needs an agent.
   assert.equal(
     (await updateSettings(s.ctx.db, tenantId, { ptaEnabled: false }, { activeAgents: 0 })).ptaEnabled,

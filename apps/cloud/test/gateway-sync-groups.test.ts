@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncedGroup, SyncedUser } from '@gatehouse/protocol';
+import { syncRuns } from '../src/metrics/families.ts';
 import { groupsOfUser, listGroups } from '../src/store/groups.ts';
 import { getSyncRun, listSyncRuns, STALLED_AFTER_MS, startSyncRun } from '../src/store/sync-runs.ts';
 import {
@@ -197,4 +198,53 @@ test('a run cut off (out of order, abandoned, disconnected) is recorded as faile
   assert.equal((await getSyncRun(env.ctx.db, env.tenantId, 'g-run-7'))!.status, 'running');
   const later = Date.now() + STALLED_AFTER_MS + 1000;
   assert.equal((await getSyncRun(env.ctx.db, env.tenantId, 'g-run-7', later))!.status, 'stalled');
+});
+
+test("a delta run replaces the named groups' memberships at its end, joining parts across pages", async () => {
+  agent = await connectAgent(env, await registerAgent(env));
+  const delta = (runId: string, seq: number, over: Record<string, unknown>) =>
+    page(runId, seq, { mode: 'delta', ...over });
+  agent.send(
+    delta('d-run-1', 0, {
+      groups: [group(50), group(51)],
+      users: [user(50), user(51), user(52)],
+    }),
+  );
+  await agent.next('sync.ack');
+  agent.send(delta('d-run-1', 1, { groupMembers: [{ group: 'g-50', users: ['u-50'] }] }));
+  await agent.next('sync.ack');
+  assert.deepEqual(await namesOf(50), [], 'nothing is applied before the run is whole');
+  agent.send(
+    delta('d-run-1', 2, {
+      groupMembers: [
+        { group: 'g-50', users: ['u-51', 'u-unknown'] },
+        { group: 'g-51', users: [] },
+        { group: 'g-unknown', users: ['u-50'] },
+      ],
+      final: true,
+    }),
+  );
+  await agent.next('sync.ack');
+  assert.deepEqual(await namesOf(50), ['Group 50'], 'the first part of the list counts too');
+  assert.deepEqual(await namesOf(51), ['Group 50']);
+  assert.deepEqual(await namesOf(52), []);
+  const run = (await getSyncRun(env.ctx.db, env.tenantId, 'd-run-1'))!;
+  assert.equal(run.mode, 'delta');
+  assert.equal(run.status, 'succeeded');
+  assert.equal(run.counts.membershipsChanged, 2);
+  assert.equal(run.counts.groupsDeleted, 0, 'a delta deletes no group by absence');
+
+  // Who is not listed left; groups not named are left alone.
+  agent.send(
+    delta('d-run-2', 0, { groupMembers: [{ group: 'g-50', users: ['u-51', 'u-52'] }], final: true }),
+  );
+  await agent.next('sync.ack');
+  assert.deepEqual(await namesOf(50), []);
+  assert.deepEqual(await namesOf(51), ['Group 50']);
+  assert.deepEqual(await namesOf(52), ['Group 50']);
+  assert.equal((await getSyncRun(env.ctx.db, env.tenantId, 'd-run-2'))!.counts.membershipsChanged, 2);
+  const applied = (await syncRuns.get()).values.filter((v) => v.labels.result === 'applied');
+  assert.equal(applied.find((v) => v.labels.mode === 'delta')?.value, 2, 'the metric says delta');
+  assert.ok((applied.find((v) => v.labels.mode === 'full')?.value ?? 0) >= 2);
+  assert.equal((await listGroups(env.ctx.db, env.tenantId, { search: 'group 51' })).groups.length, 1, 'kept');
 });

@@ -62,19 +62,6 @@ export const Heartbeat = z.object({
   inFlight: z.number().int().nonnegative(),
 });
 
-export const ValidateResult = z.object({
-  type: z.literal('result'),
-  id,
-  outcome: z.enum(agentOutcomes),
-  /** Raw directory answer for the sign-in log, e.g. "49/52e" or "ppolicy:accountLocked". */
-  directoryCode: z.string().max(64).optional(),
-  /** Which directory server answered. */
-  server: z.string().max(512).optional(),
-  agentMs: z.number().nonnegative(),
-  directoryMs: z.number().nonnegative(),
-});
-export type ValidateResult = z.infer<typeof ValidateResult>;
-
 export const SyncedUser = z.object({
   anchor: z.string().min(1).max(256),
   upn: z.string().min(3).max(256),
@@ -90,6 +77,24 @@ export const SyncedUser = z.object({
   groups: z.array(z.string().min(1).max(64)).max(MAX_GROUPS_PER_USER).optional(),
 });
 export type SyncedUser = z.infer<typeof SyncedUser>;
+
+export const ValidateResult = z.object({
+  type: z.literal('result'),
+  id,
+  outcome: z.enum(agentOutcomes),
+  /** Raw directory answer for the sign-in log, e.g. "49/52e" or "ppolicy:accountLocked". */
+  directoryCode: z.string().max(64).optional(),
+  /** Which directory server answered. */
+  server: z.string().max(512).optional(),
+  agentMs: z.number().nonnegative(),
+  directoryMs: z.number().nonnegative(),
+  /**
+   * A `lookup` request whose password was right: the user as sync would send them (without
+   * groups), for the cloud to create just in time.
+   */
+  user: SyncedUser.optional(),
+});
+export type ValidateResult = z.infer<typeof ValidateResult>;
 
 /** A directory group: AD security or distribution group, or OpenLDAP groupOfNames/groupOfUniqueNames. */
 export const SyncedGroup = z.object({
@@ -108,6 +113,13 @@ export const SyncedGroup = z.object({
 });
 export type SyncedGroup = z.infer<typeof SyncedGroup>;
 
+/** Part of a group's member list in a delta run (SyncPage.groupMembers). */
+export const GroupMembers = z.object({
+  group: z.string().min(1).max(64),
+  users: z.array(z.string().min(1).max(256)).max(1000),
+});
+export type GroupMembers = z.infer<typeof GroupMembers>;
+
 /**
  * One page of a sync run. The last page has `final: true`; the cloud then applies deletions: a full
  * run deletes what it did not list, a delta run only what it names in `deletedUsers`.
@@ -122,6 +134,8 @@ export const SyncPage = z.object({
   total: z.number().int().positive().optional(),
   /** The directory server the run read from. */
   server: z.string().max(512).optional(),
+  /** The agent's full-sync interval (first page): the cloud calls sync overdue after a few. */
+  intervalMinutes: z.number().positive().max(525_600).optional(),
   /** The run carries groups: groups it did not list are deleted at the end (behind the guard). */
   withGroups: z.boolean().optional(),
   /** Groups come in the pages before the users that name them. */
@@ -129,6 +143,12 @@ export const SyncPage = z.object({
   users: z.array(SyncedUser).max(500),
   /** Delta runs: anchors of users deleted in the directory since the mark. */
   deletedUsers: z.array(z.string().min(1).max(256)).max(5000).optional(),
+  /**
+   * Delta runs: the complete current members (user anchors, at any depth) of each group whose
+   * membership may have changed since the mark. A group's list may be split over several entries
+   * and pages; at the end of the run the cloud replaces those groups' memberships with the union.
+   */
+  groupMembers: z.array(GroupMembers).max(500).optional(),
   final: z.boolean(),
 });
 export type SyncPage = z.infer<typeof SyncPage>;
@@ -164,6 +184,12 @@ export const ValidateUser = z.object({
   dn: Dn,
   anchor: z.string().max(256),
   onPremName: z.string().max(256).optional(),
+  /**
+   * Just-in-time users: the cloud has not synced this name (`upn` holds it as typed: a UPN,
+   * DOMAIN\name or mail; `dn` and `anchor` are empty). The agent looks the user up with the service
+   * account, binds as them and, when the password is right, answers with their attributes.
+   */
+  lookup: z.boolean().optional(),
 });
 export type ValidateUser = z.infer<typeof ValidateUser>;
 

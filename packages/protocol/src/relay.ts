@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { agentOutcomes } from './errors.ts';
 import { hpkeSeal } from './hpke.ts';
 import { Id, TenantId } from './ids.ts';
-import { aad, b64u, ValidateUser } from './messages.ts';
+import { aad, b64u, SyncedUser, ValidateUser } from './messages.ts';
 
 /** A password sealed with HPKE to one agent's key (base64url), as the agent receives it. */
 export const SealedEnvelope = z.object({ enc: b64u.min(1), ct: b64u.min(1) });
@@ -63,6 +63,8 @@ export const RelayedAnswer = z.object({
   directoryCode: z.string().max(64).optional(),
   agentMs: z.number().nonnegative().optional(),
   directoryMs: z.number().nonnegative().optional(),
+  /** A just-in-time lookup's user (messages.ts ValidateResult.user). */
+  user: SyncedUser.optional(),
   /** The node that answered (logs). */
   node: z.string().max(64).optional(),
 });

@@ -4,7 +4,7 @@
  * after the previous page's sync.ack, then keep the new mark.
  */
 import { randomUUID } from 'node:crypto';
-import { MAX_FRAME_BYTES, type SyncPage } from '@gatehouse/protocol';
+import { type GroupMembers, MAX_FRAME_BYTES, type SyncPage } from '@gatehouse/protocol';
 import { collectDelta, readMark, readPosition, type SyncMark, writeMark } from '../delta.ts';
 import { chunk, collectUsers, deletionGuard, readLastSync, writeLastSyncCount } from '../sync.ts';
 import type { AgentRuntime } from './runtime.ts';
@@ -12,7 +12,7 @@ import type { AgentRuntime } from './runtime.ts';
 const ACK_TIMEOUT_MS = 60_000;
 
 type Summary = { created?: number; deleted?: number } | undefined;
-type Pages = Pick<SyncPage, 'users' | 'groups' | 'deletedUsers'>[];
+type Pages = Pick<SyncPage, 'users' | 'groups' | 'deletedUsers' | 'groupMembers'>[];
 type Mode = SyncPage['mode'];
 
 interface Read {
@@ -73,7 +73,7 @@ export class SyncRunner {
       const { mode, users, groups, skipped, server, pages } = read;
       // Nothing changed: no run to record every few minutes, only the mark moves on. A run someone
       // asked for is sent all the same, so its record answers them.
-      const empty = users === 0 && !pages.some((p) => p.deletedUsers?.length);
+      const empty = users === 0 && !pages.some((p) => p.deletedUsers?.length || p.groups?.length);
       if (mode === 'delta' && empty && !requestedRunId) {
         if (read.next) writeMark(config.stateDir, read.next);
         return;
@@ -87,7 +87,7 @@ export class SyncRunner {
           mode,
           seq,
           total: pages.length,
-          ...(seq === 0 ? { server } : {}),
+          ...(seq === 0 ? { server, intervalMinutes: config.sync.intervalMinutes } : {}),
           ...(groups ? { withGroups: true } : {}),
           ...page,
           final: seq === pages.length - 1,
@@ -129,12 +129,18 @@ export class SyncRunner {
    */
   async #readDelta(): Promise<Read | null | undefined> {
     const { log, config, directory } = this.#rt;
-    const d = await collectDelta(directory, config.sync.pageSize, readMark(config.stateDir), Date.now());
+    const prev = readLastSync(config.stateDir).count;
+    const d = await collectDelta(
+      directory,
+      config.sync.pageSize,
+      readMark(config.stateDir),
+      Date.now(),
+      prev,
+    );
     if (d.full !== undefined) {
       log.info({ why: d.full }, 'delta sync not possible; running a full sync');
       return undefined;
     }
-    const prev = readLastSync(config.stateDir).count;
     if (prev && d.deleted.length > config.sync.deletionThreshold * prev) {
       log.error(
         { previous: prev, deleted: d.deleted.length },
@@ -143,8 +149,22 @@ export class SyncRunner {
       return null;
     }
     const size = Math.min(config.sync.pageSize, 500);
+    // A group's member list is cut into parts of at most 1,000 anchors; the cloud joins them.
+    const members: GroupMembers[] = [];
+    for (const [group, list] of d.groupMembers) {
+      for (let i = 0; i === 0 || i < list.length; i += 1000)
+        members.push({ group, users: list.slice(i, i + 1000) });
+    }
     const pages: Pages = [
+      ...(d.groups.length ? chunk(d.groups, size, MAX_FRAME_BYTES - 1024) : []).map((g) => ({
+        groups: g,
+        users: [],
+      })),
       ...chunk(d.users, size, MAX_FRAME_BYTES - 1024).map((u) => ({ users: u })),
+      ...(members.length ? chunk(members, 500, MAX_FRAME_BYTES - 1024) : []).map((g) => ({
+        users: [],
+        groupMembers: g,
+      })),
       ...(d.deleted.length ? chunk(d.deleted, 5000, MAX_FRAME_BYTES - 1024) : []).map((a) => ({
         users: [],
         deletedUsers: a,
@@ -153,7 +173,7 @@ export class SyncRunner {
     return {
       mode: 'delta',
       users: d.users.length,
-      groups: undefined,
+      groups: directory.cfg.syncGroups ? d.groups.length : undefined,
       skipped: d.skipped,
       server: d.server,
       pages,

@@ -103,7 +103,7 @@ export const toSyncedGroup = (e: Entry, cfg: DirectoryConfig, netbios?: string):
 };
 
 /** uniqueMember values may carry an optional `#'0101'B` unique identifier after the DN. */
-const memberDn = (v: string) => v.replace(/#'[01]*'B$/, '');
+export const memberDn = (v: string) => v.replace(/#'[01]*'B$/, '');
 
 /**
  * OpenLDAP: every group each user is in, at any depth, from the groups' direct member lists.
@@ -168,21 +168,21 @@ const searchAll = async (
   return out;
 };
 
-/**
- * Reads the groups under the group base DNs and resolves every user's nested membership.
- * `users` maps each synced user's normalised DN to its anchor. Throws on any failure, like the
- * user search, so a half-read directory never reaches the cloud as a complete one.
- */
-export const collectGroups = async (
+/** A group as read, with its direct member DNs (ranged values read to the end). */
+export interface GroupEntry {
+  group: SyncedGroup;
+  members: string[];
+}
+
+/** Every group under the group base DNs with its direct members. Throws on any failure. */
+export const readGroupEntries = async (
   client: Client,
   cfg: DirectoryConfig,
-  users: Map<string, string>,
   opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
-): Promise<GroupsResult> => {
+): Promise<{ entries: GroupEntry[]; skipped: number }> => {
   const bases = cfg.groupBaseDns ?? cfg.baseDns;
   const filter = cfg.groupFilter ?? '(objectClass=group)';
-  const groups: SyncedGroup[] = [];
-  const entries: { group: SyncedGroup; members: string[] }[] = [];
+  const entries: GroupEntry[] = [];
   const byAnchor = new Set<string>();
   const rangedFrom = new Map<string, { dn: string; key: string }>();
   let skipped = 0;
@@ -197,8 +197,7 @@ export const collectGroups = async (
       if (!g) skipped++;
       else if (!byAnchor.has(g.anchor)) {
         byAnchor.add(g.anchor);
-        groups.push(g);
-        entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)] });
+        entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)].map(memberDn) });
         // AD hands out large `member` values in ranges (1,500 at a time on Windows).
         const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
         if (ranged) {
@@ -214,6 +213,24 @@ export const collectGroups = async (
       if (e) x.members.push(...(await rangedMembers(client, e.dn, e.key)));
     }
   }
+  return { entries, skipped };
+};
+
+/**
+ * Reads the groups under the group base DNs (unless `read` already holds them) and resolves every
+ * user's nested membership. `users` maps each synced user's normalised DN to its anchor. Throws on
+ * any failure, like the user search, so a half-read directory never reaches the cloud as a
+ * complete one.
+ */
+export const collectGroups = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  users: Map<string, string>,
+  opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+  read?: { entries: GroupEntry[]; skipped: number },
+): Promise<GroupsResult> => {
+  const { entries, skipped } = read ?? (await readGroupEntries(client, cfg, opts));
+  const groups = entries.map((x) => x.group);
   const local = resolveNested(
     entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
     users,

@@ -8,7 +8,7 @@ import type { CloudContext } from '../context.ts';
 import { claimValue, groupsForClient, settingOf } from '../oidc/groups-claim.ts';
 import { getClient } from '../store/clients.ts';
 import { type Group, groupsOfUser, listGroups } from '../store/groups.ts';
-import { getSyncRun, listSyncRuns, type SyncRun } from '../store/sync-runs.ts';
+import { getSyncRun, listSyncRuns, type SyncHealth, type SyncRun, syncHealth } from '../store/sync-runs.ts';
 import { getUser } from '../store/users.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './deps.ts';
@@ -64,6 +64,20 @@ export const SyncRunOut = z.object({
   error: z.string().nullable(),
 });
 export const syncRunOut = ({ tenantId: _, ...r }: SyncRun): z.infer<typeof SyncRunOut> => r;
+
+export const SyncHealthOut = z.object({
+  state: z.enum(['ok', 'running', 'never', 'guarded', 'failed', 'stalled', 'overdue']),
+  problem: z.boolean(),
+  message: z.string(),
+  lastRun: SyncRunOut.nullable(),
+  lastSuccessAt: z.number().nullable(),
+  intervalMinutes: z.number(),
+  overdueAfterMinutes: z.number(),
+});
+export const syncHealthOut = (h: SyncHealth): z.infer<typeof SyncHealthOut> => ({
+  ...h,
+  lastRun: h.lastRun ? syncRunOut(h.lastRun) : null,
+});
 
 /** Polls the run's record until it has ended or `ms` have passed (works whichever node applied it). */
 export const waitForRun = async (
@@ -144,6 +158,15 @@ export const groupRoutes = (deps: AdminDeps): RouteDef[] => {
       response: z.array(SyncRunOut),
       handler: async ({ caller, query }) =>
         (await listSyncRuns(ctx.db, caller.tenantId, query, ctx.now())).map(syncRunOut),
+    }),
+    route({
+      method: 'GET',
+      path: '/sync/status',
+      summary:
+        'Whether directory sync is healthy: the last run failed, a run is stalled, no run succeeded within 3 full-sync intervals, or deletions were held back',
+      permission: 'read',
+      response: SyncHealthOut,
+      handler: async ({ caller }) => syncHealthOut(await syncHealth(ctx.db, caller.tenantId, ctx.now())),
     }),
     route({
       method: 'GET',

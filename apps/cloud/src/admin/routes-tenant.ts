@@ -11,12 +11,13 @@ import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
 import { createRegistrationToken } from '../store/registration-tokens.ts';
 import { signInStatsByAgent } from '../store/sign-ins.ts';
+import { syncHealth } from '../store/sync-runs.ts';
 import { getTenant, type Tenant, updateSettings } from '../store/tenants.ts';
 import { countUsersBySource } from '../store/users.ts';
 import { agentPackage, certFingerprint, installCommands } from './agent-package.ts';
 import { type RouteDef, route } from './api.ts';
 import type { AdminDeps } from './deps.ts';
-import { SyncRunOut, syncRunOut, waitForRun } from './routes-groups.ts';
+import { SyncHealthOut, SyncRunOut, syncHealthOut, syncRunOut, waitForRun } from './routes-groups.ts';
 
 const HOUR = 3_600_000;
 
@@ -26,6 +27,7 @@ export const TenantSettingsOut = z.object({
   name: z.string(),
   ptaEnabled: z.boolean(),
   legacyAuth: z.boolean(),
+  jitUsers: z.boolean(),
   loginAttribute: z.enum(['upn', 'mail']),
   lockoutThreshold: z.number().int(),
   lockoutDurationS: z.number().int(),
@@ -45,6 +47,7 @@ const settingsOf = (t: Tenant) => ({
   name: t.name,
   ptaEnabled: t.ptaEnabled,
   legacyAuth: t.legacyAuth,
+  jitUsers: t.jitUsers,
   loginAttribute: t.loginAttribute,
   lockoutThreshold: t.lockoutThreshold,
   lockoutDurationS: t.lockoutDurationS,
@@ -63,6 +66,7 @@ export const PatchSettings = z
   .object({
     ptaEnabled: z.boolean(),
     legacyAuth: z.boolean(),
+    jitUsers: z.boolean(),
     loginAttribute: z.enum(['upn', 'mail']),
     lockoutThreshold: z.number().int().min(1).max(100),
     lockoutDurationS: z.number().int().min(1).max(86_400),
@@ -129,6 +133,7 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
           signInsLastHour: z.number(),
           failuresLastHour: z.number(),
         }),
+        sync: SyncHealthOut,
       }),
       handler: async ({ caller }) => {
         const t = await getTenant(ctx.db, caller.tenantId);
@@ -153,6 +158,7 @@ export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
             signInsLastHour: stats.reduce((n, s) => n + Number(s.total), 0),
             failuresLastHour: stats.reduce((n, s) => n + Number(s.failures ?? 0), 0),
           },
+          sync: syncHealthOut(await syncHealth(ctx.db, t.id, ctx.now())),
         };
       },
     }),

@@ -106,6 +106,7 @@ export const commands: Record<string, Command> = {
         `tenant ${t.id} "${t.name}" created ${iso(t.createdAt)}`,
         `pass-through authentication: ${t.ptaEnabled ? 'on' : 'off'} (active agents: ${activeAgents})`,
         `legacy authentication (password grant): ${t.legacyAuth ? 'on' : 'off'}`,
+        `just-in-time users: ${t.jitUsers ? 'on' : 'off'}`,
         `login attribute: ${t.loginAttribute}`,
         `lockout: ${t.lockoutThreshold} failures, ${t.lockoutDurationS} s`,
         `issuer: ${issuer}`,

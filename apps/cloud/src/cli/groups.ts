@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { audit } from '../store/audit.ts';
 import { setClientGroups } from '../store/clients.ts';
 import { listGroups } from '../store/groups.ts';
-import { listSyncRuns } from '../store/sync-runs.ts';
+import { listSyncRuns, syncHealth } from '../store/sync-runs.ts';
 import { getTenant } from '../store/tenants.ts';
 import { type Command, command, count, iso, many, OPERATOR, str, table, tenant } from './shared.ts';
 
@@ -65,6 +65,28 @@ export const groupCommands: Record<string, Command> = {
             error: r.error,
           })),
         ),
+      };
+    },
+  }),
+
+  'sync status': command({
+    summary:
+      'whether directory sync is healthy (exit 1 when it failed, stalled, is overdue or held deletions back)',
+    usage: '--tenant T',
+    options: { tenant: str },
+    schema: z.object({ tenant }),
+    async run(env, a) {
+      await getTenant(env.db, a.tenant);
+      const h = await syncHealth(env.db, a.tenant, env.now());
+      const r = h.lastRun;
+      return {
+        json: h,
+        text: [
+          `sync: ${h.state}: ${h.message}`,
+          `last run: ${r ? `${r.mode} ${r.status}, started ${iso(r.startedAt)}` : 'none'}`,
+          `last success: ${iso(h.lastSuccessAt)} (overdue after ${h.overdueAfterMinutes} minutes)`,
+        ].join('\n'),
+        ...(h.problem ? { exitCode: 1 } : {}),
       };
     },
   }),

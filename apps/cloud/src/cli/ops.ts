@@ -59,13 +59,15 @@ export const opsCommands: Record<string, Command> = {
   }),
 
   'settings set': command({
-    summary: 'tenant switches: pass-through, legacy authentication, login attribute, smart lockout',
+    summary:
+      'tenant switches: pass-through, legacy authentication, just-in-time users, login attribute, smart lockout',
     usage:
-      '--tenant T [--pta on|off] [--legacy-auth on|off] [--login-attribute upn|mail] [--lockout-threshold N] [--lockout-duration S]',
+      '--tenant T [--pta on|off] [--legacy-auth on|off] [--jit-users on|off] [--login-attribute upn|mail] [--lockout-threshold N] [--lockout-duration S]',
     options: {
       tenant: str,
       pta: str,
       'legacy-auth': str,
+      'jit-users': str,
       'login-attribute': str,
       'lockout-threshold': str,
       'lockout-duration': str,
@@ -74,6 +76,7 @@ export const opsCommands: Record<string, Command> = {
       tenant,
       pta: onOff.optional(),
       'legacy-auth': onOff.optional(),
+      'jit-users': onOff.optional(),
       'login-attribute': z.enum(['upn', 'mail']).optional(),
       'lockout-threshold': count.max(100).optional(),
       'lockout-duration': count.max(86_400).optional(),
@@ -82,6 +85,7 @@ export const opsCommands: Record<string, Command> = {
       const settings = {
         ptaEnabled: a.pta,
         legacyAuth: a['legacy-auth'],
+        jitUsers: a['jit-users'],
         loginAttribute: a['login-attribute'],
         lockoutThreshold: a['lockout-threshold'],
         lockoutDurationS: a['lockout-duration'],
@@ -112,7 +116,7 @@ export const opsCommands: Record<string, Command> = {
       return {
         json: { ...shown, warnings },
         text: [
-          `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s (applied ${t.effectiveLockout.threshold}/${t.effectiveLockout.durationS}s)`,
+          `pta ${t.ptaEnabled ? 'on' : 'off'}, legacy-auth ${t.legacyAuth ? 'on' : 'off'}, jit-users ${t.jitUsers ? 'on' : 'off'}, login-attribute ${t.loginAttribute}, lockout ${t.lockoutThreshold}/${t.lockoutDurationS}s (applied ${t.effectiveLockout.threshold}/${t.effectiveLockout.durationS}s)`,
           ...warnings.map((w) => `warning: ${w.message}`),
         ].join('\n'),
       };

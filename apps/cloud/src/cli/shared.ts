@@ -29,7 +29,8 @@ export interface Command {
   withoutState?: boolean;
   options: Record<string, Option>;
   schema: z.ZodType;
-  run(env: CliEnv, args: never): Promise<{ json: unknown; text: string }>;
+  /** `exitCode`: a command that reports a state (sync status) exits non-zero when it is a problem. */
+  run(env: CliEnv, args: never): Promise<{ json: unknown; text: string; exitCode?: number }>;
 }
 
 export const str: Option = { type: 'string' };
@@ -53,7 +54,7 @@ export const command = <S extends z.ZodType>(c: {
   withoutState?: boolean;
   options: Record<string, Option>;
   schema: S;
-  run(env: CliEnv, args: z.output<S>): Promise<{ json: unknown; text: string }>;
+  run(env: CliEnv, args: z.output<S>): Promise<{ json: unknown; text: string; exitCode?: number }>;
 }): Command => c as unknown as Command;
 
 export const table = (rows: Record<string, unknown>[], empty = '(none)'): string => {

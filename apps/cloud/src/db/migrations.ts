@@ -398,6 +398,23 @@ const payloadAccount: Migration = {
   },
 };
 
+/** The tenant's just-in-time users switch (off by default: signin/jit.ts). */
+const jitUsers: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('tenants')
+      .addColumn('jit_users', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
+/** The agent's full-sync interval on each run record, so the cloud can tell an overdue sync. */
+const syncInterval: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('sync_runs').addColumn('interval_minutes', 'double precision').execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -410,6 +427,8 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0008_service_settings': serviceSettings,
     '0009_apis_signing_keys': apisAndSigningKeys,
     '0010_payload_account': payloadAccount,
+    '0011_jit_users': jitUsers,
+    '0012_sync_interval': syncInterval,
   }),
 });
 

@@ -10,6 +10,8 @@ export interface TenantTable {
   created_at: number;
   pta_enabled: number;
   legacy_auth: number;
+  /** Just-in-time users: a sign-in by a name not synced yet asks an agent to look it up (0/1). */
+  jit_users: number;
   /** Which attribute users type as their sign-in name: 'upn' or 'mail'. */
   login_attribute: string;
   lockout_threshold: number;
@@ -226,6 +228,8 @@ export interface SyncRunTable {
   total_pages: number | null;
   /** JSON: users and groups added, updated, deleted, seen; skipped. */
   counts: string;
+  /** The agent's full-sync interval when it started the run (sync health: overdue after a few). */
+  interval_minutes: number | null;
   error: string | null;
 }
 

@@ -163,7 +163,6 @@ export class AgentConnection {
    * the schema's input side: ids held as plain strings need no brand to be sent; the agent parses.
    */
   send(msg: z.input<typeof CloudMessage>): boolean {
-    if (msg.type === 'sync.ack' && msg.summary) this.#sync.applied(msg.summary);
     return this.#sendFrame(JSON.stringify(msg), msg.type);
   }
 
@@ -240,7 +239,6 @@ export class AgentConnection {
     if (this.closed) return;
     this.closed = true;
     agentSessions.inc({ event: 'closed' });
-    this.#sync.closed();
     clearTimeout(this.#helloTimer);
     // Already closed, so a failure here can only be logged; the connection is gone either way.
     this.#contain('closed', () => this.#hooks.onClosed(this));

@@ -213,8 +213,9 @@ export class AgentDispatcher implements Dispatcher {
       this.#sendTo(p, next);
       return;
     }
-    const { outcome, server, directoryCode, agentMs, directoryMs } = msg;
-    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs });
+    const { outcome, server, directoryCode, agentMs, directoryMs, user } = msg;
+    const jit = user ? { user } : {};
+    this.#finish(p, { outcome, agentId: conn.agentId, server, directoryCode, agentMs, directoryMs, ...jit });
   }
 
   /** Least outstanding among usable agents not tried yet; the rotating start breaks ties. */

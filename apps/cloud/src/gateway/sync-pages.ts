@@ -1,25 +1,20 @@
 /**
  * One agent connection's sync pages: applied one after another, in order, while results and
- * heartbeats on the same connection never wait behind them; paced (an agent sends the next page
- * only after the last one's sync.ack, so more than MAX_QUEUED_SYNC_PAGES queued is an agent making
- * the cloud hold its frames in memory); and timed, from the first page to the final
- * acknowledgement, for the sync metrics.
+ * heartbeats on the same connection never wait behind them; and paced (an agent sends the next
+ * page only after the last one's sync.ack, so more than MAX_QUEUED_SYNC_PAGES queued is an agent
+ * making the cloud hold its frames in memory). The runs' metrics are counted where runs are
+ * applied (sync.ts).
  */
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
-import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
 
 /** Sync pages received but not yet applied. */
 export const MAX_QUEUED_SYNC_PAGES = 8;
-
-type Summary = Parameters<typeof syncRunApplied>[1];
 
 export class SyncPages {
   /** Pages received and not applied yet. */
   queued = 0;
   #chain: Promise<void> = Promise.resolve();
-  /** When the run in progress began (performance.now()), for metrics. */
-  #startedAt: number | undefined;
   readonly #log: Logger;
 
   constructor(log: Logger) {
@@ -37,33 +32,15 @@ export class SyncPages {
       return false;
     }
     this.queued++;
-    if (msg.seq === 0) this.#startedAt = syncRunStarted(this.#startedAt);
     this.#chain = this.#chain
       .then(apply)
       .catch((err: unknown) => {
         this.#log.error({ err, runId: msg.runId }, 'sync page failed');
-        this.#ended('failed');
         onFailed();
       })
       .finally(() => {
         this.queued--;
       });
     return true;
-  }
-
-  /** The final page's acknowledgement: the one place that knows the run was applied, and how. */
-  applied(summary: Summary): void {
-    syncRunApplied(this.#startedAt, summary);
-    this.#startedAt = undefined;
-  }
-
-  /** The connection closed: a run under way ends interrupted. */
-  closed(): void {
-    this.#ended('interrupted');
-  }
-
-  #ended(how: 'failed' | 'interrupted'): void {
-    if (this.#startedAt !== undefined) syncRunEnded(how);
-    this.#startedAt = undefined;
   }
 }

@@ -10,8 +10,14 @@
 import type { SyncPage } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.ts';
+import { syncRunApplied, syncRunEnded, syncRunStarted } from '../metrics/observe.ts';
 import { audit } from '../store/audit.ts';
-import { applyMemberships, finishGroupSync, upsertSyncedGroups } from '../store/groups.ts';
+import {
+  applyMemberships,
+  finishGroupSync,
+  replaceGroupMemberships,
+  upsertSyncedGroups,
+} from '../store/groups.ts';
 import { revokeGrantsOfUser } from '../store/oidc-payloads.ts';
 import {
   emptyCounts,
@@ -39,8 +45,14 @@ interface Run {
   groupAnchors: Set<string>;
   /** Delta runs: anchors the agent saw deleted. */
   deletedAnchors: Set<string>;
+  /** Delta runs: group anchor -> its users now (at any depth), replaced at the end of the run. */
+  groupMembers: Map<string, Set<string>>;
+  /** Anchors held in groupMembers (they count towards MAX_ANCHORS_PER_RUN). */
+  memberAnchors: number;
   withGroups: boolean;
   counts: SyncCounts;
+  /** performance.now() at the first page (metrics). */
+  startedAt: number;
 }
 
 export interface SyncSummary {
@@ -79,10 +91,17 @@ export class SyncIngest {
     const run = this.#runs.get(conn);
     if (!run) return;
     this.#runs.delete(conn);
-    await this.#fail(conn, run, 'the agent disconnected during the run');
+    await this.#fail(conn, run, 'the agent disconnected during the run', 'interrupted');
   }
 
-  async #fail(conn: AgentConnection, run: Run, error: string): Promise<void> {
+  /** A run that ends unapplied: `failed` when a page could not be applied, else `interrupted`. */
+  async #fail(
+    conn: AgentConnection,
+    run: Run,
+    error: string,
+    result: 'failed' | 'interrupted' = 'interrupted',
+  ): Promise<void> {
+    syncRunEnded(run.mode, result);
     await finishSyncRunRecord(
       this.#db,
       conn.tenantId,
@@ -106,8 +125,11 @@ export class SyncIngest {
         anchors: new Set(),
         groupAnchors: new Set(),
         deletedAnchors: new Set(),
+        groupMembers: new Map(),
+        memberAnchors: 0,
         withGroups: page.withGroups === true,
         counts: emptyCounts(),
+        startedAt: syncRunStarted(),
       };
       this.#runs.set(conn, run);
       await startSyncRun(
@@ -119,6 +141,7 @@ export class SyncIngest {
           mode: page.mode,
           server: page.server,
           totalPages: page.total,
+          intervalMinutes: page.intervalMinutes,
         },
         this.#now(),
       );
@@ -133,8 +156,12 @@ export class SyncIngest {
       return;
     }
     const groups = page.groups ?? [];
-    const size = run.anchors.size + run.groupAnchors.size + run.deletedAnchors.size;
-    if (size + page.users.length + groups.length + (page.deletedUsers?.length ?? 0) > MAX_ANCHORS_PER_RUN) {
+    const size = run.anchors.size + run.groupAnchors.size + run.deletedAnchors.size + run.memberAnchors;
+    const incoming = (page.groupMembers ?? []).reduce((n, g) => n + g.users.length, 0);
+    if (
+      size + page.users.length + groups.length + (page.deletedUsers?.length ?? 0) + incoming >
+      MAX_ANCHORS_PER_RUN
+    ) {
       this.#runs.delete(conn);
       await this.#fail(conn, run, 'the run is too large');
       conn.sendError('protocol_error', 'the sync run is too large');
@@ -144,7 +171,7 @@ export class SyncIngest {
       await this.#apply(conn.tenantId, run, page);
     } catch (err) {
       this.#runs.delete(conn);
-      await this.#fail(conn, run, `page ${page.seq} could not be applied`);
+      await this.#fail(conn, run, `page ${page.seq} could not be applied`, 'failed');
       throw err;
     }
     if (!page.final) {
@@ -152,6 +179,21 @@ export class SyncIngest {
       return;
     }
     this.#runs.delete(conn);
+    try {
+      await this.#finish(conn, run, page);
+    } catch (err) {
+      await this.#fail(conn, run, 'the run could not be finished', 'failed');
+      throw err;
+    }
+  }
+
+  /** The final page was applied: deletions, group members, the record, the audit row, the ack. */
+  async #finish(conn: AgentConnection, run: Run, page: SyncPage): Promise<void> {
+    // Applied once the whole run is in, so no token is issued from half of a group's list.
+    if (run.mode === 'delta' && run.groupMembers.size > 0) {
+      const m = await replaceGroupMemberships(this.#db, conn.tenantId, run.groupMembers);
+      run.counts.membershipsChanged += m.changedUsers;
+    }
     const fin = await this.#deleteUsers(conn.tenantId, run);
     // A run without groups (an agent that does not sync them) leaves the cloud's groups alone, and
     // so does a delta run: it lists only the groups that changed.
@@ -200,6 +242,7 @@ export class SyncIngest {
       },
       this.#now(),
     );
+    syncRunApplied(run.mode, run.startedAt, summary);
     this.#log.info({ agentId: conn.agentId, ...summary }, 'sync run applied');
     if (guarded)
       this.#log.warn({ tenantId: conn.tenantId, runId: run.runId }, 'sync deletions refused by the guard');
@@ -268,6 +311,12 @@ export class SyncIngest {
     c.membershipsChanged += m.changedUsers;
     for (const u of page.users) run.anchors.add(u.anchor);
     for (const a of page.deletedUsers ?? []) run.deletedAnchors.add(a);
+    for (const g of page.groupMembers ?? []) {
+      const set = run.groupMembers.get(g.group) ?? new Set<string>();
+      for (const u of g.users) set.add(u);
+      run.groupMembers.set(g.group, set);
+      run.memberAnchors += g.users.length;
+    }
     await this.#revoke(tenantId, run, s.disabledIds, 'disabled');
     c.usersSeen = run.anchors.size;
     run.nextSeq++;

@@ -103,20 +103,21 @@ export const lockoutLocks = new Counter({
 
 export const syncRuns = new Counter({
   name: 'gatehouse_sync_runs_total',
-  help: 'Directory sync runs by result: applied, guarded (deletions refused by the threshold), failed (a page could not be applied), interrupted (the agent disconnected or started over)',
-  labelNames: ['result'] as const,
+  help: 'Directory sync runs by mode (full, delta) and result: applied, guarded (deletions refused by the threshold), failed (a page could not be applied), interrupted (the agent disconnected or started over)',
+  labelNames: ['mode', 'result'] as const,
 });
 
 export const syncDuration = new Histogram({
   name: 'gatehouse_sync_duration_seconds',
-  help: 'Time from a sync run first page to its last applied',
+  help: 'Time from a sync run first page to its last applied, by mode (full, delta)',
+  labelNames: ['mode'] as const,
   buckets: SYNC_BUCKETS,
 });
 
 export const syncUsers = new Counter({
   name: 'gatehouse_sync_users_total',
-  help: 'Users changed by sync runs: created, updated, deleted, skipped',
-  labelNames: ['change'] as const,
+  help: 'Users changed by sync runs, by mode (full, delta) and change: created, updated, deleted, skipped',
+  labelNames: ['mode', 'change'] as const,
 });
 
 export const tokensIssued = new Counter({

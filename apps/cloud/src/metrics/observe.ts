@@ -85,26 +85,26 @@ export const observeTokenError = (grantType: unknown, error: unknown): void => {
   tokenErrors.inc({ grant: grantOf(grantType), error: e });
 };
 
-/** A sync run's first page. A run still open on the connection will not finish: the agent started over. */
-export const syncRunStarted = (open: number | undefined): number => {
-  if (open !== undefined) syncRuns.inc({ result: 'interrupted' });
-  return performance.now();
-};
+type SyncMode = 'full' | 'delta';
+
+/** A sync run's first page (gateway/sync.ts); returns the time it started. */
+export const syncRunStarted = (): number => performance.now();
 
 /** The final page was applied (the cloud sends sync.ack with the summary). */
 export const syncRunApplied = (
-  startedAt: number | undefined,
+  mode: SyncMode,
+  startedAt: number,
   s: { created: number; updated: number; deleted: number; skipped: number; deletionGuarded: boolean },
 ): void => {
-  syncRuns.inc({ result: s.deletionGuarded ? 'guarded' : 'applied' });
-  if (startedAt !== undefined) syncDuration.observe((performance.now() - startedAt) / 1000);
-  syncUsers.inc({ change: 'created' }, s.created);
-  syncUsers.inc({ change: 'updated' }, s.updated);
-  syncUsers.inc({ change: 'deleted' }, s.deleted);
-  syncUsers.inc({ change: 'skipped' }, s.skipped);
+  syncRuns.inc({ mode, result: s.deletionGuarded ? 'guarded' : 'applied' });
+  syncDuration.observe({ mode }, (performance.now() - startedAt) / 1000);
+  syncUsers.inc({ mode, change: 'created' }, s.created);
+  syncUsers.inc({ mode, change: 'updated' }, s.updated);
+  syncUsers.inc({ mode, change: 'deleted' }, s.deleted);
+  syncUsers.inc({ mode, change: 'skipped' }, s.skipped);
 };
 
-/** A run that ends without being applied: a page failed, or the agent left mid-run. */
-export const syncRunEnded = (result: 'failed' | 'interrupted'): void => {
-  syncRuns.inc({ result });
+/** A run that ends without being applied: a page failed, or the agent left or started over. */
+export const syncRunEnded = (mode: SyncMode, result: 'failed' | 'interrupted'): void => {
+  syncRuns.inc({ mode, result });
 };

@@ -7,7 +7,8 @@
  *   isBlockedLegacyClient a password grant the tenant does not allow (before any lookup)
  *   discoverHomeRealm     the user, and where their password is checked: cloud hash, agent, nowhere
  *   admitThroughLockout   smart lockout, before any password work
- *   checkPassword         verifyCloudHash, or sealAndDispatch to an agent and validateAnswer
+ *   checkPassword         verifyCloudHash, or sealAndDispatch to an agent and validateAnswer;
+ *                         an unknown name with just-in-time users on: checkJustInTime (jit.ts)
  *   recordAttempt         lockout and the timing mask learn the outcome
  *   logSignIn             the sign-in log row, committed
  *   answer                the result: only a success whose row is committed lets tokens be issued
@@ -18,36 +19,28 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { catalog, type ErrorCode, type SignInOutcome, TenantId } from '@gatehouse/protocol';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { CloudContext } from '../context.ts';
 import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
 import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/password.ts';
 import type { Tenant } from '../store/tenants.ts';
-import { findByLogin, getUser, replacePasswordHash, type User, type UserRecord } from '../store/users.ts';
+import { findByLogin, getUser, replacePasswordHash, type UserRecord } from '../store/users.ts';
 import { domainOf, parse } from '../store/util.ts';
+import { mayLookUp, signInJustInTime } from './jit.ts';
 import { type LockoutAttempt, type LockoutPolicy, noLockout } from './lockout.ts';
 import { createSignInLog, type SignInLog } from './log.ts';
 import { createTenantCache, type TenantCache } from './tenant-cache.ts';
 import { createTimingMask, type TimingMask } from './timing-mask.ts';
-import type {
-  Authenticator,
-  Dispatcher,
-  Realm,
-  SignedInUser,
-  SignInInput,
-  SignInResult,
-  ValidationAnswer,
+import {
+  type Authenticator,
+  type Dispatcher,
+  type Realm,
+  type SignInInput,
+  SignInInputSchema,
+  type SignInResult,
+  toSignedInUser,
+  type ValidationAnswer,
 } from './types.ts';
-
-export const SignInInputSchema = z.object({
-  tenantId: TenantId,
-  username: z.string().max(1024),
-  password: z.string().max(1024),
-  method: z.enum(['browser', 'password_grant']),
-  clientId: z.string().max(256).optional(),
-  clientIp: z.string().max(64).optional(),
-  deviceId: z.string().max(128).optional(),
-});
 
 export interface AuthenticatorService extends Authenticator {
   /** Waits for sign-in log rows still being committed (shutdown). */
@@ -133,7 +126,7 @@ async function decide(p: Pipeline, s: SignIn): Promise<SignInOutcome> {
 
 /** The sign-in page's discovery, by the name's domain alone: a federated domain signs in elsewhere. */
 async function realmOfDomain(p: Pipeline, tenantId: string, username: string): Promise<Realm> {
-  const { federated } = await p.tenants.get(parse(z.string().min(1).max(128), tenantId));
+  const { federated } = await p.tenants.get(parse(TenantId, tenantId));
   const redirect = federated.get(domainOf(String(username)));
   return redirect ? { kind: 'federated', redirect } : { kind: 'password' };
 }
@@ -209,6 +202,7 @@ async function checkPassword(
 ): Promise<SignInOutcome> {
   switch (realm.kind) {
     case 'unknown':
+      if (mayLookUp(s.tenant, s.login, s.input.password)) return checkJustInTime(p, s, deadline);
       await holdLikeAWrongPassword(p, s);
       return 'invalid_credentials';
     case 'elsewhere':
@@ -223,6 +217,15 @@ async function checkPassword(
       s.agentAnswer = await sealAndDispatch(p, s, realm.user, deadline);
       return validateAnswer(realm.user, s.agentAnswer);
   }
+}
+
+/** A name not synced, on a tenant with just-in-time users: an agent looks it up (jit.ts). */
+async function checkJustInTime(p: Pipeline, s: SignIn, deadline: number): Promise<SignInOutcome> {
+  s.check = 'agent';
+  const r = await signInJustInTime(p.ctx, p.dispatcher, s, deadline);
+  s.agentAnswer = r.answer;
+  if (r.user) s.user = r.user;
+  return r.outcome;
 }
 
 /** A cloud-only user's scrypt hash, upgraded in place when made with older parameters. */
@@ -360,16 +363,6 @@ function answer(s: SignIn, outcome: SignInOutcome, logged: boolean): SignInResul
   });
   return result;
 }
-
-const toSignedInUser = (u: User): SignedInUser => ({
-  id: u.id,
-  tenantId: u.tenantId,
-  upn: u.upn,
-  displayName: u.displayName,
-  mail: u.mail,
-  source: u.source,
-  roles: u.roles,
-});
 
 const noAgents: Dispatcher = {
   validate: async () => ({ outcome: 'no_agent' }),

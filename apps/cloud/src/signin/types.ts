@@ -3,9 +3,13 @@ import type {
   ErrorCode,
   SealedEnvelope,
   SignInOutcome,
+  SyncedUser,
   ValidateUser,
 } from '@gatehouse/protocol';
+import { TenantId } from '@gatehouse/protocol';
 import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { User } from '../store/users.ts';
 
 export interface SignInInput {
   tenantId: string;
@@ -21,6 +25,17 @@ export interface SignInInput {
    * carries the request id. Not user input, so not part of the input schema. */
   log?: Pick<Logger, 'info'>;
 }
+
+/** The input's bounds: every entry point's sign-in goes through this one parse. */
+export const SignInInputSchema = z.object({
+  tenantId: TenantId,
+  username: z.string().max(1024),
+  password: z.string().max(1024),
+  method: z.enum(['browser', 'password_grant']),
+  clientId: z.string().max(256).optional(),
+  clientIp: z.string().max(64).optional(),
+  deviceId: z.string().max(128).optional(),
+});
 
 export interface SignedInUser {
   id: string;
@@ -87,6 +102,8 @@ export interface ValidationAnswer {
   directoryCode?: string;
   agentMs?: number;
   directoryMs?: number;
+  /** A just-in-time lookup whose password was right: the user's attributes (signin/jit.ts). */
+  user?: SyncedUser;
 }
 
 /** Carries a password validation to one of the tenant's agents. Never throws: failures are outcomes. */
@@ -95,3 +112,13 @@ export interface Dispatcher {
   /** Agents of the tenant connected to the gateway and heard from recently. */
   activeAgentCount(tenantId: string): Promise<number>;
 }
+
+export const toSignedInUser = (u: User): SignedInUser => ({
+  id: u.id,
+  tenantId: u.tenantId,
+  upn: u.upn,
+  displayName: u.displayName,
+  mail: u.mail,
+  source: u.source,
+  roles: u.roles,
+});

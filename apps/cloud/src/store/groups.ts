@@ -194,6 +194,73 @@ export const applyMemberships = async (
   });
 };
 
+/**
+ * Delta runs: sets the members of each named group (by anchor) to exactly the listed users (by
+ * anchor), in one transaction. Groups and users the cloud does not know are ignored. Returns how
+ * many users gained or lost one of these groups.
+ */
+export const replaceGroupMemberships = async (
+  db: Db,
+  tenantId: string,
+  members: Map<string, Set<string>>,
+): Promise<{ changedUsers: number }> => {
+  const tid = parse(TenantId, tenantId);
+  if (members.size === 0) return { changedUsers: 0 };
+  return db.transaction().execute(async (trx) => {
+    const groupIds = new Map<string, string>();
+    for (const b of batches([...members.keys()])) {
+      const rows = await trx
+        .selectFrom('groups')
+        .select(['id', 'source_anchor'])
+        .where('tenant_id', '=', tid)
+        .where('source_anchor', 'in', b)
+        .execute();
+      for (const r of rows) groupIds.set(r.source_anchor, r.id);
+    }
+    const userIds = new Map<string, string>();
+    for (const b of batches([...new Set([...members.values()].flatMap((u) => [...u]))])) {
+      const rows = await trx
+        .selectFrom('users')
+        .select(['id', 'source_anchor'])
+        .where('tenant_id', '=', tid)
+        .where('source_anchor', 'in', b)
+        .execute();
+      for (const r of rows) if (r.source_anchor) userIds.set(r.source_anchor, r.id);
+    }
+    const changed = new Set<string>();
+    for (const [anchor, users] of members) {
+      const groupId = groupIds.get(anchor);
+      if (!groupId) continue;
+      const want = new Set([...users].map((a) => userIds.get(a)).filter((u) => u !== undefined));
+      const have = new Set(
+        (
+          await trx
+            .selectFrom('group_members')
+            .select('user_id')
+            .where('tenant_id', '=', tid)
+            .where('group_id', '=', groupId)
+            .execute()
+        ).map((r) => r.user_id),
+      );
+      const removed = [...have].filter((u) => !want.has(u));
+      const added = [...want].filter((u) => !have.has(u));
+      for (const b of batches(removed))
+        await trx
+          .deleteFrom('group_members')
+          .where('group_id', '=', groupId)
+          .where('user_id', 'in', b)
+          .execute();
+      for (const b of batches(added))
+        await trx
+          .insertInto('group_members')
+          .values(b.map((user_id) => ({ tenant_id: tid, group_id: groupId, user_id })))
+          .execute();
+      for (const u of [...removed, ...added]) changed.add(u);
+    }
+    return { changedUsers: changed.size };
+  });
+};
+
 export const FinishGroupSyncOptions = z.object({
   /** Fraction of the synced groups above which deletions are refused (accidental-deletion guard). */
   deletionThreshold: z.number().min(0).max(1).default(0.2),

@@ -87,6 +87,8 @@ export const startSyncRun = async (
     mode?: 'full' | 'delta';
     server?: string;
     totalPages?: number;
+    /** The agent's full-sync interval (syncHealth). */
+    intervalMinutes?: number;
   },
   now: number,
 ): Promise<void> => {
@@ -112,6 +114,7 @@ export const startSyncRun = async (
         total_pages: run.totalPages ?? null,
         counts: JSON.stringify(emptyCounts()),
         error: null,
+        interval_minutes: run.intervalMinutes ?? null,
       })
       .execute();
   });
@@ -190,4 +193,78 @@ export const getSyncRun = async (
     .where('id', '=', id)
     .executeTakeFirst();
   return r ? toRun(r, now) : null;
+};
+
+/** Without a successful run for this many full-sync intervals, sync is overdue. */
+export const OVERDUE_INTERVALS = 3;
+/** The agent's default full-sync interval, for runs that did not say theirs. */
+export const DEFAULT_INTERVAL_MINUTES = 60;
+
+export type SyncHealthState = 'ok' | 'running' | 'never' | 'guarded' | 'failed' | 'stalled' | 'overdue';
+
+export interface SyncHealth {
+  state: SyncHealthState;
+  /** Whether an administrator should look: failed, stalled, overdue or guarded. */
+  problem: boolean;
+  message: string;
+  lastRun: SyncRun | null;
+  /** When the last run that succeeded (or was guarded) ended. */
+  lastSuccessAt: number | null;
+  intervalMinutes: number;
+  overdueAfterMinutes: number;
+}
+
+/**
+ * How the tenant's directory sync is doing, from its run records: the last run failed, is stalled
+ * (running with no page for STALLED_AFTER_MS), no run succeeded within OVERDUE_INTERVALS full-sync
+ * intervals (the agent's, as its last run said), or the last one held deletions back.
+ */
+export const syncHealth = async (db: Db, tenantId: string, now: number = Date.now()): Promise<SyncHealth> => {
+  const row = await db
+    .selectFrom('sync_runs')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .orderBy('started_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const last = row ? toRun(row, now) : undefined;
+  const ok = await db
+    .selectFrom('sync_runs')
+    .select(['finished_at', 'interval_minutes'])
+    .where('tenant_id', '=', tenantId)
+    .where('status', 'in', ['succeeded', 'guarded'])
+    .orderBy('finished_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const lastInterval = row?.interval_minutes;
+  const intervalMinutes = lastInterval ?? ok?.interval_minutes ?? DEFAULT_INTERVAL_MINUTES;
+  const overdueAfterMinutes = intervalMinutes * OVERDUE_INTERVALS;
+  const lastSuccessAt = ok?.finished_at == null ? null : Number(ok.finished_at);
+  const base = { lastRun: last ?? null, lastSuccessAt, intervalMinutes, overdueAfterMinutes };
+  const say = (state: SyncHealthState, message: string): SyncHealth => ({
+    state,
+    problem: ['failed', 'stalled', 'overdue', 'guarded'].includes(state),
+    message,
+    ...base,
+  });
+  if (!last) return say('never', 'No directory sync run yet.');
+  if (last.status === 'failed')
+    return say('failed', `The last sync run failed: ${last.error ?? 'no reason given'}.`);
+  if (last.status === 'stalled')
+    return say(
+      'stalled',
+      `A sync run has had no page for ${Math.round((now - last.updatedAt) / 60_000)} minutes.`,
+    );
+  const since = lastSuccessAt ?? last.startedAt;
+  if (now - since > overdueAfterMinutes * 60_000)
+    return say(
+      'overdue',
+      lastSuccessAt === null
+        ? `No sync run has succeeded in ${Math.round((now - since) / 60_000)} minutes.`
+        : `No sync run has succeeded for ${Math.round((now - since) / 60_000)} minutes (expected every ${intervalMinutes}).`,
+    );
+  if (last.status === 'guarded')
+    return say('guarded', `The last sync run held deletions back: ${last.error ?? ''}`);
+  if (last.status === 'running') return say('running', 'A sync run is in progress.');
+  return say('ok', 'Directory sync is up to date.');
 };

@@ -24,6 +24,8 @@ export interface Tenant {
   createdAt: number;
   ptaEnabled: boolean;
   legacyAuth: boolean;
+  /** A sign-in by a name not synced asks an agent to look the user up and creates them (jit.ts). */
+  jitUsers: boolean;
   loginAttribute: LoginAttribute;
   lockoutThreshold: number;
   lockoutDurationS: number;
@@ -108,6 +110,7 @@ export const toTenant = (r: Selectable<TenantTable>): Tenant => {
     createdAt: r.created_at,
     ptaEnabled: r.pta_enabled === 1,
     legacyAuth: r.legacy_auth === 1,
+    jitUsers: r.jit_users === 1,
     loginAttribute: r.login_attribute === 'mail' ? 'mail' : 'upn',
     lockoutThreshold: r.lockout_threshold,
     lockoutDurationS: r.lockout_duration_s,
@@ -155,6 +158,7 @@ export const createTenant = async (
         created_at: now,
         pta_enabled: 0,
         legacy_auth: 0,
+        jit_users: 0,
         login_attribute: 'upn',
         lockout_threshold: 10,
         lockout_duration_s: 60,
@@ -203,6 +207,7 @@ export const TenantSettings = z
   .object({
     ptaEnabled: z.boolean().optional(),
     legacyAuth: z.boolean().optional(),
+    jitUsers: z.boolean().optional(),
     loginAttribute: z.enum(['upn', 'mail']).optional(),
     lockoutThreshold: z.number().int().min(1).max(100).optional(),
     lockoutDurationS: z.number().int().min(1).max(86_400).optional(),
@@ -243,6 +248,7 @@ export const updateSettings = async (
   const set: Partial<Selectable<TenantTable>> = {};
   if (s.ptaEnabled !== undefined) set.pta_enabled = s.ptaEnabled ? 1 : 0;
   if (s.legacyAuth !== undefined) set.legacy_auth = s.legacyAuth ? 1 : 0;
+  if (s.jitUsers !== undefined) set.jit_users = s.jitUsers ? 1 : 0;
   if (s.loginAttribute !== undefined) set.login_attribute = s.loginAttribute;
   if (s.lockoutThreshold !== undefined) set.lockout_threshold = s.lockoutThreshold;
   if (s.lockoutDurationS !== undefined) set.lockout_duration_s = s.lockoutDurationS;

@@ -195,7 +195,12 @@ pages.overview = async (root) => {
       msg.replaceChildren(alertBox(err));
     }
   };
+  const sync = o.sync;
   root.append(
+    // A failed, stalled or overdue sync is said first: its users' changes are not reaching the cloud.
+    ...(sync.problem
+      ? [h('p', { class: 'alert', role: 'alert', 'data-testid': 'sync-problem' }, sync.message)]
+      : []),
     h('h2', {}, 'Sign-in methods'),
     h(
       'div',
@@ -220,7 +225,29 @@ pages.overview = async (root) => {
         ? switchButton('Legacy authentication', t.legacyAuth, toggle('legacyAuth', !t.legacyAuth))
         : null,
     ),
+    h(
+      'div',
+      { class: 'setting' },
+      h('span', { class: 'name' }, 'Just-in-time users (sign-in by a name not synced yet)'),
+      h(
+        'span',
+        { class: t.jitUsers ? 'state-on' : 'state-off', 'data-testid': 'jit-state' },
+        t.jitUsers ? 'Enabled' : 'Disabled',
+      ),
+      can('hybrid') ? switchButton('Just-in-time users', t.jitUsers, toggle('jitUsers', !t.jitUsers)) : null,
+    ),
     msg,
+    h('h2', {}, 'Directory sync'),
+    h(
+      'p',
+      { 'data-testid': 'sync-state' },
+      h('strong', { class: sync.problem ? 'state-off' : 'state-on' }, syncStates[sync.state] ?? sync.state),
+      ` · ${sync.message}`,
+      sync.lastRun
+        ? ` Last run: ${sync.lastRun.mode}, ${sync.lastRun.status}, ${when(sync.lastRun.startedAt)}.`
+        : '',
+      ` Last success: ${sync.lastSuccessAt ? when(sync.lastSuccessAt) : 'never'}.`,
+    ),
     h('h2', {}, 'At a glance'),
     h(
       'dl',
@@ -236,6 +263,16 @@ pages.overview = async (root) => {
       ].map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, String(v)))),
     ),
   );
+};
+
+const syncStates = {
+  ok: 'Healthy',
+  running: 'Running',
+  never: 'No run yet',
+  guarded: 'Deletions held back',
+  failed: 'Failed',
+  stalled: 'Stalled',
+  overdue: 'Overdue',
 };
 
 /** "+added ~updated −deleted (seen)" for users or groups of a sync run. */
