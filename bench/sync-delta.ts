@@ -95,6 +95,35 @@ try {
   const idle = await collectDelta(dir, 500, delta.next, Date.now());
   const idleMs = performance.now() - t;
   if (idle.full !== undefined) throw new Error(`the idle delta became full: ${idle.full}`);
+
+  // Membership by delta: a member added to one small group, then one removed from a group that
+  // holds every user and is itself nested in another (each run resends the changed groups' and
+  // their parents' whole member lists).
+  const member = (group: string, op: 'add' | 'delete', dn: string) =>
+    c.modify(
+      `CN=${group},${OU}`,
+      new Change({ operation: op, modification: new Attribute({ type: 'member', values: [dn] }) }),
+    );
+  await member('bg0', 'add', userDn(USERS - 1));
+  t = performance.now();
+  const small = await collectDelta(dir, 500, idle.next, Date.now());
+  const smallMs = performance.now() - t;
+  if (small.full !== undefined) throw new Error(`the group delta became full: ${small.full}`);
+  const everyone = Array.from({ length: USERS }, (_, i) => userDn(i));
+  await c.add(`CN=ball,${OU}`, { objectClass: ['top', 'group'], sAMAccountName: 'ball', member: everyone });
+  await c.add(`CN=btop,${OU}`, {
+    objectClass: ['top', 'group'],
+    sAMAccountName: 'btop',
+    member: [`CN=ball,${OU}`],
+  });
+  const added = await collectDelta(dir, 500, small.next, Date.now());
+  if (added.full !== undefined) throw new Error(`the group delta became full: ${added.full}`);
+  await member('ball', 'delete', userDn(0));
+  t = performance.now();
+  const big = await collectDelta(dir, 500, added.next, Date.now());
+  const bigMs = performance.now() - t;
+  if (big.full !== undefined) throw new Error(`the group delta became full: ${big.full}`);
+  const lists = (d: typeof big) => [...d.groupMembers.values()].map((l) => l.length);
   await dir.close();
   await c.unbind();
   console.log(
@@ -104,6 +133,8 @@ try {
       full: { ms: Math.round(fullMs), users: full.users.length, groups: full.groups?.length },
       delta: { ms: Math.round(deltaMs), users: delta.users.length },
       idleDelta: { ms: Math.round(idleMs), users: idle.users.length },
+      memberAddedToSmallGroup: { ms: Math.round(smallMs), memberLists: lists(small) },
+      memberRemovedFromGroupOfEveryone: { ms: Math.round(bigMs), memberLists: lists(big) },
     }),
   );
 } catch (err) {
