@@ -16,6 +16,7 @@
  *   npm run bench -- --check [--tolerance 1.25]  (the standard scenario against docs/benchmarks.md;
  *                                                 exit 1 when CPU per sign-in regressed, bench/check.ts)
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
+ *   npm run bench -- --scenario scale-out-storm --count 2000  (see bench/scale-out-storm.ts)
  *   npm run bench -- --growth   the same on a database of 1,000 tenants, 100,000 users and 10 million
  *                               sign-in log rows (see bench/growth.ts)
  */
@@ -36,7 +37,9 @@ import {
   type Cloud,
   cpuSeconds,
   createTenant,
+  dbStatements,
   memMb,
+  pgStats,
   registerAgent,
   startAgent,
   startCloud,
@@ -70,6 +73,10 @@ const { values: a } = parseArgs({
 
 if (a.scenario === 'idle-agents') {
   await import('./idle-agents.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
+  process.exit(0);
+}
+if (a.scenario === 'scale-out-storm') {
+  await import('./scale-out-storm.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
   process.exit(0);
 }
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
@@ -267,12 +274,21 @@ try {
   let before: number[] = [];
   let after: number[] = [];
   let windowStart = Date.now();
+  // Scale-out: commits and row changes in the database over the same window as the CPU.
+  const pgUrl = pgDb?.url;
+  let pgBefore: Promise<{ commits: number; rows: number }> | undefined;
+  let pgAfter: Promise<{ commits: number; rows: number }> | undefined;
+  const statements = () => Promise.all(clouds.map((c) => dbStatements(c).catch(() => ({}))));
+  let stBefore: Promise<Record<string, number>[]> | undefined;
+  let stAfter: Promise<Record<string, number>[]> | undefined;
   const pt = await load(
     {
       ...common,
       mode: 'grant',
       users: directory.upns,
-      tokenUrls: clouds.map((c) => tenant.tokenUrl.replace(cloud.url, c.url)),
+      // Each node's own origin: the token endpoint the tenant advertises names the public URL stored
+      // in the database (the last node started), and sent every sign-in to that one node.
+      tokenUrls: clouds.map((c) => `${c.url}${new URL(tenant.tokenUrl).pathname}`),
       caFile: cloud.caFile,
       clientId: tenant.clientId,
     },
@@ -281,7 +297,14 @@ try {
       if (line === 'measuring') {
         before = pids.map(cpuSeconds);
         windowStart = Date.now();
-      } else after = pids.map(cpuSeconds);
+        if (pgUrl) pgBefore = pgStats(pgUrl);
+        stBefore = statements();
+      } else {
+        after = pids.map(cpuSeconds);
+        // pg_stat_database is flushed about once a second: read it once that has happened.
+        if (pgUrl) pgAfter = new Promise((r) => setTimeout(r, 1500)).then(() => pgStats(pgUrl));
+        stAfter = statements();
+      }
     },
   );
   // Where the time goes, from the sign-in log: the authenticator's total, the agent's and the directory's.
@@ -295,6 +318,12 @@ try {
   const signins = pt.correct + pt.wrong;
   const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
   const rss = pids.slice(0, base).map((p) => memMb(p));
+  const [pg0, pg1] = pgBefore && pgAfter ? await Promise.all([pgBefore, pgAfter]) : [];
+  const perSignIn = (n: number) => Math.round((n / Math.max(1, signins)) * 100) / 100;
+  const [st0, st1] = stBefore && stAfter ? await Promise.all([stBefore, stAfter]) : [[], []];
+  const byOp: Record<string, number> = {};
+  for (const [i, after1] of st1.entries())
+    for (const [op, n] of Object.entries(after1)) byOp[op] = (byOp[op] ?? 0) + n - (st0[i]?.[op] ?? 0);
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -326,6 +355,11 @@ try {
       Math.round((perSignInMs(sum(cpu.slice(0, nodes))) / floor.floor_cloud_cpu_ms) * 100) / 100,
     floor_parts_us: floor.floor_parts_us,
     es256_jose_us: floor.es256_jose_us,
+    // Each node's CPU over the sign-ins it served (the load generator spreads them evenly).
+    cloud_cpu_ms_per_signin_by_node: cpu.slice(0, nodes).map((c) => perSignInMs(c * nodes)),
+    pg_commits_per_signin: pg0 && pg1 ? perSignIn(pg1.commits - pg0.commits) : null,
+    pg_rows_per_signin: pg0 && pg1 ? perSignIn(pg1.rows - pg0.rows) : null,
+    db_statements_per_signin: Object.fromEntries(Object.entries(byOp).map(([op, n]) => [op, perSignIn(n)])),
     agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
     load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
     directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,
