@@ -5,9 +5,12 @@
  * a ping and a Heartbeat every heartbeatMs the cloud asked for. A lost connection comes back
  * with the agent's own jittered backoff (apps/agent/src/backoff.ts).
  *
- * Argument: JSON { cloudUrl, caFile, tokensFile, stateRoot, goFile }. Connections start once
- * goFile exists (so the orchestrator can read the cloud's memory before). Reports on stdout:
- * `registered K`, then `connected K welcomes W` whenever those change.
+ * Argument: JSON { cloudUrl, caFile, tokensFile, stateRoot, goFile, gatewayUrls? }. Connections
+ * start once goFile exists (so the orchestrator can read the cloud's memory before). With
+ * `gatewayUrls` (scale-out), each agent starts at the first and moves to the next one after every
+ * lost connection, as the agent does, and answers a `reconnect` frame the agent's way: a new
+ * connection to the next URL, and the old one closed once the new one is welcomed. Reports on
+ * stdout: `registered K`, then `connected K welcomes W moves M on N0,N1,...` whenever those change.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +26,7 @@ const spec = JSON.parse(process.argv[2] ?? '{}') as {
   tokensFile: string;
   stateRoot: string;
   goFile: string;
+  gatewayUrls?: string[];
 };
 const caPem = readFileSync(spec.caFile, 'utf8');
 const tokens = readFileSync(spec.tokensFile, 'utf8').trim().split('\n');
@@ -30,9 +34,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let connected = 0;
 let welcomes = 0;
+let moves = 0;
+const urls = spec.gatewayUrls ?? [];
+const on = urls.map(() => 0);
 let reported = '';
 const report = () => {
-  const line = `connected ${connected} welcomes ${welcomes}`;
+  const line = `connected ${connected} welcomes ${welcomes} moves ${moves} on ${on.join(',')}`;
   if (line !== reported) process.stdout.write(`${line}\n`);
   reported = line;
 };
@@ -61,8 +68,12 @@ while (!existsSync(spec.goFile)) await sleep(100);
 
 const hold = (state: AgentState) => {
   const backoff = new Backoff();
-  const connect = () => {
-    const sock = new WebSocket(`${state.gatewayUrl.replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`, {
+  const gateways = urls.length > 0 ? urls : [state.gatewayUrl];
+  let next = 0;
+  /** One connection; `onWelcome` runs once it is welcomed. Returns a closer. */
+  const open = (onWelcome: () => void, onEnd: (welcomed: boolean) => void) => {
+    const g = next++ % gateways.length;
+    const sock = new WebSocket(`${gateways[g]!.replace(/\/+$/, '')}${AGENT_CHANNEL_PATH}`, {
       ca: state.cloudCaPem,
       key: state.keyPem,
       cert: state.certPem,
@@ -79,30 +90,72 @@ const hold = (state: AgentState) => {
         protocol: PROTOCOL_VERSION,
         version: '0.1.0',
         hostname: 'idle',
-        capabilities: ['validate'],
+        capabilities: ['validate', 'reconnect'],
         directory: { ok: true },
         clock: Date.now(),
       }),
     );
     sock.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as { type: string; heartbeatMs?: number };
+      const msg = JSON.parse(String(data)) as { type: string; heartbeatMs?: number; jitterMs?: number };
+      if (msg.type === 'reconnect' && up) return moveAsked(msg.jitterMs ?? 0, sock);
       if (msg.type !== 'welcome' || up) return;
       up = true;
       connected++;
       welcomes++;
-      backoff.connected();
+      if (urls.length) on[g]!++;
       hb = setInterval(() => {
         sock.ping();
         send({ type: 'heartbeat', clock: Date.now(), directory: { ok: true }, inFlight: 0 });
       }, msg.heartbeatMs ?? 10_000);
+      onWelcome();
     });
     sock.on('error', () => {});
     sock.on('close', () => {
       clearInterval(hb);
-      if (up) connected--;
-      backoff.disconnected();
-      setTimeout(connect, backoff.next());
+      if (up) {
+        connected--;
+        if (urls.length) on[g]!--;
+      }
+      onEnd(up);
     });
+    return sock;
+  };
+  let current: WebSocket | undefined;
+  let moving = false;
+  // Idle agents hold no requests: a move hands over at once (the real agent drains first).
+  const moveAsked = (jitterMs: number, from: WebSocket) => {
+    if (moving || from !== current) return;
+    moving = true;
+    setTimeout(() => {
+      const sock = open(
+        () => {
+          moving = false;
+          // The old one dropped meanwhile and was replaced: this one is surplus.
+          if (current !== from) return sock.close(1000, 'surplus');
+          moves++;
+          current = sock;
+          from.close(1000, 'moved');
+        },
+        (welcomed) => {
+          if (!welcomed) moving = false;
+          else if (current === sock) lost();
+        },
+      );
+    }, Math.random() * jitterMs);
+  };
+  const lost = () => {
+    backoff.disconnected();
+    setTimeout(connect, backoff.next());
+  };
+  const connect = () => {
+    const sock = open(
+      () => backoff.connected(),
+      () => {
+        if (current === sock) lost();
+        else if (current === undefined) lost();
+      },
+    );
+    current = sock;
   };
   connect();
 };

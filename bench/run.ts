@@ -7,22 +7,30 @@
  *   2. password grants through the token endpoint (the pass-through path).
  * Reports both rates, their ratio, latencies, the latency the pass-through path adds, CPU
  * seconds per sign-in and peak RSS of the cloud and each agent. The LAST line is one JSON object.
+ * First, bench/floor.ts measures the cloud path's primitives on this machine: the report carries
+ * that floor and the cloud's ratio to it, which compares across machines where milliseconds do not.
  *
  *   npm run bench -- [--directory openldap|samba] [--users 1000] [--agents 1] [--concurrency 16]
  *                    [--duration 15] [--warmup 3] [--wrong 10] [--pool-size N] [--cpu-prof DIR]
+ *                    [--floor-scale 1]
+ *   npm run bench -- --check [--tolerance 1.25]  (the standard scenario against docs/benchmarks.md;
+ *                                                 exit 1 when CPU per sign-in regressed, bench/check.ts)
  *   npm run bench -- --scenario idle-agents --count 5000      (see bench/idle-agents.ts)
  *   npm run bench -- --scenario sync --users 100000 --groups 5000 [--changed 1000]  (see bench/sync.ts)
+ *   npm run bench -- --scenario scale-out-storm --count 2000  (see bench/scale-out-storm.ts)
  *   npm run bench -- --growth   the same on a database of 1,000 tenants, 100,000 users and 10 million
  *                               sign-in log rows (see bench/growth.ts)
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
-import { type Child, ROOT, spawnNode, waitFor } from '../test/harness/children.ts';
+import { type Child, ROOT, runNode, spawnNode, waitFor } from '../test/harness/children.ts';
+import { check, readReference } from './check.ts';
+import { type Directory, startDirectory } from './directory.ts';
+import type { FloorReport } from './floor.ts';
 import { type GrowthSize, seedGrowth } from './growth.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
@@ -30,7 +38,9 @@ import {
   type Cloud,
   cpuSeconds,
   createTenant,
+  dbStatements,
   memMb,
+  pgStats,
   registerAgent,
   startAgent,
   startCloud,
@@ -56,6 +66,9 @@ const { values: a } = parseArgs({
     agent: { type: 'string', default: 'bundle' },
     procs: { type: 'string', default: '2' },
     quiet: { type: 'boolean', default: false },
+    'floor-scale': { type: 'string', default: '1' },
+    check: { type: 'boolean', default: false },
+    tolerance: { type: 'string', default: '1.25' },
     growth: { type: 'boolean', default: false },
     'growth-tenants': { type: 'string', default: '1000' },
     'growth-users': { type: 'string', default: '100000' },
@@ -83,8 +96,27 @@ if (a.scenario === 'sync') {
   );
   process.exit(process.exitCode ?? 0);
 }
+if (a.scenario === 'scale-out-storm') {
+  await import('./scale-out-storm.ts').then((m) => m.main(Number(a.count), Number(a.procs)));
+  process.exit(0);
+}
 if (a.scenario !== 'signin') throw new Error(`unknown --scenario ${a.scenario}`);
 if (a.directory !== 'openldap' && a.directory !== 'samba') throw new Error('--directory openldap|samba');
+// The reference in docs/benchmarks.md is for the standard scenario only.
+if (
+  a.check &&
+  (a.directory !== 'openldap' ||
+    a.agents !== '1' ||
+    a.nodes !== '1' ||
+    a.concurrency !== '16' ||
+    a.wrong !== '10' ||
+    (a.users ?? '1000') !== '1000' ||
+    a['pool-size'] ||
+    a['cpu-prof'] ||
+    a.growth)
+) {
+  throw new Error('--check runs the standard scenario: only --duration, --warmup and --tolerance may change');
+}
 
 const PASSWORD = 'Bench-Passw0rd!1';
 const agents = Number(a.agents);
@@ -100,78 +132,6 @@ const nodeOptions = (name: string) => {
   if (!profDir) return undefined;
   mkdirSync(join(profDir, name), { recursive: true });
   return `--cpu-prof --cpu-prof-dir=${join(profDir, name)}`;
-};
-
-interface Directory {
-  kind: string;
-  url: string;
-  caFile?: string;
-  domain: string;
-  bindDns: string[];
-  upns: string[];
-  agentDirectory: Record<string, unknown>;
-  /** The server process, when we know it (its CPU is reported too). */
-  pid?: number;
-  stop(): Promise<void>;
-}
-
-const startDirectory = async (): Promise<Directory> => {
-  if (a.directory === 'openldap') {
-    const { startSlapd } = await import('../test/harness/slapd.ts');
-    const n = Number(a.users ?? 1000);
-    const domain = 'bench.test';
-    const users = Array.from({ length: n }, (_, i) => ({
-      uid: `u${i}`,
-      password: PASSWORD,
-      mail: `u${i}@${domain}`,
-    }));
-    const s = await startSlapd({ users });
-    const bindFile = join(work, 'bind-password');
-    writeFileSync(bindFile, s.servicePassword, { mode: 0o600 });
-    return {
-      kind: 'openldap',
-      pid: Number(readFileSync(join(s.dir, 'slapd.pid'), 'utf8').trim()) || undefined,
-      url: s.url,
-      domain,
-      bindDns: users.map((u) => `uid=${u.uid},${s.peopleDn}`),
-      upns: users.map((u) => u.mail),
-      agentDirectory: {
-        kind: 'openldap',
-        urls: [s.url],
-        bindDn: s.serviceDn,
-        bindPasswordFile: bindFile,
-        baseDns: [s.peopleDn],
-      },
-      stop: () => s.stop(),
-    };
-  }
-  const { startSambaDc, REALM, BASE_DN } = await import('../test/harness/samba.ts');
-  const dc = await startSambaDc();
-  const n = Number(a.users ?? 40);
-  const names = Array.from({ length: n }, (_, i) => `bench${i}`);
-  // samba-tool takes ~0.4 s per call: a few at a time.
-  for (let i = 0; i < n; i += 4) {
-    await Promise.all(names.slice(i, i + 4).map((u) => dc.tool('user', 'create', u, PASSWORD)));
-  }
-  const bindFile = join(work, 'bind-password');
-  writeFileSync(bindFile, dc.adminPassword, { mode: 0o600 });
-  return {
-    kind: 'samba',
-    url: dc.url,
-    domain: REALM,
-    bindDns: names.map((u) => dc.dn(u)),
-    upns: names.map((u) => dc.upn(u)),
-    agentDirectory: {
-      kind: 'ad',
-      urls: [dc.ldapsUrl],
-      caFile: dc.caFile,
-      tlsServerName: dc.tlsServerName,
-      bindDn: dc.adminUpn,
-      bindPasswordFile: bindFile,
-      baseDns: [`CN=Users,${BASE_DN}`],
-    },
-    stop: () => dc.stop(),
-  };
 };
 
 /** Runs bench/load.ts; `onLine` sees `measuring` and `done` as they come. */
@@ -222,9 +182,19 @@ const query = async <T>(sql: string, params: unknown[]): Promise<T> => {
   }
 };
 
+/** bench/floor.ts in its own process, before anything else of ours runs. */
+const measureFloor = async (): Promise<FloorReport> => {
+  const r = await runNode(join(ROOT, 'bench/floor.ts'), ['--scale', String(a['floor-scale'])]);
+  if (r.code !== 0) throw new Error(`bench/floor.ts exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as FloorReport;
+};
+
 try {
+  say("floor: the cloud path's primitives on this machine (bench/floor.ts)");
+  const floor = await measureFloor();
+  say(`  ${floor.floor_cloud_cpu_ms} ms of cloud CPU per sign-in at least (${floor.cpu_model})`);
   say(`directory: starting ${a.directory}`);
-  directory = await startDirectory();
+  directory = await startDirectory(a.directory, a.users, work, PASSWORD);
   let shared: NodeJS.ProcessEnv = {};
   if (nodes > 1) {
     const { createTempDatabase } = await import('../test/harness/postgres.ts');
@@ -325,12 +295,21 @@ try {
   let before: number[] = [];
   let after: number[] = [];
   let windowStart = Date.now();
+  // Scale-out: commits and row changes in the database over the same window as the CPU.
+  const pgUrl = pgDb?.url;
+  let pgBefore: Promise<{ commits: number; rows: number }> | undefined;
+  let pgAfter: Promise<{ commits: number; rows: number }> | undefined;
+  const statements = () => Promise.all(clouds.map((c) => dbStatements(c).catch(() => ({}))));
+  let stBefore: Promise<Record<string, number>[]> | undefined;
+  let stAfter: Promise<Record<string, number>[]> | undefined;
   const pt = await load(
     {
       ...common,
       mode: 'grant',
       users: directory.upns,
-      tokenUrls: clouds.map((c) => tenant.tokenUrl.replace(cloud.url, c.url)),
+      // Each node's own origin: the token endpoint the tenant advertises names the public URL stored
+      // in the database (the last node started), and sent every sign-in to that one node.
+      tokenUrls: clouds.map((c) => `${c.url}${new URL(tenant.tokenUrl).pathname}`),
       caFile: cloud.caFile,
       clientId: tenant.clientId,
     },
@@ -339,7 +318,14 @@ try {
       if (line === 'measuring') {
         before = pids.map(cpuSeconds);
         windowStart = Date.now();
-      } else after = pids.map(cpuSeconds);
+        if (pgUrl) pgBefore = pgStats(pgUrl);
+        stBefore = statements();
+      } else {
+        after = pids.map(cpuSeconds);
+        // pg_stat_database is flushed about once a second: read it once that has happened.
+        if (pgUrl) pgAfter = new Promise((r) => setTimeout(r, 1500)).then(() => pgStats(pgUrl));
+        stAfter = statements();
+      }
     },
   );
   // Where the time goes, from the sign-in log: the authenticator's total, the agent's and the directory's.
@@ -353,6 +339,12 @@ try {
   const signins = pt.correct + pt.wrong;
   const perSignInMs = (s: number) => Math.round((s / Math.max(1, signins)) * 1e6) / 1e3;
   const rss = pids.slice(0, base).map((p) => memMb(p));
+  const [pg0, pg1] = pgBefore && pgAfter ? await Promise.all([pgBefore, pgAfter]) : [];
+  const perSignIn = (n: number) => Math.round((n / Math.max(1, signins)) * 100) / 100;
+  const [st0, st1] = stBefore && stAfter ? await Promise.all([stBefore, stAfter]) : [[], []];
+  const byOp: Record<string, number> = {};
+  for (const [i, after1] of st1.entries())
+    for (const [op, n] of Object.entries(after1)) byOp[op] = (byOp[op] ?? 0) + n - (st0[i]?.[op] ?? 0);
   const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
   say(`  ${pt.perSecond}/s, p50 ${pt.p50} ms, p99 ${pt.p99} ms`);
   if (Object.keys(pt.errors).length || pt.unexpected)
@@ -379,6 +371,16 @@ try {
     raw_p99_ms: raw.p99,
     added_p50_ms: Math.round((pt.p50 - raw.p50) * 1000) / 1000,
     cloud_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(0, nodes))),
+    floor_cloud_cpu_ms: floor.floor_cloud_cpu_ms,
+    cloud_to_floor_ratio:
+      Math.round((perSignInMs(sum(cpu.slice(0, nodes))) / floor.floor_cloud_cpu_ms) * 100) / 100,
+    floor_parts_us: floor.floor_parts_us,
+    es256_jose_us: floor.es256_jose_us,
+    // Each node's CPU over the sign-ins it served (the load generator spreads them evenly).
+    cloud_cpu_ms_per_signin_by_node: cpu.slice(0, nodes).map((c) => perSignInMs(c * nodes)),
+    pg_commits_per_signin: pg0 && pg1 ? perSignIn(pg1.commits - pg0.commits) : null,
+    pg_rows_per_signin: pg0 && pg1 ? perSignIn(pg1.rows - pg0.rows) : null,
+    db_statements_per_signin: Object.fromEntries(Object.entries(byOp).map(([op, n]) => [op, perSignIn(n)])),
     agent_cpu_ms_per_signin: perSignInMs(sum(cpu.slice(nodes, base))),
     load_cpu_ms_per_signin: perSignInMs(cpu[base] ?? 0),
     directory_cpu_ms_per_signin: directory.pid ? perSignInMs(cpu[base + 1] ?? 0) : null,
@@ -390,21 +392,24 @@ try {
     growth,
     errors: sum(Object.values(pt.errors)) + sum(Object.values(raw.errors)),
     unexpected: pt.unexpected + raw.unexpected,
-    cpu_model: (() => {
-      try {
-        return execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])
-          .toString()
-          .trim();
-      } catch {
-        return 'unknown';
-      }
-    })(),
+    cpu_model: floor.cpu_model,
   };
   say(
     `\nratio ${report.ratio}  added p50 ${report.added_p50_ms} ms  cloud ${report.cloud_cpu_ms_per_signin} ms CPU/sign-in, ` +
       `agents ${report.agent_cpu_ms_per_signin} ms CPU/sign-in  peak RSS cloud ${report.cloud_rss_mb} MB, agent ${report.agent_rss_mb} MB`,
   );
   await cleanup();
+  if (a.check) {
+    const verdict = check(report, readReference(ROOT), Number(a.tolerance));
+    say(`\ncheck (tolerance ${a.tolerance}, this machine's floor / the reference's: ${verdict.scale}):`);
+    for (const l of verdict.lines) {
+      say(
+        `  ${l.ok ? 'ok  ' : 'FAIL'} ${l.field} ${l.measured} ms (limit ${l.limit}, reference ${l.reference})`,
+      );
+    }
+    process.stdout.write(`${JSON.stringify({ ...report, check: verdict })}\n`);
+    process.exit(verdict.ok ? 0 : 1);
+  }
   process.stdout.write(`${JSON.stringify(report)}\n`);
 } catch (err) {
   process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);

@@ -174,3 +174,33 @@ export const activeAgents = async (cloud: Cloud, tenantId: string): Promise<numb
   const list = (await cloud.cli('agents', 'list', '--tenant', tenantId)) as unknown as { status: string }[];
   return list.filter((a) => a.status === 'active').length;
 };
+
+/** The PostgreSQL database's commits and row changes so far (pg_stat_database; flushed about once a second). */
+export const pgStats = async (url: string): Promise<{ commits: number; rows: number }> => {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query(
+      `SELECT xact_commit AS commits, tup_inserted + tup_updated + tup_deleted AS rows
+         FROM pg_stat_database WHERE datname = current_database()`,
+    );
+    return { commits: Number(rows[0].commits), rows: Number(rows[0].rows) };
+  } finally {
+    await c.end();
+  }
+};
+
+/** Statements the cloud process ran so far, by kind (its /metrics: gatehouse_db_query_duration_seconds). */
+export const dbStatements = async (cloud: Cloud): Promise<Record<string, number>> => {
+  const port = cloud.env.GATEHOUSE_CLOUD_METRICS_PORT;
+  const text = await (
+    await pinnedFetch(readFileSync(cloud.caFile))(`https://127.0.0.1:${port}/metrics`)
+  ).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^gatehouse_db_query_duration_seconds_count\{([^}]*)\} (\d+)/gm)) {
+    const op = /op="([^"]+)"/.exec(m[1]!)?.[1] ?? 'other';
+    out[op] = (out[op] ?? 0) + Number(m[2]);
+  }
+  return out;
+};

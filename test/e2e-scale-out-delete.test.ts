@@ -66,7 +66,12 @@ const env = () => ({ ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_
 before(async () => {
   if (skip) return;
   db = pgDb!;
-  settings = { dir, databaseUrl: db.url, extra: { GATEHOUSE_CLOUD_LOG_LEVEL: 'debug' } };
+  settings = {
+    dir,
+    databaseUrl: db.url,
+    // Both agents stay on node B (node A relays): rebalancing, which would spread them, is off here.
+    extra: { GATEHOUSE_CLOUD_LOG_LEVEL: 'debug', GATEHOUSE_CLOUD_REBALANCE_MS: '0' },
+  };
   slapd = await startSlapd({
     users: USERS.map((uid) => ({ uid, cn: uid, mail: `${uid}@${DOMAIN}`, password: PASSWORD })),
   });

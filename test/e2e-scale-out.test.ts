@@ -157,6 +157,11 @@ before(async () => {
     extra: {
       GATEHOUSE_CLOUD_HEARTBEAT_MS: '1000',
       GATEHOUSE_CLOUD_INACTIVE_AFTER_MS: '3000',
+      // activeAgents() reads last_seen_at with a 2.5 s window: rows written every 0.5 s keep it exact.
+      GATEHOUSE_CLOUD_PRESENCE_WRITE_MS: '500',
+      // This suite places agents on nodes by hand (registration node, SIGTERM, kill -9) to make a
+      // tenant's every agent sit on the node that dies; rebalancing has its own suite.
+      GATEHOUSE_CLOUD_REBALANCE_MS: '0',
       GATEHOUSE_CLOUD_AGENT_TIMEOUT_MS: '8000',
       GATEHOUSE_CLOUD_LOG_LEVEL: 'debug',
     },

@@ -20,16 +20,19 @@ export interface ValidateDeps {
   now?: () => number;
 }
 
+// One decoder for every request: stateless with the default (non-streaming) decode.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Opens the sealed password; null when it does not open (wrong key, other user/request/tenant). */
 export const openPassword = (msg: Validate, tenantId: string, privateKey: Uint8Array): string | null => {
   try {
     const pt = hpkeOpen(
       privateKey,
-      new Uint8Array(Buffer.from(msg.enc, 'base64url')),
-      new Uint8Array(Buffer.from(msg.ct, 'base64url')),
+      Buffer.from(msg.enc, 'base64url'),
+      Buffer.from(msg.ct, 'base64url'),
       aad(tenantId, msg.id, msg.user.upn, msg.deadline),
     );
-    const pw = new TextDecoder('utf-8', { fatal: true }).decode(pt);
+    const pw = utf8.decode(pt);
     pt.fill(0);
     return pw;
   } catch {

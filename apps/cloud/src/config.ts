@@ -61,6 +61,13 @@ export const CloudConfigSchema = z
     heartbeatMs: z.coerce.number().int().min(200).max(300_000).default(10_000),
     /** An agent silent this long is Inactive and gets no requests. */
     inactiveAfterMs: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+    /** How often a node writes its agents' last_seen_at, in one statement for all of them
+     * (default inactiveAfterMs). Heartbeats are not written: at a million agents they would be more
+     * writes than the sign-ins. The database's view of an agent is this much older at most. */
+    presenceWriteMs: z.coerce.number().int().min(100).max(3_600_000).optional(),
+    /** Scale-out: how often nodes compare their agent counts and move agents to a node with room
+     * (gateway/balance.ts); 0: never (agents stay wherever they connected). */
+    rebalanceMs: z.coerce.number().int().min(0).max(600_000).default(2_000),
     /** A sign-in for a tenant whose last agent was connected this recently waits (within its
      * deadline) for one to reconnect, instead of failing with no_agent: an agent restart or a
      * cloud node's death costs latency, not failed sign-ins. 0: never wait. */
@@ -144,13 +151,25 @@ export const CloudConfigSchema = z
   });
 
 export type CloudConfig = Readonly<
-  Omit<z.infer<typeof CloudConfigSchema>, 'database' | 'gatewayUrl' | 'nodeId' | 'metricsPort'> & {
+  Omit<
+    z.infer<typeof CloudConfigSchema>,
+    'database' | 'gatewayUrl' | 'nodeId' | 'metricsPort' | 'presenceWriteMs'
+  > & {
     metricsPort: number | 'off';
+    presenceWriteMs: number;
     database: string;
     gatewayUrl: string;
     nodeId: string;
   }
 >;
+
+/**
+ * How recent a stored last_seen_at must be for the agent to count as Active in what is read from
+ * the database (admin center, CLI, metrics, the router's agent keys): the live threshold plus the
+ * interval at which nodes write presence, since a connected agent's row is refreshed only that often.
+ */
+export const storedLiveness = (c: Pick<CloudConfig, 'inactiveAfterMs' | 'presenceWriteMs'>): number =>
+  c.inactiveAfterMs + c.presenceWriteMs;
 
 const ENV_PREFIX = 'GATEHOUSE_CLOUD_';
 const keyFromEnv = (name: string): string =>
@@ -215,6 +234,7 @@ export const loadCloudConfig = (
     database: c.database ?? `sqlite:${resolve(dataDir, 'gatehouse.db')}`,
     gatewayUrl: c.gatewayUrl ?? `wss://${host}:${c.gatewayPort}`,
     nodeId: c.nodeId ?? `${hostname()}-${process.pid}`,
+    presenceWriteMs: c.presenceWriteMs ?? c.inactiveAfterMs,
     // A cloud on any free port (tests, several on one host) gets its metrics on one too.
     metricsPort: c.metricsPort ?? (c.port === 0 ? 0 : DEFAULT_METRICS_PORT),
   });

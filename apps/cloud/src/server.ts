@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
-import { type CloudConfig, loadCloudConfig } from './config.ts';
+import { type CloudConfig, loadCloudConfig, storedLiveness } from './config.ts';
 import type { CloudContext } from './context.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway, type GatewayOptions } from './gateway/index.ts';
@@ -103,13 +103,17 @@ const composeDispatch = async (
       passwordFile: config.natsPasswordFile,
     },
     nodeId: config.nodeId,
+    // Keyed by the deployment's secret key: every node has it, another deployment does not.
+    clusterId: ctx.secrets.mac('cluster', 'nats-cluster-id').slice(0, 16),
     db: ctx.db,
     log: ctx.log,
     now: ctx.now,
-    inactiveAfterMs: config.inactiveAfterMs,
+    storedLivenessMs: storedLiveness(config),
     reconnectWaitMs: config.agentReconnectWaitMs,
     local: gateway.local,
     closeDeleted: gateway.closeDeleted,
+    balance: config.rebalanceMs > 0 ? gateway.balance : undefined,
+    rebalanceMs: config.rebalanceMs,
   });
   router = r;
   gateway.useClusterRevocation(r.revocation);
@@ -147,7 +151,7 @@ const addMetricSources = (ctx: CloudContext, gateway: Gateway, router: ClusterRo
       const counts = { '0': 0, '1': 0, '2': 0, '3+': 0 };
       const rows = await tenantsByActiveAgents(ctx.db, {
         now: ctx.now(),
-        inactiveAfterMs: ctx.config.inactiveAfterMs,
+        inactiveAfterMs: storedLiveness(ctx.config),
       });
       for (const r of rows) counts[bucketOf(r.agents)] += r.tenants;
       return counts;

@@ -104,7 +104,7 @@ test('a deleted agent is refused at once and its live socket is closed', async (
   assert.equal(again.status, 401);
 });
 
-test('an agent deleted by another process (the CLI) is cut off at its next heartbeat', async () => {
+test('an agent deleted by another process (the CLI) is cut off at the next presence write', async () => {
   const creds = await registerAgent(env);
   const agent = await connectAgent(env, creds);
   // Straight in the database, as the CLI would: the gateway is not told.
@@ -115,7 +115,8 @@ test('an agent deleted by another process (the CLI) is cut off at its next heart
     .execute();
   const started = Date.now();
   await agent.closed;
-  assert.ok(Date.now() - started < 2000, 'closed within a few heartbeats');
+  // presenceWriteMs defaults to inactiveAfterMs (1.5 s here): one batch, which rechecks the rows.
+  assert.ok(Date.now() - started < 2500, 'closed at the next presence write');
 });
 
 test('malformed frames get protocol_error, three in a row close the socket, others keep working', async () => {

@@ -115,17 +115,38 @@ const RAW_KEYS = (() => {
 const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
+/**
+ * Node 24's createPublicKey/createPrivateKey first ask whether the options object is a KeyObject,
+ * and that check throws and catches an internal error: the stack trace it captures is ~18 us of a
+ * ~26 us public key import, paid for every envelope the agent opens. Without a stack the import
+ * costs ~8 us. The limit is restored before anything else can run (all synchronous), and an error
+ * the import itself throws is wrapped by the callers (hpkeOpen's one outcome, or validation_failed).
+ */
+function withoutStacks<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 function publicKeyObject(raw: Uint8Array): KeyObject {
   const key = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  return RAW_KEYS
-    ? createPublicKey({ key, format: 'raw-public', asymmetricKeyType: 'x25519' })
-    : createPublicKey({ key: Buffer.concat([SPKI_PREFIX, key]), format: 'der', type: 'spki' });
+  return withoutStacks(() =>
+    RAW_KEYS
+      ? createPublicKey({ key, format: 'raw-public', asymmetricKeyType: 'x25519' })
+      : createPublicKey({ key: Buffer.concat([SPKI_PREFIX, key]), format: 'der', type: 'spki' }),
+  );
 }
 function privateKeyObject(raw: Uint8Array): KeyObject {
   const key = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  return RAW_KEYS
-    ? createPrivateKey({ key, format: 'raw-private', asymmetricKeyType: 'x25519' })
-    : createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, key]), format: 'der', type: 'pkcs8' });
+  return withoutStacks(() =>
+    RAW_KEYS
+      ? createPrivateKey({ key, format: 'raw-private', asymmetricKeyType: 'x25519' })
+      : createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, key]), format: 'der', type: 'pkcs8' }),
+  );
 }
 function rawPublic(key: KeyObject): Buffer {
   return RAW_KEYS

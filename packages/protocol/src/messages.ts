@@ -244,12 +244,28 @@ export const ErrorMessage = z.object({
   message: z.string().max(512),
 });
 
+/**
+ * The cloud asks the agent to move to another gateway node (rebalancing: a node joined, or came
+ * back, and this one holds more than its share). Sent only to agents whose hello listed the
+ * `reconnect` capability. The agent waits a random part of `jitterMs`, opens its next connection
+ * through its normal path (next gateway URL, or the balancer), and only once that one is welcomed
+ * drains this one (a `draining` frame, then the answers to what it holds) and closes it with 1000:
+ * its tenant never loses a connected agent to a move. If the new connection fails, it stays.
+ */
+export const Reconnect = z.object({
+  type: z.literal('reconnect'),
+  reason: z.enum(['rebalance']),
+  jitterMs: z.number().int().nonnegative().max(600_000),
+});
+export type Reconnect = z.infer<typeof Reconnect>;
+
 export const CloudMessage = z.discriminatedUnion('type', [
   Welcome,
   Validate,
   SyncRequest,
   SyncAck,
   ErrorMessage,
+  Reconnect,
 ]);
 export type CloudMessage = z.infer<typeof CloudMessage>;
 

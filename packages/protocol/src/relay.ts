@@ -69,3 +69,15 @@ export const RelayedAnswer = z.object({
   node: z.string().max(64).optional(),
 });
 export type RelayedAnswer = z.infer<typeof RelayedAnswer>;
+
+/**
+ * NATS, every few seconds from every serving node: how many agent connections it holds. Each node
+ * compares itself with the others' shares and asks some of its agents to move when it holds more
+ * than its share (gateway/balance.ts). `leaving`: the node is stopping; count it out at once.
+ */
+export const NodeLoad = z.object({
+  node: z.string().min(1).max(64),
+  agents: z.number().int().nonnegative(),
+  leaving: z.boolean().optional(),
+});
+export type NodeLoad = z.infer<typeof NodeLoad>;

@@ -11,13 +11,14 @@ import {
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   parseFrame,
+  type Reconnect,
 } from '@gatehouse/protocol';
 import WebSocket from 'ws';
 import { agentFor, proxyFor } from '../https.ts';
 import { VERSION } from '../version.ts';
 import { handle, type Session } from './handlers.ts';
 import { type Refusal, refusalFromUpgrade } from './refusal.ts';
-import type { AgentRuntime } from './runtime.ts';
+import { type AgentRuntime, InFlight } from './runtime.ts';
 import type { SyncRunner } from './sync-runner.ts';
 
 /** Enough of a refused upgrade's body to read the catalog code. */
@@ -27,6 +28,18 @@ export interface SessionEnd {
   refusal: Refusal | null;
 }
 
+/** How long a connection being moved away from waits for the requests it holds. */
+export const MOVE_DRAIN_TIMEOUT_MS = 15_000;
+
+export interface ConnectionOptions {
+  rt: AgentRuntime;
+  sync: SyncRunner;
+  gateway: string;
+  onWelcome: () => void;
+  /** The cloud asked this connection to move elsewhere (a reconnect frame). */
+  onMoveAsked?: (conn: Connection, msg: Reconnect) => void;
+}
+
 export class Connection implements Session {
   readonly rt: AgentRuntime;
   readonly sync: SyncRunner;
@@ -34,24 +47,33 @@ export class Connection implements Session {
   readonly ended: Promise<SessionEnd>;
   welcomed = false;
   draining = false;
+  /** A newer connection took over (a move): this one's end says nothing about the agent's state. */
+  superseded = false;
+  /** Requests received on this connection and not answered yet (a move waits for them). */
+  readonly inFlight = new InFlight();
   readonly #ws: WebSocket;
   readonly #onWelcome: () => void;
+  readonly #onMoveAsked: ConnectionOptions['onMoveAsked'];
   #refusal: Refusal | null = null;
   #timers: NodeJS.Timeout[] = [];
   #lastSeen = Date.now();
 
-  constructor(o: { rt: AgentRuntime; sync: SyncRunner; gateway: string; onWelcome: () => void }) {
+  constructor(o: ConnectionOptions) {
     this.rt = o.rt;
     this.sync = o.sync;
     this.gateway = o.gateway;
     this.#onWelcome = o.onWelcome;
+    this.#onMoveAsked = o.onMoveAsked;
     this.#ws = this.#open();
     this.ended = new Promise((resolve) =>
       this.#ws.on('close', (code, reason) => {
         for (const t of this.#timers) clearInterval(t);
-        if (this.rt.connected) this.rt.log.info({ code, reason: reason.toString() }, 'disconnected');
-        this.rt.connected = false;
-        this.rt.writeStatus();
+        // A connection that never took over (a failed move) or was taken over says nothing.
+        if (this.welcomed && !this.superseded) {
+          if (this.rt.connected) this.rt.log.info({ code, reason: reason.toString() }, 'disconnected');
+          this.rt.connected = false;
+          this.rt.writeStatus();
+        }
         resolve({ refusal: this.#refusal });
       }),
     );
@@ -71,6 +93,30 @@ export class Connection implements Session {
 
   close(code: number, reason: string): void {
     this.#ws.close(code, reason);
+  }
+
+  /** A request of this connection being answered: counted here and in the runtime. */
+  track<T>(work: Promise<T>): Promise<T> {
+    return this.rt.inFlight.track(this.inFlight.track(work));
+  }
+
+  moveAsked(msg: Reconnect): void {
+    if (!this.welcomed || this.draining || this.superseded) return;
+    this.#onMoveAsked?.(this, msg);
+  }
+
+  /** A newer connection is welcomed: nothing new here, answer what this one holds, then close. */
+  async handOver(): Promise<void> {
+    this.superseded = true;
+    this.drain();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((r) => {
+      timer = setTimeout(r, MOVE_DRAIN_TIMEOUT_MS);
+    });
+    await Promise.race([this.inFlight.idle(), timeout]);
+    clearTimeout(timer);
+    this.close(1000, 'moved to another gateway');
+    await this.ended;
   }
 
   refuse(r: Refusal): void {
@@ -163,6 +209,7 @@ export class Connection implements Session {
       hostname: hostname(),
       capabilities: [
         'validate',
+        'reconnect',
         'sync.full',
         'sync.delta',
         ...(config.directory.kind === 'openldap' ? ['ppolicy'] : []),

@@ -2,7 +2,7 @@
  * What the agent does with each kind of cloud message. One function per kind, over the session
  * (the connection) they arrived on; the table is typed so a new message kind fails to compile here.
  */
-import type { AgentMessage, CloudMessage } from '@gatehouse/protocol';
+import type { AgentMessage, CloudMessage, Reconnect } from '@gatehouse/protocol';
 import { handleValidate } from '../validate.ts';
 import { type Refusal, refusalFromErrorFrame } from './refusal.ts';
 import type { AgentRuntime } from './runtime.ts';
@@ -15,6 +15,10 @@ export interface Session {
   readonly gateway: string;
   readonly welcomed: boolean;
   send(m: AgentMessage): boolean;
+  /** Counts a request being answered on this connection (a move waits for them). */
+  track<T>(work: Promise<T>): Promise<T>;
+  /** The cloud asked this connection to move to another gateway node. */
+  moveAsked(msg: Reconnect): void;
   /** The welcome arrived: start heartbeats and the sync schedule. */
   started(heartbeatMs: number): void;
   /** A permanent refusal: this connection ends and the supervisor stops. */
@@ -52,8 +56,7 @@ export const handlers: Handlers = {
       previousHpkePrivateKey: rt.previousHpke,
       tenantId: rt.state.tenantId,
     });
-    rt.inFlight
-      .track(work)
+    s.track(work)
       .then((r) => {
         s.send(r);
         rt.log.info(
@@ -70,6 +73,10 @@ export const handlers: Handlers = {
 
   'sync.ack'(s, msg) {
     s.sync.acked(msg.runId, msg.seq, msg.summary);
+  },
+
+  reconnect(s, msg) {
+    s.moveAsked(msg);
   },
 
   error(s, msg) {

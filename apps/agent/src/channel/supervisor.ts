@@ -4,6 +4,7 @@
  * connections; a new certificate means a new connection.
  */
 import { X509Certificate } from 'node:crypto';
+import type { Reconnect } from '@gatehouse/protocol';
 import { Backoff } from '../backoff.ts';
 import { renewCertificate } from '../renew.ts';
 import { loadAgentState } from '../state.ts';
@@ -43,6 +44,9 @@ export class Supervisor {
   readonly #backoff: Backoff;
   readonly #sync: SyncRunner;
   #current: Connection | undefined;
+  /** The connection a move opened, until it is welcomed (then it is #current) or fails. */
+  #successor: Connection | undefined;
+  #moveTimer: NodeJS.Timeout | undefined;
   #gatewayIndex = 0;
   #renewTimer: NodeJS.Timeout | undefined;
 
@@ -80,6 +84,7 @@ export class Supervisor {
       return { kind: 'stopped' };
     } finally {
       clearTimeout(this.#renewTimer);
+      clearTimeout(this.#moveTimer);
     }
   }
 
@@ -91,17 +96,75 @@ export class Supervisor {
     return all[this.#gatewayIndex++ % all.length]!;
   }
 
-  #connectOnce() {
-    const conn = new Connection({
+  #open(onWelcome: (conn: Connection) => void): Connection {
+    const conn: Connection = new Connection({
       rt: this.#rt,
       sync: this.#sync,
       gateway: this.#nextGateway(),
-      onWelcome: () => this.#backoff.connected(),
+      onWelcome: () => onWelcome(conn),
+      onMoveAsked: (c, msg) => this.#moveAsked(c, msg),
     });
+    return conn;
+  }
+
+  /** One session: a connection, and the ones that took over from it by moves, until the last ends. */
+  async #connectOnce() {
+    let conn = this.#open(() => this.#backoff.connected());
     this.#current = conn;
-    return conn.ended.finally(() => {
-      if (this.#current === conn) this.#current = undefined;
-    });
+    for (;;) {
+      const end = await conn.ended;
+      if (end.refusal || this.#signal.aborted) {
+        this.#successor?.close(1001, 'agent shutting down');
+        this.#successor = undefined;
+        if (this.#current === conn) this.#current = undefined;
+        return end;
+      }
+      // A move's connection took over (welcomed): this one drained and closed; follow that one.
+      if (this.#current && this.#current !== conn) {
+        conn = this.#current;
+        continue;
+      }
+      // Dropped while a move's connection is opening: that one carries on, with no backoff step.
+      if (this.#successor) {
+        conn = this.#successor;
+        this.#successor = undefined;
+        this.#current = conn;
+        continue;
+      }
+      this.#current = undefined;
+      return end;
+    }
+  }
+
+  /**
+   * The cloud asked us to move (its node holds more than its share): after a random part of the
+   * jitter, a new connection to the next gateway; once it is welcomed, the old one drains and
+   * closes. The tenant keeps a connected agent throughout; a failed new connection changes nothing.
+   */
+  #moveAsked(from: Connection, msg: Reconnect): void {
+    if (this.#successor || this.#moveTimer || from !== this.#current) return;
+    const delay = Math.floor(Math.random() * msg.jitterMs);
+    this.#rt.log.info(
+      { reason: msg.reason, delayMs: delay, from: from.gateway },
+      'moving to another gateway',
+    );
+    this.#moveTimer = setTimeout(() => {
+      this.#moveTimer = undefined;
+      if (this.#signal.aborted || from !== this.#current || from.draining) return;
+      const next = this.#open((c) => {
+        this.#backoff.connected();
+        this.#current = c;
+        if (this.#successor === c) this.#successor = undefined;
+        this.#rt.log.info({ gateway: c.gateway }, 'moved; handing over the old connection');
+        void from.handOver();
+      });
+      this.#successor = next;
+      void next.ended.then(() => {
+        if (this.#successor !== next) return;
+        this.#successor = undefined;
+        if (!next.welcomed) this.#rt.log.warn({ gateway: next.gateway }, 'move failed; staying');
+      });
+    }, delay);
   }
 
   /** SIGTERM: nothing new from the cloud, the requests held answered (or the timeout), then close. */
@@ -109,6 +172,8 @@ export class Supervisor {
     const { log, inFlight } = this.#rt;
     const conn = this.#current;
     log.info({ inFlight: inFlight.count }, 'stopping: finishing in-flight requests');
+    clearTimeout(this.#moveTimer);
+    this.#successor?.close(1001, 'agent shutting down');
     conn?.drain();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((r) => {

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
+import { storedLiveness } from '../config.ts';
 import type { CloudContext } from '../context.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
@@ -92,7 +93,7 @@ export const AgentOut = z.object({
 
 export const tenantRoutes = (deps: AdminDeps): RouteDef[] => {
   const { ctx } = deps;
-  const liveness = () => ({ now: ctx.now(), inactiveAfterMs: ctx.config.inactiveAfterMs });
+  const liveness = () => ({ now: ctx.now(), inactiveAfterMs: storedLiveness(ctx.config) });
   return [
     route({
       method: 'GET',

@@ -3,6 +3,7 @@
  * row with actor "operator".
  */
 import { z } from 'zod';
+import { storedLiveness } from '../config.ts';
 import { countActiveAgents } from '../store/agents.ts';
 import { audit } from '../store/audit.ts';
 import { addDomain, listDomains, setDomainKind, verifyDomain } from '../store/domains.ts';
@@ -95,7 +96,7 @@ export const commands: Record<string, Command> = {
     async run(env, a) {
       const t = await getTenant(env.db, a.tenant);
       const domains = await listDomains(env.db, t.id);
-      const liveness = { now: env.now(), inactiveAfterMs: env.config.inactiveAfterMs };
+      const liveness = { now: env.now(), inactiveAfterMs: storedLiveness(env.config) };
       const activeAgents = await countActiveAgents(env.db, t.id, liveness);
       const { publicUrl } = await serviceUrls(env.db, env.config);
       const issuer = `${publicUrl}/${t.id}/v2.0`;

@@ -5,6 +5,7 @@
  */
 import { GatehouseError } from '@gatehouse/protocol';
 import { z } from 'zod';
+import { storedLiveness } from '../config.ts';
 import { openRevoker } from '../gateway/revocation.ts';
 import { lockoutWarnings } from '../lockout/policy-check.ts';
 import { countActiveAgents, deleteAgent, listAgents } from '../store/agents.ts';
@@ -94,7 +95,7 @@ export const opsCommands: Record<string, Command> = {
         throw new GatehouseError('validation_failed', [{ path: '(flags)', message: 'nothing to set' }]);
       const activeAgents = await countActiveAgents(env.db, a.tenant, {
         now: env.now(),
-        inactiveAfterMs: env.config.inactiveAfterMs,
+        inactiveAfterMs: storedLiveness(env.config),
       });
       const t = await updateSettings(env.db, a.tenant, changed, { activeAgents });
       await audit(
@@ -131,7 +132,7 @@ export const opsCommands: Record<string, Command> = {
       await getTenant(env.db, a.tenant);
       const agents = await listAgents(env.db, a.tenant, {
         now: env.now(),
-        inactiveAfterMs: env.config.inactiveAfterMs,
+        inactiveAfterMs: storedLiveness(env.config),
       });
       const rows = agents.map((g) => ({
         id: g.id,
@@ -158,7 +159,7 @@ export const opsCommands: Record<string, Command> = {
         const r = await revoker.revoke({ tenantId: a.tenant, agentId: a.id }).catch((err: unknown) => {
           throw new GatehouseError('internal_error', {
             deleted: a.id,
-            connection: `not confirmed closed (${String(err)}); the cloud drops it at its next heartbeat, within ${env.config.heartbeatMs} ms`,
+            connection: `not confirmed closed (${String(err)}); the cloud drops it at its next presence write, within ${env.config.presenceWriteMs} ms`,
           });
         });
         await audit(

@@ -18,6 +18,7 @@ import type { Db } from '../db/index.ts';
 import { clusterRelays } from '../metrics/families.ts';
 import type { CleartextValidation, Dispatcher, ValidationAnswer } from '../signin/types.ts';
 import { activeAgentKeys } from '../store/agents.ts';
+import { type LocalAgents, startBalancer } from './balance.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';
 import { type NatsSecurity, natsConnectOptions } from './nats.ts';
@@ -37,15 +38,22 @@ export interface ClusterOptions {
   /** TLS with a pinned CA (never unverified), optional client certificate, optional user. */
   security?: NatsSecurity;
   nodeId: string;
+  /** The same on every node of this deployment and no other (NATS subjects shared by all nodes). */
+  clusterId: string;
   db: Db;
   log: Logger;
   now: () => number;
-  inactiveAfterMs: number;
+  /** An agent whose stored last_seen_at is older than this is not sealed to (config.storedLiveness). */
+  storedLivenessMs: number;
   /** How long after a tenant's agent was last seen anywhere a request waits for one; 0: never. */
   reconnectWaitMs?: number;
   local: AgentDispatcher;
   /** Closes this node's connections of a deleted agent (the gateway's closeDeleted). */
   closeDeleted: CloseDeleted;
+  /** This node's agents, for rebalancing (the gateway's); none: this node never moves agents. */
+  balance?: LocalAgents;
+  /** How often the balancer looks (default DEFAULT_BALANCE_MS). */
+  rebalanceMs?: number;
 }
 
 export interface ClusterRouter extends Dispatcher {
@@ -97,6 +105,15 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
   });
   let relayedInFlight = 0;
   let held = 0;
+  const balancer = o.balance
+    ? startBalancer(nc, {
+        nodeId: o.nodeId,
+        clusterId: o.clusterId,
+        log,
+        local: o.balance,
+        everyMs: o.rebalanceMs,
+      })
+    : undefined;
 
   const serve = async (data: Uint8Array, tenantId: string): Promise<ValidationAnswer> => {
     let raw: unknown;
@@ -132,7 +149,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     const now = o.now();
     const hit = keyCache.get(tenantId);
     if (hit && now - hit.at < KEY_CACHE_MS) return hit.keys;
-    const rows = await activeAgentKeys(o.db, tenantId, now - o.inactiveAfterMs);
+    const rows = await activeAgentKeys(o.db, tenantId, now - o.storedLivenessMs);
     const keys = rows.map((r) => ({ id: r.id, key: r.hpke_public_key, seenAt: Number(r.last_seen_at) }));
     if (keyCache.size > 10_000) keyCache.clear();
     keyCache.set(tenantId, { at: now, keys });
@@ -267,6 +284,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
 
   const stopServing = () => {
     serving = false;
+    balancer?.leave();
     for (const sub of subs.values()) sub.unsubscribe();
     subs.clear();
   };

@@ -23,6 +23,9 @@ import type { WebSocket } from 'ws';
 import type { z } from 'zod';
 import { agentChannelErrors, agentFrames, agentMalformed, agentSessions } from '../metrics/families.ts';
 import type { ValidationAnswer, ValidationRequest } from '../signin/types.ts';
+import { SyncPages } from './sync-pages.ts';
+
+export { MAX_QUEUED_SYNC_PAGES } from './sync-pages.ts';
 
 /** How long an agent has to say hello after the upgrade. */
 export const HELLO_TIMEOUT_MS = 5_000;
@@ -30,11 +33,6 @@ export const HELLO_TIMEOUT_MS = 5_000;
 export const MAX_MALFORMED = 3;
 /** Clock skew beyond this is logged: HPKE deadlines and certificates depend on sane clocks. */
 export const SKEW_WARN_MS = 60_000;
-/**
- * Sync pages received but not yet applied. The agent sends the next page only after the last
- * one's sync.ack, so more than this is an agent making the cloud hold its frames in memory.
- */
-export const MAX_QUEUED_SYNC_PAGES = 8;
 /** Bytes queued to a socket that does not read them; beyond this the agent is dropped. */
 export const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
@@ -96,6 +94,8 @@ export class AgentConnection {
   closed = false;
   /** The agent said it is stopping (a draining frame): it gets nothing new on this connection. */
   draining = false;
+  /** When this node asked the agent to move to another node (rebalancing), or null. */
+  movingSince: number | null = null;
   hostname: string | null = null;
   version: string | null = null;
   capabilities: string[] = [];
@@ -103,10 +103,7 @@ export class AgentConnection {
   directory: DirectoryHealth | null = null;
   lastHeardAt: number;
   malformed = 0;
-  /** Sync pages are applied one after another, in order; results never wait behind them. */
-  syncChain: Promise<void> = Promise.resolve();
-  /** Pages on syncChain not applied yet. */
-  syncQueued = 0;
+  readonly #sync: SyncPages;
   readonly #ws: WebSocket;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -130,6 +127,7 @@ export class AgentConnection {
     this.hpkeKey = peer.hpkeKey;
     this.externalIp = peer.externalIp;
     this.#log = opts.log.child({ agentId: peer.agentId, tenantId: peer.tenantId });
+    this.#sync = new SyncPages(this.#log);
     this.#now = opts.now;
     this.#hooks = opts.hooks;
     this.#heartbeatMs = opts.heartbeatMs;
@@ -322,26 +320,17 @@ export class AgentConnection {
             this.#heartbeatBusy = false;
           });
         return;
-      case 'sync.page':
-        if (this.syncQueued >= MAX_QUEUED_SYNC_PAGES) {
-          this.#log.warn({ queued: this.syncQueued }, 'agent sends sync pages without waiting for sync.ack');
-          this.sendError('protocol_error', 'too many sync pages in flight; wait for each sync.ack');
-          this.close(1008, 'sync pages not paced');
-          return;
-        }
-        this.syncQueued++;
-        // A page that fails is answered and logged; the run then restarts (the next page is out of
-        // order), so the connection stays.
-        this.syncChain = this.syncChain
-          .then(() => (this.closed ? undefined : this.#hooks.onSyncPage(this, msg)))
-          .catch((err: unknown) => {
-            this.#log.error({ err, runId: msg.runId }, 'sync page failed');
-            this.sendError('internal_error', 'the sync page could not be applied');
-          })
-          .finally(() => {
-            this.syncQueued--;
-          });
+      case 'sync.page': {
+        const queued = this.#sync.push(
+          msg,
+          () => (this.closed ? undefined : this.#hooks.onSyncPage(this, msg)),
+          () => this.sendError('internal_error', 'the sync page could not be applied'),
+        );
+        if (queued) return;
+        this.sendError('protocol_error', 'too many sync pages in flight; wait for each sync.ack');
+        this.close(1008, 'sync pages not paced');
         return;
+      }
     }
   }
 

@@ -5,15 +5,18 @@
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { CloudContext } from '../context.ts';
 import { getAgent, pruneAgents, touchAgent } from '../store/agents.ts';
 import { pruneDeviceCodes } from '../store/device-codes.ts';
 import { setDirectoryLockout } from '../store/tenants.ts';
+import type { LocalAgents } from './balance.ts';
 import { AgentConnection, type ConnectionHooks, type ConnectionInfo } from './connection.ts';
 import { AgentDispatcher } from './dispatcher.ts';
 import type { AuthenticatedPeer } from './peer.ts';
 import { TenantCaCache } from './peer.ts';
+import { startPresenceWriter } from './presence.ts';
 import { registerRegistrationRoutes } from './registration.ts';
 import {
   type CloseDeleted,
@@ -48,6 +51,8 @@ export interface Gateway {
    * shape) and resolves once each holder has closed them.
    */
   revokeDeleted(req: RevokeRequest): Promise<RevocationReport>;
+  /** This node's agents for rebalancing (scale-out): how many, and asking some to move. */
+  readonly balance: LocalAgents;
   /** Scale-out: revokes travel over NATS (set by the router before the gateway listens). */
   useClusterRevocation(r: ClusterRevocation): void;
   /** Asks one connected agent of the tenant for a full sync; returns its id, or null when none is connected. */
@@ -143,11 +148,8 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
       void sync.onClosed(conn);
     },
     onResult: (conn, msg) => dispatcher.onResult(conn, msg),
-    // The CLI deletes agents from another process: each heartbeat rechecks the row.
-    onHeartbeat: async (conn) => {
-      if (!(await touchAgent(ctx.db, conn.agentId, ctx.now()))) return revoke(conn, 'the agent was deleted');
-      await recordDirectoryPolicy(conn);
-    },
+    // Presence is written in batches (presence.ts), which also recheck the rows.
+    onHeartbeat: (conn) => recordDirectoryPolicy(conn),
     onSyncPage: (conn, page) => sync.onPage(conn, page),
   };
 
@@ -185,6 +187,16 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
       }
     }
   };
+
+  const presence = startPresenceWriter({
+    db: ctx.db,
+    log,
+    now: ctx.now,
+    everyMs: config.presenceWriteMs,
+    inactiveAfterMs: config.inactiveAfterMs,
+    connections: () => live,
+    onDeleted: (conn) => revoke(conn, 'the agent was deleted'),
+  });
 
   const pruneAfterMs = config.pruneAfterDays * 86_400_000;
   let pruner: ReturnType<typeof setInterval> | undefined;
@@ -234,6 +246,7 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
         control = await serveControlSocket(controlSocketPath(config.dataDir), { log, closeDeleted });
     },
     close: async () => {
+      presence.close();
       clearInterval(sweeper);
       clearInterval(pruner);
       await control?.close();
@@ -251,6 +264,7 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
     closeDeleted,
     revokeDeleted: async (req) =>
       cluster ? cluster.revoke(req) : { reached: true, closed: await closeDeleted(req), nodes: 1 },
+    balance: createLocalAgents(live, ctx.now, config.inactiveAfterMs, log),
     useClusterRevocation: (r) => {
       cluster = r;
     },
@@ -268,4 +282,65 @@ export const createGateway = (ctx: CloudContext, deps: GatewayDeps, opts: Gatewa
     },
   };
   return gateway;
+};
+
+/** How long an agent asked to move counts as moving; one still here after that may be asked again. */
+const MOVE_TIMEOUT_MS = 60_000;
+
+/**
+ * The gateway's side of rebalancing (balance.ts). Agents to move are taken first from the tenants
+ * with the most connections here, one per tenant per round, so a tenant's agents end up on
+ * different nodes (one node's death then leaves it the others), and idle connections first.
+ * Only agents that said they understand the frame (capability `reconnect`) are asked.
+ */
+const createLocalAgents = (
+  live: Set<AgentConnection>,
+  now: () => number,
+  inactiveAfterMs: number,
+  log: Logger,
+): LocalAgents => {
+  const moving = (c: AgentConnection) => c.movingSince !== null && now() - c.movingSince < MOVE_TIMEOUT_MS;
+  return {
+    count() {
+      let held = 0;
+      let inMove = 0;
+      for (const c of live) {
+        if (!c.ready || c.closed) continue;
+        if (moving(c)) inMove++;
+        else held++;
+      }
+      return { held, moving: inMove };
+    },
+    shed(n, jitterMs) {
+      const cutoff = now() - inactiveAfterMs;
+      const byTenant = new Map<string, AgentConnection[]>();
+      for (const c of live) {
+        if (!c.usable(cutoff) || c.draining || moving(c) || !c.capabilities.includes('reconnect')) continue;
+        let list = byTenant.get(c.tenantId);
+        if (!list) {
+          list = [];
+          byTenant.set(c.tenantId, list);
+        }
+        list.push(c);
+      }
+      const groups = [...byTenant.values()]
+        .map((list) => list.sort((a, b) => b.pending.size - a.pending.size))
+        .sort((a, b) => b.length - a.length);
+      let asked = 0;
+      // Level by level from the largest tenant down: each round takes one from every tenant that
+      // still has at least `level` connections here.
+      for (let level = groups[0]?.length ?? 0; level >= 1 && asked < n; level--) {
+        for (const list of groups) {
+          if (asked >= n) break;
+          if (list.length < level) continue;
+          const c = list.pop()!;
+          if (!c.send({ type: 'reconnect', reason: 'rebalance', jitterMs })) continue;
+          c.movingSince = now();
+          asked++;
+        }
+      }
+      if (asked > 0) log.debug({ asked, tenants: groups.length }, 'agents asked to move');
+      return asked;
+    },
+  };
 };

@@ -1,7 +1,7 @@
 /**
  * A deleted agent's live connections are closed before the delete returns, whichever process
  * deleted it. The row (deleted_at) is the truth; this only tells the processes holding a
- * connection to look now rather than at the agent's next heartbeat.
+ * connection to look now rather than at the next presence write (gateway/presence.ts).
  *
  * - Embedded shape: the cloud listens on DATA_DIR/control.sock (in the 0700 data directory, so
  *   only who can read the database and secret.key can reach it). The CLI commits the delete, asks
@@ -117,7 +117,7 @@ export const serveControlSocket = async (
     } else {
       o.log.warn(
         { err: (err as Error).message, path },
-        'no control socket: agents deleted from the CLI are dropped at their next heartbeat',
+        'no control socket: agents deleted from the CLI are dropped at the next presence write',
       );
     }
   }

@@ -155,10 +155,15 @@ const admitIn = async (tx: Db, postgres: boolean, a: Attempt, t: number): Promis
   const seen = a.keys.length === 0 ? [] : await familiarKeys(tx, a.tenantId, a.userId, a.keys);
   const location: LocationClass = seen.length > 0 ? 'familiar' : 'unfamiliar';
   const k = { tenantId: a.tenantId, userId: a.userId, location };
-  // Lock the counter row (PostgreSQL) so concurrent admissions on any node are serialised;
-  // SQLite serialises whole transactions already.
-  if (postgres) await ensureCounter(tx, k, t);
-  const rows = await readCounters(tx, a.tenantId, a.userId, postgres);
+  // Lock the counter rows (PostgreSQL) so concurrent admissions on any node are serialised;
+  // SQLite serialises whole transactions already. A row must exist to be locked: only when this
+  // location's is missing (the user's first attempt from it) is it made, then read again locked,
+  // so the usual attempt costs no insert.
+  let rows = await readCounters(tx, a.tenantId, a.userId, postgres);
+  if (postgres && !rows.some((r) => r.location === location)) {
+    await ensureCounter(tx, k, t);
+    rows = await readCounters(tx, a.tenantId, a.userId, true);
+  }
   const found = rows.find((r) => r.location === location);
   // A lapsed counter is read, and rewritten below, as an empty one.
   const stale = found !== undefined && lapsed(found, t);

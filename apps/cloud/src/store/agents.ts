@@ -1,6 +1,7 @@
 /**
- * Registered agents. An agent is Active while the gateway hears from it (last_seen_at within
- * inactiveAfterMs) and Inactive after; a deleted agent keeps its row (deleted_at set) so its
+ * Registered agents. An agent is Active while the gateway hears from it (last_seen_at within the
+ * liveness window the caller passes: config.storedLiveness, since nodes write presence in batches)
+ * and Inactive after; a deleted agent keeps its row (deleted_at set) so its
  * certificate is refused at once, and long-silent agents are pruned.
  */
 import { randomUUID } from 'node:crypto';
@@ -190,8 +191,7 @@ export const tenantsByActiveAgents = async (
   return rows.map((r) => ({ agents: Number(r.n), tenants: Number(r.tenants) }));
 };
 
-/** Records that the gateway heard from the agent. */
-/** Marks the agent seen; false when it no longer exists or was deleted (one statement for both). */
+/** Marks the agent seen (at hello); false when it no longer exists or was deleted (one statement for both). */
 export const touchAgent = async (db: Db, id: string, at: number, externalIp?: string): Promise<boolean> => {
   const [r] = await db
     .updateTable('agents')
@@ -204,6 +204,28 @@ export const touchAgent = async (db: Db, id: string, at: number, externalIp?: st
     .where('deleted_at', 'is', null)
     .execute();
   return Number(r?.numUpdatedRows ?? 0) > 0;
+};
+
+/** Ids per presence statement: a node's whole batch in a few statements, each a bounded parameter list. */
+const TOUCH_CHUNK = 1_000;
+
+/**
+ * A node's periodic presence write: every agent it holds marked seen at `at`, one statement per
+ * thousand ids, and which of them still exist (not deleted). A deleted agent's id is missing.
+ */
+export const touchAgents = async (db: Db, ids: readonly string[], at: number): Promise<Set<string>> => {
+  const live = new Set<string>();
+  for (let i = 0; i < ids.length; i += TOUCH_CHUNK) {
+    const rows = await db
+      .updateTable('agents')
+      .set({ last_seen_at: at })
+      .where('id', 'in', ids.slice(i, i + TOUCH_CHUNK))
+      .where('deleted_at', 'is', null)
+      .returning('id')
+      .execute();
+    for (const r of rows) live.add(r.id);
+  }
+  return live;
 };
 
 /** Deletes an agent of the tenant (its certificate is refused from now on); not_found otherwise. */
