@@ -73,9 +73,11 @@ export interface ApproverSession {
 /** Keys of one tenant for one purpose, derived from its cookie key so every cloud node agrees. */
 const keyOf = async (ctx: CloudContext, tenantId: string, purpose: 'csrf' | 'pkce'): Promise<Buffer> => {
   const { cookieKeys } = await getTenantSecrets(ctx, tenantId);
-  return createHmac('sha256', cookieKeys[0] ?? '')
-    .update(`gatehouse agents-device ${purpose}`)
-    .digest();
+  // Never an empty HMAC key: a tenant always has one, and a CSRF or PKCE key anyone could compute
+  // would be worse than the request failing.
+  const key = cookieKeys[0];
+  if (!key) throw new Error(`tenant ${tenantId} has no cookie key`);
+  return createHmac('sha256', key).update(`gatehouse agents-device ${purpose}`).digest();
 };
 
 /** The PKCE verifier of a sign-in: 43 characters, as RFC 7636 asks, never sent to the browser. */

@@ -53,6 +53,36 @@ const batches = <T>(items: T[]): T[][] => {
   return out;
 };
 
+/** users.id by source anchor, for the tenant's users among `anchors` (the others are absent). */
+const userIdsByAnchor = async (db: Db, tid: string, anchors: string[]): Promise<Map<string, string>> => {
+  const ids = new Map<string, string>();
+  for (const b of batches(anchors)) {
+    const rows = await db
+      .selectFrom('users')
+      .select(['id', 'source_anchor'])
+      .where('tenant_id', '=', tid)
+      .where('source_anchor', 'in', b)
+      .execute();
+    for (const r of rows) if (r.source_anchor) ids.set(r.source_anchor, r.id);
+  }
+  return ids;
+};
+
+/** groups.id by source anchor, for the tenant's groups among `anchors`. */
+const groupIdsByAnchor = async (db: Db, tid: string, anchors: string[]): Promise<Map<string, string>> => {
+  const ids = new Map<string, string>();
+  for (const b of batches(anchors)) {
+    const rows = await db
+      .selectFrom('groups')
+      .select(['id', 'source_anchor'])
+      .where('tenant_id', '=', tid)
+      .where('source_anchor', 'in', b)
+      .execute();
+    for (const r of rows) ids.set(r.source_anchor, r.id);
+  }
+  return ids;
+};
+
 export interface GroupUpsertSummary {
   created: number;
   updated: number;
@@ -139,27 +169,14 @@ export const applyMemberships = async (
   const withGroups = users.filter((u) => u.groups !== undefined);
   if (withGroups.length === 0) return { changedUsers: 0 };
   return db.transaction().execute(async (trx) => {
-    const userIds = new Map<string, string>();
-    for (const b of batches(withGroups.map((u) => u.anchor))) {
-      const rows = await trx
-        .selectFrom('users')
-        .select(['id', 'source_anchor'])
-        .where('tenant_id', '=', tid)
-        .where('source_anchor', 'in', b)
-        .execute();
-      for (const r of rows) if (r.source_anchor) userIds.set(r.source_anchor, r.id);
-    }
-    const groupIds = new Map<string, string>();
-    const anchors = [...new Set(withGroups.flatMap((u) => u.groups ?? []))];
-    for (const b of batches(anchors)) {
-      const rows = await trx
-        .selectFrom('groups')
-        .select(['id', 'source_anchor'])
-        .where('tenant_id', '=', tid)
-        .where('source_anchor', 'in', b)
-        .execute();
-      for (const r of rows) groupIds.set(r.source_anchor, r.id);
-    }
+    const userIds = await userIdsByAnchor(
+      trx,
+      tid,
+      withGroups.map((u) => u.anchor),
+    );
+    const groupIds = await groupIdsByAnchor(trx, tid, [
+      ...new Set(withGroups.flatMap((u) => u.groups ?? [])),
+    ]);
     const current = new Map<string, Set<string>>();
     for (const b of batches([...userIds.values()])) {
       const rows = await trx
@@ -211,26 +228,10 @@ export const replaceGroupMemberships = async (
   const tid = parse(TenantId, tenantId);
   if (members.size === 0) return { changedUsers: 0 };
   return db.transaction().execute(async (trx) => {
-    const groupIds = new Map<string, string>();
-    for (const b of batches([...members.keys()])) {
-      const rows = await trx
-        .selectFrom('groups')
-        .select(['id', 'source_anchor'])
-        .where('tenant_id', '=', tid)
-        .where('source_anchor', 'in', b)
-        .execute();
-      for (const r of rows) groupIds.set(r.source_anchor, r.id);
-    }
-    const userIds = new Map<string, string>();
-    for (const b of batches([...new Set([...members.values()].flatMap((u) => [...u]))])) {
-      const rows = await trx
-        .selectFrom('users')
-        .select(['id', 'source_anchor'])
-        .where('tenant_id', '=', tid)
-        .where('source_anchor', 'in', b)
-        .execute();
-      for (const r of rows) if (r.source_anchor) userIds.set(r.source_anchor, r.id);
-    }
+    const groupIds = await groupIdsByAnchor(trx, tid, [...members.keys()]);
+    const userIds = await userIdsByAnchor(trx, tid, [
+      ...new Set([...members.values()].flatMap((u) => [...u])),
+    ]);
     const changed = new Set<string>();
     for (const [anchor, users] of members) {
       const groupId = groupIds.get(anchor);
