@@ -20,6 +20,7 @@ import type { SignInOutcome } from '@gatehouse/protocol';
 import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
 import {
+  type CounterKey,
   type CounterState,
   clearCounters,
   counterStatus,
@@ -74,6 +75,8 @@ const PRUNE_EVERY_MS = 60_000;
 const MAX_UNKNOWN_NAMES = 100_000;
 
 type Busy = { kind: 'busy'; location: LocationClass };
+/** This location has no counter row to lock yet (PostgreSQL). */
+type Missing = { kind: 'missing'; key: CounterKey };
 
 /** How often an attempt waiting for a free slot looks again. */
 const BUSY_WAIT_MS = 10;
@@ -151,19 +154,22 @@ const refusal = async (
 };
 
 /** One admission attempt, inside its transaction; 'busy' when every slot below the threshold is held. */
-const admitIn = async (tx: Db, postgres: boolean, a: Attempt, t: number): Promise<Admission | Busy> => {
+const admitIn = async (
+  tx: Db,
+  postgres: boolean,
+  a: Attempt,
+  t: number,
+): Promise<Admission | Busy | Missing> => {
   const seen = a.keys.length === 0 ? [] : await familiarKeys(tx, a.tenantId, a.userId, a.keys);
   const location: LocationClass = seen.length > 0 ? 'familiar' : 'unfamiliar';
   const k = { tenantId: a.tenantId, userId: a.userId, location };
   // Lock the counter rows (PostgreSQL) so concurrent admissions on any node are serialised;
-  // SQLite serialises whole transactions already. A row must exist to be locked: only when this
-  // location's is missing (the user's first attempt from it) is it made, then read again locked,
-  // so the usual attempt costs no insert.
-  let rows = await readCounters(tx, a.tenantId, a.userId, postgres);
-  if (postgres && !rows.some((r) => r.location === location)) {
-    await ensureCounter(tx, k, t);
-    rows = await readCounters(tx, a.tenantId, a.userId, true);
-  }
+  // SQLite serialises whole transactions already. A row must exist to be locked. When this
+  // location's is missing (the user's first attempt from it) it is made outside this
+  // transaction and the admission runs again: inserting while holding the other location's row
+  // lock waits on a concurrent insert whose transaction waits on that lock, a deadlock.
+  const rows = await readCounters(tx, a.tenantId, a.userId, postgres);
+  if (postgres && !rows.some((r) => r.location === location)) return { kind: 'missing', key: k };
   const found = rows.find((r) => r.location === location);
   // A lapsed counter is read, and rewritten below, as an empty one.
   const stale = found !== undefined && lapsed(found, t);
@@ -200,6 +206,10 @@ const admitWaiting = async (db: Db, now: () => number, a: Attempt): Promise<Admi
   for (;;) {
     const t = now();
     const r = await lockoutTransaction(db, (tx) => admitIn(tx, postgres, a, t));
+    if (r.kind === 'missing') {
+      await ensureCounter(db, r.key, t);
+      continue;
+    }
     if (r.kind !== 'busy') return r;
     // Wait for one to settle rather than refuse a user who may well have the right password.
     if (performance.now() + BUSY_WAIT_MS >= giveUp)
