@@ -199,7 +199,10 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
         }).toString(),
       });
       const body = (await res.json()) as Record<string, unknown>;
-      return { status: res.status, code: res.ok ? 'success' : String(body.error_code), body };
+      // An answer without our code (an OAuth engine's own error) says its status and error instead.
+      const code =
+        body.error_code ?? `${res.status} ${String(body.error)}: ${String(body.error_description)}`;
+      return { status: res.status, code: res.ok ? 'success' : String(code), body };
     };
 
     const signInPage: Stack['signInPage'] = async (username, password) => {

@@ -5,7 +5,15 @@
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { type SqliteDatabase, SqliteDialect, type SqliteStatement } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  type SqliteDatabase,
+  SqliteDialect,
+  SqliteDriver,
+  type SqliteStatement,
+} from 'kysely';
 
 type Param = null | number | bigint | string | NodeJS.ArrayBufferView;
 
@@ -18,6 +26,30 @@ const wrap = (stmt: StatementSync): SqliteStatement => ({
   },
   iterate: (params) => stmt.iterate(...(params as Param[])) as IterableIterator<unknown>,
 });
+
+/**
+ * Kysely's SQLite driver begins transactions DEFERRED. Every transaction here reads, then writes;
+ * a deferred one holds only a read snapshot until its first write, and when another process (the
+ * operator CLI on the same data directory) commits in between, that write fails at once with
+ * SQLITE_BUSY, busy_timeout or not: a sign-in under load answered server_error. IMMEDIATE takes
+ * the write lock at BEGIN, waiting out busy_timeout like any other write.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: ConstructorParameters<typeof SqliteDialect>[0];
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
 
 /**
  * The database holds sealed keys, hashes and the sign-in log: owner-only, whatever the umask.
@@ -57,7 +89,7 @@ export const openSqlite = (file: string): { dialect: SqliteDialect; raw: Databas
       return s;
     },
   };
-  return { dialect: new SqliteDialect({ database: db }), raw };
+  return { dialect: new ImmediateSqliteDialect({ database: db }), raw };
 };
 
 /** Checkpoint cadence of the background thread. */
