@@ -11,6 +11,7 @@ import { registerAdmin } from './admin/index.ts';
 import { loadServiceTls, openState } from './bootstrap.ts';
 import { type CloudConfig, loadCloudConfig, storedLiveness } from './config.ts';
 import type { CloudContext } from './context.ts';
+import { createGroupCommit, type GroupCommit } from './db/group-commit.ts';
 import { type ClusterRouter, createClusterRouter } from './gateway/cluster.ts';
 import { createGateway, type Gateway, type GatewayOptions } from './gateway/index.ts';
 import { buildApp } from './http/app.ts';
@@ -122,9 +123,14 @@ const composeDispatch = async (
 };
 
 /** The sign-in pipeline with smart lockout, whose locks are audited. */
-const composeAuthenticator = (ctx: CloudContext, dispatcher: Dispatcher): AuthenticatorService => {
+const composeAuthenticator = (
+  ctx: CloudContext,
+  dispatcher: Dispatcher,
+  writes: GroupCommit,
+): AuthenticatorService => {
   const { db, log } = ctx;
   const smart = createSmartLockout(db, ctx.secrets, ctx.now, {
+    writes,
     onError: (err) => log.warn({ err }, 'smart lockout sweep failed; retried in a minute'),
   });
   const lockout = smartLockoutPolicy(smart, (a, until) => {
@@ -136,7 +142,7 @@ const composeAuthenticator = (ctx: CloudContext, dispatcher: Dispatcher): Authen
       detail: { until, location: a.origin.deviceId || a.origin.ip ? 'known-origin' : 'unknown-origin' },
     }).catch((err: unknown) => log.error({ err }, 'audit of a lockout failed'));
   });
-  return createAuthenticator(ctx, { dispatcher, lockout });
+  return createAuthenticator(ctx, { dispatcher, lockout, writes });
 };
 
 /** Gauges read at scrape time: connections, tenants by agent count, NATS. */
@@ -190,7 +196,10 @@ export const startCloud = async (
     const config = resolveAddresses(base, listeners);
     const ctx: CloudContext = Object.freeze({ config, db, log, secrets, tls, now: Date.now });
     const { gateway, dispatcher, router } = await composeDispatch(ctx, listeners, cleanup, opts.gateway);
-    const authenticator = composeAuthenticator(ctx, dispatcher);
+    // One group commit for the sign-in path's writes: lockout settlement, the log, the OIDC saves.
+    const writes = createGroupCommit(db, { log });
+    cleanup.push(() => writes.flush());
+    const authenticator = composeAuthenticator(ctx, dispatcher, writes);
     cleanup.push(() => authenticator.close());
     const retention = startRetention(
       { db, now: ctx.now, log },
@@ -203,7 +212,7 @@ export const startCloud = async (
     cleanup.push(() => retention.close());
     if (router) ensureNatsGauge();
     health = createHealth({ db, log, nats: router ? () => router.connected() : undefined });
-    const oidc = createOidc(ctx, { authenticator });
+    const oidc = createOidc(ctx, { authenticator, writes });
     const app = buildApp(ctx, { serverFactory: listeners.factory, authenticator, oidc, gateway, health });
     registerAdmin(app, { ctx, gateway, authenticator, oidc });
     // Stopping runs these in reverse: relayed requests stop coming, the HTTPS port stops taking

@@ -17,6 +17,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SignInOutcome } from '@gatehouse/protocol';
+import { directWrites, type GroupCommit } from '../db/group-commit.ts';
 import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
 import {
@@ -86,6 +87,8 @@ export interface SmartLockoutOptions {
   maxUnknownNames?: number;
   /** Told when a background sweep fails (it is retried at the next one). */
   onError?: (err: unknown) => void;
+  /** Where a success's settlement is written: the sign-in path's group commit (db/group-commit.ts). */
+  writes?: GroupCommit;
 }
 
 export interface SmartLockout {
@@ -218,11 +221,13 @@ const admitWaiting = async (db: Db, now: () => number, a: Attempt): Promise<Admi
   }
 };
 
-const settleSuccess = async (db: Db, r: Reservation, t: number): Promise<SettleResult> => {
-  // One statement: count out, and (only if there were any) reset every failure of the user.
-  await countOutSuccess(db, r, r.hadFailures, t);
-  if (r.hadFailures) await forgetBadPasswords(db, r.tenantId, r.userId);
-  for (const key of r.newKeys) await recordFamiliarKey(db, r.tenantId, r.userId, key, t);
+const settleSuccess = async (writes: GroupCommit, r: Reservation, t: number): Promise<SettleResult> => {
+  await writes.run(async (db) => {
+    // One statement: count out, and (only if there were any) reset every failure of the user.
+    await countOutSuccess(db, r, r.hadFailures, t);
+    if (r.hadFailures) await forgetBadPasswords(db, r.tenantId, r.userId);
+    for (const key of r.newKeys) await recordFamiliarKey(db, r.tenantId, r.userId, key, t);
+  });
   return { locked: false };
 };
 
@@ -238,12 +243,13 @@ const settleWrongPassword = (db: Db, r: Reservation, settings: LockoutSettings, 
 
 const settle = async (
   db: Db,
+  writes: GroupCommit,
   r: Reservation,
   outcome: SignInOutcome,
   settings: LockoutSettings,
   t: number,
 ): Promise<SettleResult> => {
-  if (outcome === 'success') return settleSuccess(db, r, t);
+  if (outcome === 'success') return settleSuccess(writes, r, t);
   if (outcome === 'invalid_credentials') return settleWrongPassword(db, r, settings, t);
   await countOutOnly(db, r);
   return { locked: false };
@@ -256,6 +262,7 @@ export const createSmartLockout = (
   options: SmartLockoutOptions = {},
 ): SmartLockout => {
   const maxUnknown = options.maxUnknownNames ?? MAX_UNKNOWN_NAMES;
+  const writes = options.writes ?? directWrites(db);
   const prune = () => pruneLockout(db, now(), maxUnknown);
   let lastSweep = now();
   let sweeping = false;
@@ -281,7 +288,7 @@ export const createSmartLockout = (
       const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
       return admitWaiting(db, now, { tenantId, userId, keys, passwordMac, settings, deadline });
     },
-    settle: (r, outcome, settings) => settle(db, r, outcome, settings, now()),
+    settle: (r, outcome, settings) => settle(db, writes, r, outcome, settings, now()),
     async unlock(tenantId, userId) {
       await lockoutTransaction(db, async (tx) => {
         await clearCounters(tx, tenantId, userId, now());

@@ -7,6 +7,7 @@
  */
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { oidcKeys, openOidcPayload, sealOidcPayload } from '../db/at-rest.ts';
+import { directWrites, type GroupCommit } from '../db/group-commit.ts';
 import type { Db } from '../db/index.ts';
 import type { SecretBox } from '../secrets.ts';
 import {
@@ -34,6 +35,9 @@ export interface AdapterDeps {
   tenantId: string;
   now: () => number;
   getClient: ClientLookup;
+  /** Where saves go: the sign-in path's group commit (a grant and its tokens share a commit with
+   * the sign-in writes of the moment); each save still resolves only once committed. */
+  writes?: GroupCommit;
 }
 
 /** How long a client's row is reused: the token endpoint looks it up on every request. */
@@ -86,9 +90,11 @@ class PayloadAdapter implements Adapter {
   readonly #deps: AdapterDeps;
   readonly #keys: ReturnType<typeof oidcKeys>;
   readonly #scope: PayloadScope;
+  readonly #writes: GroupCommit;
   constructor(model: string, deps: AdapterDeps) {
     this.#model = model;
     this.#deps = deps;
+    this.#writes = deps.writes ?? directWrites(deps.db);
     this.#keys = oidcKeys(deps.secrets);
     this.#scope = { tenantId: deps.tenantId, model };
   }
@@ -108,7 +114,7 @@ class PayloadAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-    const { db, secrets, tenantId, now } = this.#deps;
+    const { secrets, tenantId, now } = this.#deps;
     const hashedId = this.#keys.id(id);
     const str = (v: unknown, key: (s: string) => string) => (typeof v === 'string' ? key(v) : null);
     const row = {
@@ -119,7 +125,7 @@ class PayloadAdapter implements Adapter {
       account_id: typeof payload.accountId === 'string' ? payload.accountId : null,
       expires_at: expiresIn ? now() + expiresIn * 1000 : null,
     };
-    await upsertPayload(db, this.#scope, hashedId, row);
+    await this.#writes.run((db) => upsertPayload(db, this.#scope, hashedId, row));
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

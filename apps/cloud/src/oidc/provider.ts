@@ -8,6 +8,7 @@ import { isGatehouseError, isTenantId } from '@gatehouse/protocol';
 import Provider, { type Configuration, errors, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
 import type { CloudContext } from '../context.ts';
 import { clientSecretMatches } from '../db/at-rest.ts';
+import type { GroupCommit } from '../db/group-commit.ts';
 import { observeTokenError, observeTokenIssued } from '../metrics/observe.ts';
 import type { Authenticator } from '../signin/types.ts';
 import { GroupsClaimSetting, getClient } from '../store/clients.ts';
@@ -28,6 +29,8 @@ import { errorPage, logoutPage, signedOutPage } from './views.ts';
 
 export interface OidcDeps {
   authenticator: Authenticator;
+  /** The group commit the providers' saves join (db/group-commit.ts); default: each on its own. */
+  writes?: GroupCommit;
 }
 
 export interface TenantOidc {
@@ -77,6 +80,7 @@ const configuration = (
       tenantId,
       now: ctx.now,
       getClient: lookupClient,
+      writes: deps.writes,
     }),
     jwks: localSigningKeys(secrets.jwks),
     // The admin center and the agent approval page sign in to every tenant with the same public

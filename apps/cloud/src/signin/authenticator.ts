@@ -21,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { catalog, type ErrorCode, type SignInOutcome, TenantId } from '@gatehouse/protocol';
 import type { z } from 'zod';
 import type { CloudContext } from '../context.ts';
+import type { GroupCommit } from '../db/group-commit.ts';
 import { observeSignIn, type SignInCheck } from '../metrics/observe.ts';
 import { DUMMY_HASH, hashPassword, needsRehash, verifyPassword } from '../store/password.ts';
 import type { Tenant } from '../store/tenants.ts';
@@ -56,6 +57,8 @@ export interface AuthenticatorOptions {
   dispatcher?: Dispatcher;
   lockout?: LockoutPolicy;
   signInLog?: SignInLog;
+  /** The group commit the sign-in log's rows join (db/group-commit.ts); default: their own. */
+  writes?: GroupCommit;
   timingMask?: TimingMask;
   /** How long tenant settings and federated domains are cached (default 1 s). */
   tenantCacheMs?: number;
@@ -378,7 +381,7 @@ export const createAuthenticator = (
     dispatcher: options.dispatcher ?? noAgents,
     lockout: options.lockout ?? noLockout,
     mask: options.timingMask ?? createTimingMask(),
-    signInLog: options.signInLog ?? createSignInLog(ctx.db, { log: ctx.log }),
+    signInLog: options.signInLog ?? createSignInLog(ctx.db, { log: ctx.log, writes: options.writes }),
     tenants: createTenantCache(ctx.db, options.tenantCacheMs ?? 1000),
   };
   return {

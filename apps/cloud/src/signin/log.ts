@@ -7,6 +7,7 @@
  * cloud writes a lone row at once. A row never holds the password.
  */
 import type { Logger } from 'pino';
+import { directWrites, type GroupCommit } from '../db/group-commit.ts';
 import type { Db } from '../db/index.ts';
 import { insertSignIns, type SignInRow } from '../store/sign-ins.ts';
 
@@ -27,17 +28,20 @@ interface Pending {
 
 export const createSignInLog = (
   db: Db,
-  { log, maxBatch = 256 }: { log?: Logger; maxBatch?: number } = {},
+  {
+    log,
+    maxBatch = 256,
+    writes = directWrites(db),
+  }: { log?: Logger; maxBatch?: number; writes?: GroupCommit } = {},
 ): SignInLog => {
   let queue: Pending[] = [];
   let writing: Promise<void> | null = null;
 
   const commit = async (batch: Pending[]) => {
     try {
-      await insertSignIns(
-        db,
-        batch.map((p) => p.row),
-      );
+      // Through the group commit: the batch commits with the other sign-in writes of the moment.
+      const rows = batch.map((p) => p.row);
+      await writes.run((tx) => insertSignIns(tx, rows));
       for (const p of batch) p.done();
       return;
     } catch (err) {

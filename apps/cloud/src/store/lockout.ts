@@ -47,8 +47,27 @@ const emptyCounter = (k: CounterKey) => ({
 /** PostgreSQL locks counter rows explicitly; SQLite serialises whole transactions already. */
 export const locksRows = (db: Db): boolean => db.getExecutor().adapter instanceof PostgresAdapter;
 
-export const lockoutTransaction = <T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> =>
-  db.transaction().execute(fn);
+/** PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back whole. */
+const RETRYABLE = new Set(['40P01', '40001']);
+const TRANSACTION_ATTEMPTS = 3;
+
+/**
+ * Runs `fn` in a transaction, again (up to three times) when PostgreSQL chose it as a deadlock's
+ * victim. Lockout locks a user's counter rows in index order, but the sign-in path's group commit
+ * (db/group-commit.ts) settles several sign-ins in one transaction in the order they finished, so
+ * two settlements of one user from two places can take that user's rows in the other order. The
+ * loser was rolled back entirely, so running it again is exact.
+ */
+export const lockoutTransaction = async <T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw err;
+    }
+  }
+};
 
 type Familiar = { key_hash: string; last_success_at: number };
 const familiarOf = (n: 1 | 2) =>
