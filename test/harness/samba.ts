@@ -111,6 +111,19 @@ const stopSamba = async (proc: ChildProcess) => {
   }, 5000);
   await exited;
   clearTimeout(timer);
+  // The root process can exit before its children: any still alive keep writing under dc/ (the
+  // first snapshot's tar failed on dc/msg.sock changing under it). The DC is a session leader.
+  const sid = String(proc.pid);
+  for (let i = 0; i < 100; i++) {
+    const left = await run('pgrep', ['-s', sid]).then(
+      (r) => r.stdout.trim(),
+      () => '',
+    );
+    if (!left) return;
+    await run('pkill', ['-KILL', '-s', sid]).catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`samba session ${sid} would not exit`);
 };
 
 const ldif = (ip: string, text: string) =>
@@ -251,7 +264,8 @@ const provision = async (ip: string) => {
   } finally {
     await stopSamba(proc);
   }
-  await run('tar', ['-C', ROOT, '-cf', SNAPSHOT, 'dc']);
+  // The messaging sockets are the stopped DC's runtime state; samba makes new ones at start.
+  await run('tar', ['-C', ROOT, '--exclude=dc/msg.sock/*', '-cf', SNAPSHOT, 'dc']);
 };
 
 /**
