@@ -261,7 +261,7 @@ try {
     250,
   );
 
-  let growth: (GrowthSize & { seed_s: number }) | null = null;
+  let growth: (GrowthSize & { seed_s: number; sync_s: number }) | null = null;
   if (a.growth) {
     if (nodes > 1) throw new Error('--growth seeds the embedded SQLite database: one node only');
     const size = {
@@ -270,9 +270,9 @@ try {
       signins: Number(a['growth-signins']),
     };
     say(`growth: seeding ${size.tenants} tenants, ${size.users} users, ${size.signins} sign-in log rows`);
-    const { seconds } = seedGrowth(join(cloud.dataDir, 'gatehouse.db'), tenant.tenantId, size);
-    say(`  seeded in ${seconds} s`);
-    growth = { ...size, seed_s: seconds };
+    const { seconds, syncSeconds } = seedGrowth(join(cloud.dataDir, 'gatehouse.db'), tenant.tenantId, size);
+    say(`  seeded in ${seconds} s, flushed to disk in ${syncSeconds} s`);
+    growth = { ...size, seed_s: seconds, sync_s: syncSeconds };
   }
 
   const common = {
