@@ -30,32 +30,54 @@ export const directWrites = (db: Db): GroupCommit => ({
   flush: async () => {},
 });
 
-interface Pending {
-  write: Write;
+/** An item waiting in a batch queue, and how its caller is told the batch's outcome for it. */
+export interface Queued<T> {
+  item: T;
   done: (err?: unknown) => void;
 }
+
+/**
+ * Items pushed in one turn of the event loop (and while the previous batch runs) are handed to
+ * `commit` together, at most `maxBatch` at a time. `commit` settles every item's `done` and never
+ * throws. setImmediate, not a timer: nothing waits for a clock, and an idle queue runs at once.
+ */
+export const batchQueue = <T>(commit: (batch: Queued<T>[]) => Promise<void>, maxBatch: number) => {
+  const queue: Queued<T>[] = [];
+  let running: Promise<void> | null = null;
+  const drain = async () => {
+    while (queue.length > 0) await commit(queue.splice(0, maxBatch));
+    running = null;
+  };
+  return {
+    push: (item: T) =>
+      new Promise<void>((resolve, reject) => {
+        queue.push({ item, done: (err) => (err === undefined ? resolve() : reject(err)) });
+        running ??= new Promise<void>((r) => setImmediate(r)).then(drain);
+      }),
+    async flush() {
+      while (running) await running;
+    },
+  };
+};
 
 export const createGroupCommit = (
   db: Db,
   { log, maxBatch = 128 }: { log?: Logger; maxBatch?: number } = {},
 ): GroupCommit => {
-  let queue: Pending[] = [];
-  let writing: Promise<void> | null = null;
-
-  const alone = async (p: Pending) => {
+  const alone = async (p: Queued<Write>) => {
     try {
-      await p.write(db);
+      await p.item(db);
       p.done();
     } catch (err) {
       p.done(err);
     }
   };
 
-  const commit = async (batch: Pending[]) => {
+  const commit = async (batch: Queued<Write>[]) => {
     if (batch.length === 1) return alone(batch[0]!);
     try {
       await db.transaction().execute(async (tx) => {
-        for (const p of batch) await p.write(tx);
+        for (const p of batch) await p.item(tx);
       });
     } catch (err) {
       log?.warn({ err, writes: batch.length }, 'group commit failed; running its writes one by one');
@@ -65,26 +87,6 @@ export const createGroupCommit = (
     for (const p of batch) p.done();
   };
 
-  const drain = async () => {
-    while (queue.length > 0) {
-      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
-      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-      await commit(batch);
-    }
-    writing = null;
-  };
-
-  return {
-    run(write) {
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ write, done: (err) => (err === undefined ? resolve() : reject(err)) });
-        // setImmediate, not a timer: writes made in this turn of the event loop join the batch,
-        // and an idle cloud writes a lone one at once.
-        writing ??= new Promise<void>((r) => setImmediate(r)).then(drain);
-      });
-    },
-    async flush() {
-      while (writing) await writing;
-    },
-  };
+  const queue = batchQueue(commit, maxBatch);
+  return { run: queue.push, flush: queue.flush };
 };

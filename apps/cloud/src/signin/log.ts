@@ -7,7 +7,7 @@
  * cloud writes a lone row at once. A row never holds the password.
  */
 import type { Logger } from 'pino';
-import { directWrites, type GroupCommit } from '../db/group-commit.ts';
+import { batchQueue, directWrites, type GroupCommit, type Queued } from '../db/group-commit.ts';
 import type { Db } from '../db/index.ts';
 import { insertSignIns, type SignInRow } from '../store/sign-ins.ts';
 
@@ -21,11 +21,6 @@ export interface SignInLog {
   close(): Promise<void>;
 }
 
-interface Pending {
-  row: SignInRow;
-  done: (err?: unknown) => void;
-}
-
 export const createSignInLog = (
   db: Db,
   {
@@ -34,19 +29,16 @@ export const createSignInLog = (
     writes = directWrites(db),
   }: { log?: Logger; maxBatch?: number; writes?: GroupCommit } = {},
 ): SignInLog => {
-  let queue: Pending[] = [];
-  let writing: Promise<void> | null = null;
-
-  const commit = async (batch: Pending[]) => {
+  // Rows of the moment share one multi-row INSERT, which joins the group commit's transaction.
+  const commit = async (batch: Queued<SignInRow>[]): Promise<void> => {
     try {
-      // Through the group commit: the batch commits with the other sign-in writes of the moment.
-      const rows = batch.map((p) => p.row);
+      const rows = batch.map((p) => p.item);
       await writes.run((tx) => insertSignIns(tx, rows));
       for (const p of batch) p.done();
       return;
     } catch (err) {
       if (batch.length === 1) {
-        log?.error({ err, requestId: batch[0]!.row.request_id }, 'sign-in log write failed');
+        log?.error({ err, requestId: batch[0]!.item.request_id }, 'sign-in log write failed');
         batch[0]!.done(err);
         return;
       }
@@ -55,30 +47,6 @@ export const createSignInLog = (
     // One bad row must not fail the sign-ins it happened to share a batch with.
     for (const p of batch) await commit([p]);
   };
-
-  const drain = async () => {
-    while (queue.length > 0) {
-      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
-      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-      await commit(batch);
-    }
-    writing = null;
-  };
-
-  const flush = async () => {
-    while (writing) await writing;
-  };
-
-  return {
-    write(row) {
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ row, done: (err) => (err === undefined ? resolve() : reject(err)) });
-        // setImmediate, not a timer: rows produced in this turn of the event loop join the batch,
-        // and nothing waits for a clock.
-        writing ??= new Promise<void>((r) => setImmediate(r)).then(drain);
-      });
-    },
-    flush,
-    close: flush,
-  };
+  const queue = batchQueue(commit, maxBatch);
+  return { write: queue.push, flush: queue.flush, close: queue.flush };
 };
