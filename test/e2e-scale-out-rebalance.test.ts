@@ -12,7 +12,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import * as oidc from 'openid-client';
 import { waitFor } from './harness/children.ts';
 import {
   type AgentProc,
@@ -27,7 +26,7 @@ import {
   runAgentProc,
   startNode,
 } from './harness/cluster.ts';
-import { pinnedFetch } from './harness/pinned-fetch.ts';
+import { type Attempt, grantLoad, type Realm } from './harness/grant-load.ts';
 import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -48,67 +47,12 @@ let db: TempDatabase;
 let nodeA: CloudNode;
 let nodeB: CloudNode;
 const agents: AgentProc[] = [];
-let tenantId: string;
-let clientId: string;
 let caCert: string;
-const rpCache = new Map<string, Promise<oidc.Configuration>>();
-
-const rp = (node: CloudNode) => {
-  let c = rpCache.get(node.url);
-  if (!c) {
-    c = oidc.discovery(new URL(`${node.url}/${tenantId}/v2.0`), clientId, undefined, oidc.None(), {
-      [oidc.customFetch]: pinnedFetch(caCert) as oidc.CustomFetch,
-    });
-    rpCache.set(node.url, c);
-    c.catch(() => rpCache.delete(node.url));
-  }
-  return c;
-};
-
-interface Attempt {
-  node: string;
-  startedAt: number;
-  endedAt: number;
-  outcome: string;
-}
-
-const signIn = async (node: CloudNode, user: string): Promise<Attempt> => {
-  const startedAt = Date.now();
-  let outcome = 'ok';
-  try {
-    await oidc.genericGrantRequest(await rp(node), 'password', {
-      username: `${user}@${DOMAIN}`,
-      password: CANARY,
-      scope: 'openid',
-    });
-  } catch (err) {
-    const e = err as Error & { cause?: unknown };
-    if (e.cause instanceof Response) {
-      outcome = String(((await e.cause.json()) as { error_code?: string }).error_code ?? e.cause.status);
-    } else if (e.cause && typeof e.cause === 'object' && 'error_code' in e.cause) {
-      outcome = String((e.cause as { error_code: string }).error_code);
-    } else outcome = 'network';
-  }
-  return { node: node.id, startedAt, endedAt: Date.now(), outcome };
-};
-
-const startLoad = (targets: () => CloudNode[], workers = 4) => {
-  const results: Attempt[] = [];
-  let running = true;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    for (let i = 0; running; i++) {
-      const nodes = targets();
-      results.push(await signIn(nodes[(w + i) % nodes.length]!, USERS[w % USERS.length]!));
-    }
-  });
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return results;
-    },
-  };
-};
+const grants = grantLoad(() => caCert);
+const realm: Realm = { tenantId: '', clientId: '', domain: DOMAIN, password: CANARY };
+const signIn = (node: CloudNode, user: string) => grants.signIn(node, realm, user);
+const startLoad = (targets: () => CloudNode[], workers = 4) =>
+  grants.startLoad(targets, realm, USERS, workers);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Agents connected to the node's current process (its log: connected minus disconnected). */
@@ -148,15 +92,15 @@ before(async () => {
     ...['tenant', 'create', '--name', 'Rebalance', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
     ...['--admin-password-file', adminFile],
   );
-  tenantId = String(t.tenantId);
-  await cli(env, 'domain', 'verify', '--tenant', tenantId, '--name', DOMAIN, '--force');
+  realm.tenantId = String(t.tenantId);
+  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', DOMAIN, '--force');
   const client = await cli(
     env,
     ...[
       'client',
       'create',
       '--tenant',
-      tenantId,
+      realm.tenantId,
       '--name',
       'Legacy',
       '--redirect-uri',
@@ -164,8 +108,8 @@ before(async () => {
     ],
     ...['--public', '--grant-type', 'password'],
   );
-  clientId = String(client.clientId);
-  await cli(env, 'settings', 'set', '--tenant', tenantId, '--legacy-auth', 'on');
+  realm.clientId = String(client.clientId);
+  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on');
   const config = {
     directory: {
       kind: 'openldap',
@@ -179,13 +123,13 @@ before(async () => {
   };
   // Every agent registers through node A and so connects there first.
   for (let i = 0; i < AGENTS; i++) {
-    const token = String((await cli(env, 'token', 'create', '--tenant', tenantId)).token);
+    const token = String((await cli(env, 'token', 'create', '--tenant', realm.tenantId)).token);
     const stateDir = join(dir, `agent-${i + 1}`);
     await registerAgentProc(`agent-${i + 1}`, stateDir, nodeA, token, config);
     agents.push(runAgentProc(`agent-${i + 1}`, stateDir));
   }
   await waitFor('every agent connected', () => heldBy(nodeA) + heldBy(nodeB) === AGENTS, 60_000, 100);
-  await cli(env, 'settings', 'set', '--tenant', tenantId, '--pta', 'on');
+  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--pta', 'on');
   await waitFor('a sign-in through node B', async () => (await signIn(nodeB, 'u1')).outcome === 'ok');
 });
 
@@ -229,7 +173,7 @@ test('a node that comes back gets agents again, moved without a failed sign-in',
 
     // Node A restarts (empty). Node B holds all four, twice its share: it asks two to move.
     nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
-    rpCache.delete(nodeA.url);
+    grants.forget(nodeA);
     backAt = Date.now();
     targets = [nodeA, nodeB];
     await waitFor(

@@ -75,7 +75,12 @@ export interface Stack {
   output(): string;
   passwordGrant(username: string, password: string, opts?: { ip?: string }): Promise<GrantAnswer>;
   /** The browser flow over plain HTTP: user name page, then password page. Returns the page's code. */
-  signInPage(username: string, password: string): Promise<{ status: number; code: string; html: string }>;
+  /** `ms` is the password step's answer time alone (what a prober of the page measures). */
+  signInPage(
+    username: string,
+    password: string,
+    opts?: { ip?: string },
+  ): Promise<{ status: number; code: string; html: string; ms: number }>;
   /** Sign-in log rows of the tenant, newest first. */
   signIns(): Promise<Array<Record<string, unknown>>>;
   startAgent(): Promise<Child>;
@@ -205,7 +210,8 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
       return { status: res.status, code: res.ok ? 'success' : String(code), body };
     };
 
-    const signInPage: Stack['signInPage'] = async (username, password) => {
+    const signInPage: Stack['signInPage'] = async (username, password, o = {}) => {
+      const from: Record<string, string> = o.ip ? { 'x-forwarded-for': o.ip } : {};
       const auth = new URL(`${issuer}/auth`);
       auth.search = new URLSearchParams({
         client_id: client.clientId,
@@ -215,26 +221,28 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
         code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
         code_challenge_method: 'S256',
       }).toString();
-      const start = await f(auth.href, { redirect: 'manual' });
+      const start = await f(auth.href, { redirect: 'manual', headers: from });
       const cookie = start.headers
         .getSetCookie()
         .map((c) => c.split(';')[0])
         .join('; ');
       const page = new URL(String(start.headers.get('location')), cloud.url).href;
-      const first = await f(page, { headers: { cookie } });
+      const first = await f(page, { headers: { ...from, cookie } });
       const csrf = /name="csrf" value="([^"]+)"/.exec(await first.text())?.[1] ?? '';
       const post = (step: string, form: Record<string, string>) =>
         f(`${page}/${step}`, {
           method: 'POST',
           redirect: 'manual',
-          headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+          headers: { ...from, cookie, 'content-type': 'application/x-www-form-urlencoded' },
           body: new URLSearchParams({ ...form, csrf }).toString(),
         });
       await post('username', { username });
+      const t0 = performance.now();
       const res = await post('password', { username, password });
       const html = res.status === 303 || res.status === 302 ? '' : await res.text();
+      const ms = performance.now() - t0;
       const code = html ? (/Error code: ([a-z_]+)/.exec(html)?.[1] ?? 'unknown') : 'success';
-      return { status: res.status, code, html };
+      return { status: res.status, code, html, ms };
     };
 
     return {

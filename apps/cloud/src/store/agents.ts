@@ -5,12 +5,12 @@
  * certificate is refused at once, and long-silent agents are pruned.
  */
 import { randomUUID } from 'node:crypto';
-import { GatehouseError, MAX_AGENTS_PER_TENANT } from '@gatehouse/protocol';
+import { GatehouseError, MAX_AGENTS_PER_TENANT, TenantId } from '@gatehouse/protocol';
 import { PostgresAdapter, type Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { AgentTable } from '../db/schema.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export interface Agent {
   id: string;

@@ -5,13 +5,13 @@
  * signed-in user, by client_credentials as itself (oidc/resources.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { ApiTable } from '../db/schema.ts';
 import { getClient } from './clients.ts';
-import { isUniqueViolation, jsonStringArray, parse, TenantId } from './util.ts';
+import { isUniqueViolation, jsonStringArray, parse } from './util.ts';
 
 /** RFC 6749 scope-token characters; `openid` and friends belong to the provider itself. */
 const ScopeName = z

@@ -1,7 +1,8 @@
+import { TenantId } from '@gatehouse/protocol';
 /** The audit trail: who changed what in a tenant. Written by every admin entry point (CLI, admin API). */
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export const AuditInput = z.object({
   tenantId: TenantId,

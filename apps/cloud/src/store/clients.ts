@@ -3,12 +3,12 @@
  * A confidential client's secret is shown once, at creation; only its hash is stored.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 import { hashClientSecret } from '../db/at-rest.ts';
 import type { Db } from '../db/index.ts';
 import { ROLES, type Role } from './users.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'password', 'client_credentials'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];

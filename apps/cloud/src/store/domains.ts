@@ -4,12 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resolveTxt as dnsResolveTxt } from 'node:dns/promises';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { DomainTable } from '../db/schema.ts';
-import { DomainName, isUniqueViolation, parse, TenantId } from './util.ts';
+import { DomainName, isUniqueViolation, parse } from './util.ts';
 
 export type DomainKind = 'managed' | 'federated';
 

@@ -5,12 +5,12 @@
  * applied a page at a time, so a delta run can use the same calls with fewer items.
  */
 import { randomUUID } from 'node:crypto';
-import { SyncedGroup, type SyncedUser } from '@gatehouse/protocol';
+import { SyncedGroup, type SyncedUser, TenantId } from '@gatehouse/protocol';
 import { type Insertable, type Selectable, sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import type { GroupTable } from '../db/schema.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export interface Group {
   id: string;

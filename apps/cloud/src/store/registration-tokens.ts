@@ -3,10 +3,10 @@
  * stored, so a copy of the database cannot register an agent.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export const REGISTRATION_TOKEN_PREFIX = 'ghr_';
 

@@ -9,11 +9,11 @@
  */
 import { generateKeyPair as generateKeyPairCb, type JsonWebKey, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { GatehouseError } from '@gatehouse/protocol';
+import { GatehouseError, TenantId } from '@gatehouse/protocol';
 import type { JWK } from 'jose';
 import type { CloudContext } from '../context.ts';
 import { getTenantSecrets } from './tenants.ts';
-import { parse, TenantId } from './util.ts';
+import { parse } from './util.ts';
 
 export const SIGNING_ALGS = ['ES256', 'RS256'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];

@@ -4,7 +4,7 @@
  * none of them.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createCa, GatehouseError } from '@gatehouse/protocol';
+import { createCa, GatehouseError, TenantId } from '@gatehouse/protocol';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
@@ -14,7 +14,7 @@ import type { TenantTable } from '../db/schema.ts';
 import { insertDomain } from './domains.ts';
 import { hashPassword } from './password.ts';
 import { insertCloudUser, Password } from './users.ts';
-import { DomainName, parse, TenantId, Upn } from './util.ts';
+import { DomainName, parse, Upn } from './util.ts';
 
 export type LoginAttribute = 'upn' | 'mail';
 

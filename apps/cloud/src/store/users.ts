@@ -4,7 +4,7 @@
  * their immutable source anchor, so UPN changes and OU moves update the same row).
  */
 import { randomUUID } from 'node:crypto';
-import { GatehouseError, SyncedUser } from '@gatehouse/protocol';
+import { GatehouseError, SyncedUser, TenantId } from '@gatehouse/protocol';
 import { type Selectable, sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
@@ -12,7 +12,7 @@ import { prepare } from '../db/prepared.ts';
 import type { UserTable } from '../db/schema.ts';
 import { hashPassword } from './password.ts';
 import { type KnownRow, planSyncedUsers, SYNC_COLUMNS, syncFields } from './sync-plan.ts';
-import { isUniqueViolation, jsonStringArray, parse, TenantId, Upn } from './util.ts';
+import { isUniqueViolation, jsonStringArray, parse, Upn } from './util.ts';
 
 export const ROLES = ['global_admin', 'hybrid_identity_admin', 'user_admin', 'reader'] as const;
 export type Role = (typeof ROLES)[number];

@@ -42,8 +42,6 @@ export const Upn = z
   .regex(/^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'a user principal name such as alice@contoso.com')
   .transform((s) => s.toLowerCase());
 
-export const TenantId = z.string().min(1).max(128);
-
 /** The domain part of a sign-in name (after the last @), lower case; '' when there is none. */
 export const domainOf = (name: string): string => {
   const at = name.lastIndexOf('@');
