@@ -59,271 +59,263 @@ const pageError = (code: ErrorCode, requestId?: string): PageError => {
   return { message: entry.shown ? entry.message : catalog.internal_error.message, code, requestId };
 };
 
-export const registerInteractions = (
-  app: FastifyInstance,
-  oidc: Oidc,
-  deps: {
-    authenticator: Authenticator;
-    /** The tenant's federated identity providers: the user name form may redirect to them. */
-    federationUrls?: (tenantId: string) => Promise<string[]>;
-  },
-) => {
+interface Deps {
+  oidc: Oidc;
+  authenticator: Authenticator;
+  /** The tenant's federated identity providers: the user name form may redirect to them. */
+  federationUrls?: (tenantId: string) => Promise<string[]>;
+}
+
+export const registerInteractions = (app: FastifyInstance, oidc: Oidc, deps: Omit<Deps, 'oidc'>) => {
+  const d: Deps = { oidc, ...deps };
   const base = '/:tenantId/v2.0/interaction/:uid';
-  // A sign-in ends at the client's redirect URI (oidc-provider checked it is registered).
-  const redirectTarget = (it: Interaction) => formTarget(it.params.redirect_uri);
+  app.get(base, (req: Req, reply) => showInteraction(d, req, reply));
+  app.post(`${base}/username`, (req: Req, reply) => submitUsername(d, req, reply));
+  app.post(`${base}/password`, (req: Req, reply) => submitPassword(d, req, reply));
+  app.post(`${base}/consent`, (req: Req, reply) => submitConsent(d, req, reply));
+};
 
-  /** Loads the tenant and the interaction named by the URL and bound to this browser's cookie. */
-  const load = async (req: Req, reply: FastifyReply): Promise<{ t: TenantOidc; it: Interaction } | null> => {
-    const t = await oidc.forTenant(req.params.tenantId);
-    if (!t) {
-      html(reply, 404, errorPage({ title: 'Not found', message: 'This organisation does not exist.' }));
-      return null;
-    }
-    let it: Interaction;
-    try {
-      it = await t.provider.interactionDetails(req.raw, reply.raw);
-    } catch {
-      it = undefined as unknown as Interaction;
-    }
-    if (!it || it.uid !== req.params.uid) {
-      html(
-        reply,
-        400,
-        errorPage({
-          title: 'Sign-in expired',
-          message: 'Your sign-in session has expired or is not valid in this browser.',
-        }),
-      );
-      return null;
-    }
-    return { t, it };
-  };
+/** oidc-provider sends every prompt here; a browser signed in already only has consent left. */
+const showInteraction = async (deps: Deps, req: Req, reply: FastifyReply) => {
+  const loaded = await load(deps.oidc, req, reply);
+  if (!loaded) return reply;
+  const { t, it } = loaded;
+  ensureDevice(req, reply, t.tenantId);
+  if (it.prompt.name === 'login') return renderUsername(deps, reply, t, it);
+  if (it.prompt.name === 'consent' && it.session?.accountId) {
+    if (!(await firstParty(t, it))) return renderConsent(reply, t, it);
+    return finish(req, reply, t, it, it.session.accountId, false);
+  }
+  return cannotComplete(reply);
+};
 
-  const clientName = async (t: TenantOidc, it: Interaction): Promise<string> => {
-    const client = await t.provider.Client.find(String(it.params.client_id));
-    return client?.clientName ?? client?.clientId ?? 'the application';
-  };
+/** Home realm discovery: a federated user goes to their identity provider, anyone else to the password. */
+const submitUsername = async (deps: Deps, req: Req, reply: FastifyReply) => {
+  const loaded = await load(deps.oidc, req, reply);
+  if (!loaded) return reply;
+  const { t, it } = loaded;
+  const body = UsernameBody.safeParse(req.body);
+  if (!t.checkCsrf(it.uid, csrfOf(req))) return formExpired(reply);
+  if (!body.success || it.prompt.name !== 'login') {
+    return renderUsername(deps, reply, t, it, {
+      error: { message: 'Enter your email or user name.' },
+      status: 400,
+    });
+  }
+  const realm = await deps.authenticator.discover(t.tenantId, body.data.username);
+  if (realm.kind === 'federated') return reply.code(303).header('location', realm.redirect).send();
+  return renderPassword(reply, t, it, body.data.username);
+};
 
-  /** Rows written before the setting existed have none: those apps were all first-party. */
-  const firstParty = async (t: TenantOidc, it: Interaction): Promise<boolean> => {
-    const client = await t.provider.Client.find(String(it.params.client_id));
-    return (client as { gatehouse_first_party?: boolean } | undefined)?.gatehouse_first_party !== false;
-  };
-
-  const renderConsent = async (reply: FastifyReply, t: TenantOidc, it: Interaction) =>
-    html(
+const submitPassword = async (deps: Deps, req: Req, reply: FastifyReply) => {
+  const loaded = await load(deps.oidc, req, reply);
+  if (!loaded) return reply;
+  const { t, it } = loaded;
+  if (!t.checkCsrf(it.uid, csrfOf(req))) return formExpired(reply);
+  const body = PasswordBody.safeParse(req.body);
+  if (!body.success || it.prompt.name !== 'login') return passwordMissing(deps, req, reply, t, it);
+  const result = await deps.authenticator.authenticate({
+    tenantId: t.tenantId,
+    username: body.data.username,
+    password: body.data.password,
+    method: 'browser',
+    clientId: String(it.params.client_id),
+    clientIp: req.ip,
+    deviceId: deviceOf(req),
+    log: req.log,
+  });
+  if (!result.ok) {
+    return renderPassword(
       reply,
-      200,
-      consentPage({
-        action: `${t.prefix}/interaction/${it.uid}/consent`,
-        csrf: t.csrfToken(it.uid),
-        clientName: await clientName(t, it),
-        scopes: requestedScopes(it),
-      }),
-      [redirectTarget(it)],
+      t,
+      it,
+      body.data.username,
+      pageError(result.code, result.requestId),
+      catalog[result.code].status,
     );
+  }
+  if (await firstParty(t, it)) return finish(req, reply, t, it, result.user.id, true);
+  // Signed in; the provider comes back with a consent prompt unless an earlier grant covers it.
+  reply.hijack();
+  await t.provider.interactionFinished(
+    req.raw,
+    reply.raw,
+    { login: { accountId: result.user.id, amr: ['pwd'] } },
+    { mergeWithLastSubmission: false },
+  );
+};
 
-  const renderUsername = async (
-    reply: FastifyReply,
-    t: TenantOidc,
-    it: Interaction,
-    opts: { username?: string; error?: PageError; status?: number } = {},
-  ) =>
+/** Without a user name there is nothing to ask a password for, so that page comes back instead. */
+const passwordMissing = (deps: Deps, req: Req, reply: FastifyReply, t: TenantOidc, it: Interaction) => {
+  const username =
+    typeof (req.body as { username?: unknown })?.username === 'string'
+      ? String((req.body as { username: string }).username)
+      : '';
+  if (!username) return renderUsername(deps, reply, t, it, { status: 400 });
+  return renderPassword(reply, t, it, username, { message: 'Enter your password.' }, 400);
+};
+
+/** Only a third-party app gets here: a first-party one is granted without asking (finish). */
+const submitConsent = async (deps: Deps, req: Req, reply: FastifyReply) => {
+  const loaded = await load(deps.oidc, req, reply);
+  if (!loaded) return reply;
+  const { t, it } = loaded;
+  const body = ConsentBody.safeParse(req.body);
+  const accountId = it.session?.accountId;
+  if (!t.checkCsrf(it.uid, csrfOf(req)) || !body.success) return formExpired(reply);
+  if (it.prompt.name !== 'consent' || !accountId) return cannotComplete(reply);
+  if (body.data.decision === 'allow') return finish(req, reply, t, it, accountId, false);
+  reply.hijack();
+  await t.provider.interactionFinished(
+    req.raw,
+    reply.raw,
+    { error: 'access_denied', error_description: 'The user did not allow the application.' },
+    { mergeWithLastSubmission: false },
+  );
+};
+
+/** Loads the tenant and the interaction named by the URL and bound to this browser's cookie. */
+const load = async (
+  oidc: Oidc,
+  req: Req,
+  reply: FastifyReply,
+): Promise<{ t: TenantOidc; it: Interaction } | null> => {
+  const t = await oidc.forTenant(req.params.tenantId);
+  if (!t) {
+    html(reply, 404, errorPage({ title: 'Not found', message: 'This organisation does not exist.' }));
+    return null;
+  }
+  let it: Interaction;
+  try {
+    it = await t.provider.interactionDetails(req.raw, reply.raw);
+  } catch {
+    it = undefined as unknown as Interaction;
+  }
+  if (!it || it.uid !== req.params.uid) {
     html(
-      reply,
-      opts.status ?? 200,
-      usernamePage({
-        action: `${t.prefix}/interaction/${it.uid}/username`,
-        csrf: t.csrfToken(it.uid),
-        clientName: await clientName(t, it),
-        username:
-          opts.username ?? (typeof it.params.login_hint === 'string' ? it.params.login_hint : undefined),
-        error: opts.error,
-      }),
-      [redirectTarget(it), ...((await deps.federationUrls?.(t.tenantId)) ?? []).map(formTarget)],
-    );
-
-  const renderPassword = async (
-    reply: FastifyReply,
-    t: TenantOidc,
-    it: Interaction,
-    username: string,
-    error?: PageError,
-    status = 200,
-  ) =>
-    html(
-      reply,
-      status,
-      passwordPage({
-        action: `${t.prefix}/interaction/${it.uid}/password`,
-        back: `${t.prefix}/interaction/${it.uid}`,
-        csrf: t.csrfToken(it.uid),
-        clientName: await clientName(t, it),
-        username,
-        error,
-      }),
-      [redirectTarget(it)],
-    );
-
-  /** Grants what the client asked for (the tenant consented by registering it) and resumes. */
-  const finish = async (
-    req: Req,
-    reply: FastifyReply,
-    t: TenantOidc,
-    it: Interaction,
-    accountId: string,
-    login: boolean,
-  ) => {
-    const { Grant } = t.provider;
-    const existing = it.grantId ? await Grant.find(it.grantId) : undefined;
-    const grant =
-      existing && existing.accountId === accountId
-        ? existing
-        : new Grant({ accountId, clientId: String(it.params.client_id) });
-    grant.addOIDCScope(requestedScopes(it));
-    await t.grantResourceScopes(grant, it.params);
-    const claims = requestedClaims(it.params.claims);
-    if (claims.length) grant.addOIDCClaims(claims);
-    const grantId = await grant.save();
-    const result: InteractionResults = { consent: { grantId } };
-    if (login) result.login = { accountId, amr: ['pwd'] };
-    reply.hijack();
-    await t.provider.interactionFinished(req.raw, reply.raw, result, { mergeWithLastSubmission: login });
-  };
-
-  app.get(base, async (req: Req, reply) => {
-    const loaded = await load(req, reply);
-    if (!loaded) return reply;
-    const { t, it } = loaded;
-    ensureDevice(req, reply, t.tenantId);
-    if (it.prompt.name === 'login') return renderUsername(reply, t, it);
-    if (it.prompt.name === 'consent' && it.session?.accountId) {
-      if (!(await firstParty(t, it))) return renderConsent(reply, t, it);
-      return finish(req, reply, t, it, it.session.accountId, false);
-    }
-    return html(
       reply,
       400,
-      errorPage({ title: 'Sign-in error', message: 'This sign-in request cannot be completed.' }),
+      errorPage({
+        title: 'Sign-in expired',
+        message: 'Your sign-in session has expired or is not valid in this browser.',
+      }),
     );
-  });
-
-  app.post(`${base}/username`, async (req: Req, reply) => {
-    const loaded = await load(req, reply);
-    if (!loaded) return reply;
-    const { t, it } = loaded;
-    const body = UsernameBody.safeParse(req.body);
-    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf)) {
-      return html(
-        reply,
-        403,
-        errorPage({
-          title: 'Sign-in error',
-          message: 'The form has expired. Start again.',
-          code: 'forbidden',
-        }),
-      );
-    }
-    if (!body.success || it.prompt.name !== 'login') {
-      return renderUsername(reply, t, it, {
-        error: { message: 'Enter your email or user name.' },
-        status: 400,
-      });
-    }
-    const realm = await deps.authenticator.discover(t.tenantId, body.data.username);
-    if (realm.kind === 'federated') return reply.code(303).header('location', realm.redirect).send();
-    return renderPassword(reply, t, it, body.data.username);
-  });
-
-  app.post(`${base}/password`, async (req: Req, reply) => {
-    const loaded = await load(req, reply);
-    if (!loaded) return reply;
-    const { t, it } = loaded;
-    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf)) {
-      return html(
-        reply,
-        403,
-        errorPage({
-          title: 'Sign-in error',
-          message: 'The form has expired. Start again.',
-          code: 'forbidden',
-        }),
-      );
-    }
-    const body = PasswordBody.safeParse(req.body);
-    if (!body.success || it.prompt.name !== 'login') {
-      const username =
-        typeof (req.body as { username?: unknown })?.username === 'string'
-          ? String((req.body as { username: string }).username)
-          : '';
-      if (!username) return renderUsername(reply, t, it, { status: 400 });
-      return renderPassword(reply, t, it, username, { message: 'Enter your password.' }, 400);
-    }
-    const result = await deps.authenticator.authenticate({
-      tenantId: t.tenantId,
-      username: body.data.username,
-      password: body.data.password,
-      method: 'browser',
-      clientId: String(it.params.client_id),
-      clientIp: req.ip,
-      deviceId: deviceOf(req),
-      log: req.log,
-    });
-    if (!result.ok) {
-      return renderPassword(
-        reply,
-        t,
-        it,
-        body.data.username,
-        pageError(result.code, result.requestId),
-        catalog[result.code].status,
-      );
-    }
-    if (await firstParty(t, it)) return finish(req, reply, t, it, result.user.id, true);
-    // Signed in; the provider comes back with a consent prompt unless an earlier grant covers it.
-    reply.hijack();
-    await t.provider.interactionFinished(
-      req.raw,
-      reply.raw,
-      { login: { accountId: result.user.id, amr: ['pwd'] } },
-      { mergeWithLastSubmission: false },
-    );
-  });
-
-  app.post(`${base}/consent`, async (req: Req, reply) => {
-    const loaded = await load(req, reply);
-    if (!loaded) return reply;
-    const { t, it } = loaded;
-    const body = ConsentBody.safeParse(req.body);
-    const accountId = it.session?.accountId;
-    if (!t.checkCsrf(it.uid, (req.body as { csrf?: unknown } | undefined)?.csrf) || !body.success) {
-      return html(
-        reply,
-        403,
-        errorPage({
-          title: 'Sign-in error',
-          message: 'The form has expired. Start again.',
-          code: 'forbidden',
-        }),
-      );
-    }
-    if (it.prompt.name !== 'consent' || !accountId) {
-      return html(
-        reply,
-        400,
-        errorPage({ title: 'Sign-in error', message: 'This sign-in request cannot be completed.' }),
-      );
-    }
-    if (body.data.decision === 'allow') return finish(req, reply, t, it, accountId, false);
-    reply.hijack();
-    await t.provider.interactionFinished(
-      req.raw,
-      reply.raw,
-      { error: 'access_denied', error_description: 'The user did not allow the application.' },
-      { mergeWithLastSubmission: false },
-    );
-  });
+    return null;
+  }
+  return { t, it };
 };
+
+/** Grants what the client asked for (the tenant consented by registering it) and resumes. */
+const finish = async (
+  req: Req,
+  reply: FastifyReply,
+  t: TenantOidc,
+  it: Interaction,
+  accountId: string,
+  login: boolean,
+) => {
+  const { Grant } = t.provider;
+  const existing = it.grantId ? await Grant.find(it.grantId) : undefined;
+  const grant =
+    existing && existing.accountId === accountId
+      ? existing
+      : new Grant({ accountId, clientId: String(it.params.client_id) });
+  grant.addOIDCScope(requestedScopes(it));
+  await t.grantResourceScopes(grant, it.params);
+  const claims = requestedClaims(it.params.claims);
+  if (claims.length) grant.addOIDCClaims(claims);
+  const grantId = await grant.save();
+  const result: InteractionResults = { consent: { grantId } };
+  if (login) result.login = { accountId, amr: ['pwd'] };
+  reply.hijack();
+  await t.provider.interactionFinished(req.raw, reply.raw, result, { mergeWithLastSubmission: login });
+};
+
+const csrfOf = (req: Req): unknown => (req.body as { csrf?: unknown } | undefined)?.csrf;
+
+const clientName = async (t: TenantOidc, it: Interaction): Promise<string> => {
+  const client = await t.provider.Client.find(String(it.params.client_id));
+  return client?.clientName ?? client?.clientId ?? 'the application';
+};
+
+/** Rows written before the setting existed have none: those apps were all first-party. */
+const firstParty = async (t: TenantOidc, it: Interaction): Promise<boolean> => {
+  const client = await t.provider.Client.find(String(it.params.client_id));
+  return (client as { gatehouse_first_party?: boolean } | undefined)?.gatehouse_first_party !== false;
+};
+
+// A sign-in ends at the client's redirect URI (oidc-provider checked it is registered).
+const redirectTarget = (it: Interaction) => formTarget(it.params.redirect_uri);
+
+const formExpired = (reply: FastifyReply) =>
+  html(
+    reply,
+    403,
+    errorPage({ title: 'Sign-in error', message: 'The form has expired. Start again.', code: 'forbidden' }),
+  );
+
+const cannotComplete = (reply: FastifyReply) =>
+  html(
+    reply,
+    400,
+    errorPage({ title: 'Sign-in error', message: 'This sign-in request cannot be completed.' }),
+  );
+
+const renderConsent = async (reply: FastifyReply, t: TenantOidc, it: Interaction) =>
+  html(
+    reply,
+    200,
+    consentPage({
+      action: `${t.prefix}/interaction/${it.uid}/consent`,
+      csrf: t.csrfToken(it.uid),
+      clientName: await clientName(t, it),
+      scopes: requestedScopes(it),
+    }),
+    [redirectTarget(it)],
+  );
+
+const renderUsername = async (
+  deps: Deps,
+  reply: FastifyReply,
+  t: TenantOidc,
+  it: Interaction,
+  opts: { username?: string; error?: PageError; status?: number } = {},
+) =>
+  html(
+    reply,
+    opts.status ?? 200,
+    usernamePage({
+      action: `${t.prefix}/interaction/${it.uid}/username`,
+      csrf: t.csrfToken(it.uid),
+      clientName: await clientName(t, it),
+      username:
+        opts.username ?? (typeof it.params.login_hint === 'string' ? it.params.login_hint : undefined),
+      error: opts.error,
+    }),
+    [redirectTarget(it), ...((await deps.federationUrls?.(t.tenantId)) ?? []).map(formTarget)],
+  );
+
+const renderPassword = async (
+  reply: FastifyReply,
+  t: TenantOidc,
+  it: Interaction,
+  username: string,
+  error?: PageError,
+  status = 200,
+) =>
+  html(
+    reply,
+    status,
+    passwordPage({
+      action: `${t.prefix}/interaction/${it.uid}/password`,
+      back: `${t.prefix}/interaction/${it.uid}`,
+      csrf: t.csrfToken(it.uid),
+      clientName: await clientName(t, it),
+      username,
+      error,
+    }),
+    [redirectTarget(it)],
+  );
 
 /** The OIDC scopes the client asked for that the tenant supports. */
 const requestedScopes = (it: Interaction): string[] => {
