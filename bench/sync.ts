@@ -13,6 +13,7 @@
  *
  *   npm run bench -- --scenario sync [--directory openldap|samba] [--users 100000] [--groups 5000]
  *                    [--changed 1000] [--agent bundle|source] [--cpu-prof DIR] [--heap-prof DIR]
+ *                    [--agent-node-options '--max-semi-space-size=1' (the service's flags: the default)]
  * The agent is the esbuild bundle customers download unless --agent source.
  */
 import { execFileSync } from 'node:child_process';
@@ -22,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import { AGENT_FILE, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
+import { AGENT_FILE, AGENT_NODE_FLAGS, agentPackage } from '../apps/cloud/src/admin/agent-package.ts';
 import { type Child, spawnNode } from '../test/harness/children.ts';
 import { pinnedFetch } from '../test/harness/pinned-fetch.ts';
 import {
@@ -44,6 +45,8 @@ export interface SyncBenchOptions {
   changed: number;
   /** 'bundle' (default): the esbuild bundle customers download; 'source': main.ts, type-stripped. */
   agent?: 'bundle' | 'source';
+  /** Node flags for the bundled agent; default the service's (AGENT_NODE_FLAGS). */
+  agentNodeOptions?: string;
   cpuProf?: string;
   heapProf?: string;
   quiet?: boolean;
@@ -221,8 +224,11 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
     if (o.agent === 'source') agent = startAgent('agent', stateDir, profile('agent'));
     else {
       const nodeOptions = profile('agent');
+      // The flags the systemd unit runs it with (agent-package.ts), unless --agent-node-options.
+      const nodeArgs = (o.agentNodeOptions ?? AGENT_NODE_FLAGS.join(' ')).split(/\s+/).filter(Boolean);
       agent = spawnNode('agent', bundle, ['run', '--state-dir', stateDir], {
         env: { ...process.env, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+        nodeArgs,
       });
     }
     const full = await phase(fullStart, [0, cloudCpu0, dirCpu0], await ended(null, 1800));
@@ -266,6 +272,7 @@ export const main = async (o: SyncBenchOptions): Promise<void> => {
       memberships: store.memberships,
       changed: o.changed,
       agent: o.agent ?? 'bundle',
+      agent_node_options: o.agent === 'source' ? null : (o.agentNodeOptions ?? AGENT_NODE_FLAGS.join(' ')),
       seed_s: round(seedS, 1),
       change_s: round(changeS, 1),
       full,

@@ -43,11 +43,13 @@ export interface SpawnOptions {
   /** Called with each chunk (e.g. to echo a child's output). */
   onOutput?: (chunk: string) => void;
   stdin?: string;
+  /** Node's own flags, before FILE (`--max-semi-space-size=1`). */
+  nodeArgs?: string[];
 }
 
 /** Starts `node FILE ARGS` with this process's Node (the project's pinned Node 24). */
 export const spawnNode = (name: string, file: string, args: string[], opts: SpawnOptions = {}): Child => {
-  const proc = spawn(process.execPath, [file, ...args], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), file, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: opts.env ?? process.env,
     stdio: ['pipe', 'pipe', 'pipe'],
