@@ -1,5 +1,5 @@
-import { TenantId } from '@gatehouse/protocol';
 /** The audit trail: who changed what in a tenant. Written by every admin entry point (CLI, admin API). */
+import { TenantId } from '@gatehouse/protocol';
 import { z } from 'zod';
 import type { Db } from '../db/index.ts';
 import { parse } from './util.ts';
