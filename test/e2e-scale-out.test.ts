@@ -9,7 +9,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import * as oidc from 'openid-client';
 import pg from 'pg';
 import { waitFor } from './harness/children.ts';
 import {
@@ -25,7 +24,7 @@ import {
   runAgentProc,
   startNode,
 } from './harness/cluster.ts';
-import { pinnedFetch } from './harness/pinned-fetch.ts';
+import { type Attempt, grantLoad, type Realm } from './harness/grant-load.ts';
 import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -47,71 +46,13 @@ let db: TempDatabase;
 let nodeA: CloudNode;
 let nodeB: CloudNode;
 const agents: AgentProc[] = [];
-let tenantId: string;
-let clientId: string;
 let caCert: string;
-const rpCache = new Map<string, Promise<oidc.Configuration>>();
-
-const rp = (node: CloudNode) => {
-  let c = rpCache.get(node.url);
-  if (!c) {
-    c = oidc.discovery(new URL(`${node.url}/${tenantId}/v2.0`), clientId, undefined, oidc.None(), {
-      [oidc.customFetch]: pinnedFetch(caCert) as oidc.CustomFetch,
-    });
-    rpCache.set(node.url, c);
-    c.catch(() => rpCache.delete(node.url));
-  }
-  return c;
-};
-
-interface Attempt {
-  node: string;
-  startedAt: number;
-  endedAt: number;
-  /** 'ok', a catalog code, or 'network' (the node went away under the request). */
-  outcome: string;
-}
-
-const signIn = async (node: CloudNode, user: string, password = CANARY): Promise<Attempt> => {
-  const startedAt = Date.now();
-  let outcome = 'ok';
-  try {
-    await oidc.genericGrantRequest(await rp(node), 'password', {
-      username: `${user}@${DOMAIN}`,
-      password,
-      scope: 'openid',
-    });
-  } catch (err) {
-    const e = err as Error & { cause?: unknown; code?: string };
-    if (e.cause instanceof Response) {
-      outcome = String(((await e.cause.json()) as { error_code?: string }).error_code ?? e.cause.status);
-    } else if (e.cause && typeof e.cause === 'object' && 'error_code' in e.cause) {
-      outcome = String((e.cause as { error_code: string }).error_code);
-    } else outcome = 'network';
-  }
-  return { node: node.id, startedAt, endedAt: Date.now(), outcome };
-};
-
-/** Steady sign-ins from `workers` loops over the nodes `targets()` names (the balancer's view). */
-const startLoad = (targets: () => CloudNode[], workers = 6) => {
-  const results: Attempt[] = [];
-  let running = true;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    for (let i = 0; running; i++) {
-      const nodes = targets();
-      const node = nodes[(w + i) % nodes.length]!;
-      results.push(await signIn(node, LOAD_USERS[w % LOAD_USERS.length]!));
-    }
-  });
-  return {
-    results,
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return results;
-    },
-  };
-};
+const grants = grantLoad(() => caCert);
+const realm: Realm = { tenantId: '', clientId: '', domain: DOMAIN, password: CANARY };
+const signIn = (node: CloudNode, user: string, password?: string) =>
+  grants.signIn(node, realm, user, password);
+const startLoad = (targets: () => CloudNode[], workers = 6) =>
+  grants.startLoad(targets, realm, LOAD_USERS, workers);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sql = async <T>(q: string): Promise<T[]> => {
@@ -186,15 +127,15 @@ before(async () => {
     ...['tenant', 'create', '--name', 'Scale', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
     ...['--admin-password-file', adminFile],
   );
-  tenantId = String(t.tenantId);
-  await cli(env, 'domain', 'verify', '--tenant', tenantId, '--name', DOMAIN, '--force');
+  realm.tenantId = String(t.tenantId);
+  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', DOMAIN, '--force');
   const client = await cli(
     env,
     ...[
       'client',
       'create',
       '--tenant',
-      tenantId,
+      realm.tenantId,
       '--name',
       'Legacy',
       '--redirect-uri',
@@ -202,21 +143,21 @@ before(async () => {
     ],
     ...['--public', '--grant-type', 'password'],
   );
-  clientId = String(client.clientId);
+  realm.clientId = String(client.clientId);
   await cli(
     env,
-    ...['settings', 'set', '--tenant', tenantId, '--legacy-auth', 'on'],
+    ...['settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on'],
     ...['--lockout-threshold', String(THRESHOLD), '--lockout-duration', '600'],
   );
   // Agents 1 and 2 register through node A, agent 3 through node B: each connects there first.
   for (const [i, node] of [nodeA, nodeA, nodeB].entries()) {
-    const token = String((await cli(env, 'token', 'create', '--tenant', tenantId)).token);
+    const token = String((await cli(env, 'token', 'create', '--tenant', realm.tenantId)).token);
     const stateDir = join(dir, `agent-${i + 1}`);
     await registerAgentProc(`agent-${i + 1}`, stateDir, node, token, agentConfig());
     agents.push(runAgentProc(`agent-${i + 1}`, stateDir));
   }
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
-  await cli(env, 'settings', 'set', '--tenant', tenantId, '--pta', 'on');
+  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--pta', 'on');
   await waitFor('the first sync', async () => (await count('users')) >= LOAD_USERS.length + 2);
 });
 
@@ -290,7 +231,7 @@ test('SIGTERM of a cloud node under load: its in-flight sign-ins finish, then it
   );
   process.stdout.write(`# node drain: exited ${exitMs} ms after SIGTERM\n`);
   nodeB = await startNode(settings, secretKey, 'node-b', nodeB);
-  rpCache.delete(nodeB.url);
+  grants.forget(nodeB);
 });
 
 const ms = (xs: number[], q: number) => {
@@ -339,7 +280,7 @@ test('kill -9 of a cloud node holding every agent: 0 failed sign-ins on the surv
   assert.ok(firstOk && firstOk.endedAt - killedAt < 5000, 'sign-ins resumed on node B');
   assert.match(nodeB.outputs.join(''), /"msg":"held for a reconnecting agent"/);
   nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
-  rpCache.delete(nodeA.url);
+  grants.forget(nodeA);
 });
 
 test('all agents down: no_agent after the reconnect wait, then in under a second on every node', {
@@ -407,7 +348,7 @@ test('restart of every process: tenants, agents, users, logs and lockout survive
   assert.ok(before.signins > 50 && before.agents === 3 && before.lockout > 0, JSON.stringify(before));
   nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
   nodeB = await startNode(settings, secretKey, 'node-b', nodeB);
-  rpCache.clear();
+  grants.forget();
   for (const [i, a] of agents.entries()) agents[i] = runAgentProc(a.name, a.stateDir, a);
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
   // Presence in the database is recent from before the stop; the agents reconnect with backoff,
