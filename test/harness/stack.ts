@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningCloud, startCloud } from '../../apps/cloud/src/server.ts';
+import type { TimingMask } from '../../apps/cloud/src/signin/timing-mask.ts';
 import { createClient } from '../../apps/cloud/src/store/clients.ts';
 import { verifyDomain } from '../../apps/cloud/src/store/domains.ts';
 import { createRegistrationToken } from '../../apps/cloud/src/store/registration-tokens.ts';
@@ -55,6 +56,8 @@ export interface StackOptions {
   lockout?: { threshold: number; durationS: number };
   /** Other agent config keys (e.g. `sync`), merged into each agent's config.json. */
   agent?: Record<string, unknown>;
+  /** The cloud's sign-in timing mask, for tests that watch what it records and holds. */
+  timingMask?: TimingMask;
 }
 
 export interface GrantAnswer {
@@ -100,7 +103,7 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
       trustProxy: true,
       ...opts.cloud,
     },
-    { env: {}, logDestination: { write: (s: string) => void cloudLog.push(s) } },
+    { env: {}, logDestination: { write: (s: string) => void cloudLog.push(s) }, timingMask: opts.timingMask },
   );
   const agents: Child[] = [];
   const stateDirs: string[] = [];

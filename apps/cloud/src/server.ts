@@ -26,6 +26,7 @@ import { createOidc, type Oidc } from './oidc/index.ts';
 import { type Retention, startRetention } from './retention.ts';
 import { type AuthenticatorService, createAuthenticator } from './signin/authenticator.ts';
 import { smartLockoutPolicy } from './signin/lockout.ts';
+import type { TimingMask } from './signin/timing-mask.ts';
 import type { Dispatcher } from './signin/types.ts';
 import { tenantsByActiveAgents } from './store/agents.ts';
 import { audit } from './store/audit.ts';
@@ -63,6 +64,8 @@ export interface StartOptions {
   logDestination?: DestinationStream;
   /** The gateway's in-flight and held-request bounds (tests make them small). */
   gateway?: Pick<GatewayOptions, 'maxInFlight' | 'maxHeld'>;
+  /** The sign-in timing mask (tests pass one that reports what it recorded and held). */
+  timingMask?: TimingMask;
 }
 
 /** A host for a URL: IPv6 literals in brackets; any-address binds are reached on loopback. */
@@ -127,6 +130,7 @@ const composeAuthenticator = (
   ctx: CloudContext,
   dispatcher: Dispatcher,
   writes: GroupCommit,
+  timingMask: TimingMask | undefined,
 ): AuthenticatorService => {
   const { db, log } = ctx;
   const smart = createSmartLockout(db, ctx.secrets, ctx.now, {
@@ -142,7 +146,7 @@ const composeAuthenticator = (
       detail: { until, location: a.origin.deviceId || a.origin.ip ? 'known-origin' : 'unknown-origin' },
     }).catch((err: unknown) => log.error({ err }, 'audit of a lockout failed'));
   });
-  return createAuthenticator(ctx, { dispatcher, lockout, writes });
+  return createAuthenticator(ctx, { dispatcher, lockout, writes, timingMask });
 };
 
 /** Gauges read at scrape time: connections, tenants by agent count, NATS. */
@@ -199,7 +203,7 @@ export const startCloud = async (
     // One group commit for the sign-in path's writes: lockout settlement, the log, the OIDC saves.
     const writes = createGroupCommit(db, { log });
     cleanup.push(() => writes.flush());
-    const authenticator = composeAuthenticator(ctx, dispatcher, writes);
+    const authenticator = composeAuthenticator(ctx, dispatcher, writes, opts.timingMask);
     cleanup.push(() => authenticator.close());
     const retention = startRetention(
       { db, now: ctx.now, log },
