@@ -29,9 +29,11 @@ import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
 const DOMAIN = 'example.test';
+const OTHER_DOMAIN = 'other.test';
 const CANARY = `Canary-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 // One user per load worker: smart lockout counts a user's concurrent sign-ins against its threshold.
 const LOAD_USERS = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+const OTHER_USERS = ['v1', 'v2', 'v3'];
 const THRESHOLD = 2; // below the test directory's own pwdMaxFailure (3)
 
 const pgDb = await createTempDatabase();
@@ -42,17 +44,22 @@ const dir = mkdtempSync(join(tmpdir(), 'gh-scale-'));
 const secretKey = newSecretKey();
 let settings: ClusterSettings;
 let slapd: SlapdInstance;
+let otherSlapd: SlapdInstance;
+let otherAgent: AgentProc | undefined;
+let env: NodeJS.ProcessEnv;
 let db: TempDatabase;
 let nodeA: CloudNode;
 let nodeB: CloudNode;
 const agents: AgentProc[] = [];
 let caCert: string;
 const grants = grantLoad(() => caCert);
-const realm: Realm = { tenantId: '', clientId: '', domain: DOMAIN, password: CANARY };
+/** The suite's tenant; `other` has its own directory and its agent on the node that survives. */
+const main: Realm = { tenantId: '', clientId: '', domain: DOMAIN, password: CANARY };
+const other: Realm = { tenantId: '', clientId: '', domain: OTHER_DOMAIN, password: CANARY };
 const signIn = (node: CloudNode, user: string, password?: string) =>
-  grants.signIn(node, realm, user, password);
+  grants.signIn(node, main, user, password);
 const startLoad = (targets: () => CloudNode[], workers = 6) =>
-  grants.startLoad(targets, realm, LOAD_USERS, workers);
+  grants.startLoad(targets, main, LOAD_USERS, workers);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sql = async <T>(q: string): Promise<T[]> => {
@@ -66,16 +73,23 @@ const sql = async <T>(q: string): Promise<T[]> => {
 };
 const count = async (table: string) =>
   Number((await sql<{ n: string }>(`select count(*) n from ${table}`))[0]!.n);
-const activeOn = (node: CloudNode) =>
-  [...node.outputs.join('').matchAll(/"msg":"agent connected"/g)].length -
-  [...node.outputs.join('').matchAll(/"msg":"agent disconnected"/g)].length;
-const agentConfig = () => ({
+/** The tenant's agents connected to the node (its log: connected minus disconnected). */
+/** How many of the node's log lines for the tenant carry the message. */
+const logged = (node: CloudNode, realm: Realm, msg: string) =>
+  node.outputs
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes(`"tenantId":"${realm.tenantId}"`) && l.includes(`"msg":"${msg}"`)).length;
+/** The tenant's agents connected to the node (its log: connected minus disconnected). */
+const activeOn = (node: CloudNode, realm = main) =>
+  logged(node, realm, 'agent connected') - logged(node, realm, 'agent disconnected');
+const agentConfig = (d = slapd) => ({
   directory: {
     kind: 'openldap',
-    urls: [slapd.url],
-    bindDn: slapd.serviceDn,
-    bindPasswordFile: join(dir, 'bind-password'),
-    baseDns: [slapd.peopleDn],
+    urls: [d.url],
+    bindDn: d.serviceDn,
+    bindPasswordFile: join(dir, `bind-password-${d === slapd ? 'main' : 'other'}`),
+    baseDns: [d.peopleDn],
   },
   gatewayUrls: [nodeA.gatewayUrl, nodeB.gatewayUrl],
   sync: { intervalMinutes: 60 },
@@ -84,10 +98,44 @@ const activeAgents = async () =>
   Number(
     (
       await sql<{ n: string }>(
-        `select count(*) n from agents where deleted_at is null and last_seen_at > ${Date.now() - 2500}`,
+        `select count(*) n from agents where tenant_id = '${main.tenantId}' and deleted_at is null ` +
+          `and last_seen_at > ${Date.now() - 2500}`,
       )
     )[0]!.n,
   );
+
+/** A tenant with a verified domain, a public password-grant client and the suite's lockout. */
+const createRealm = async (realm: Realm, name: string) => {
+  const adminFile = join(dir, `admin-password-${name}`);
+  writeFileSync(adminFile, `Admin-${CANARY}`, { mode: 0o600 });
+  const t = await cli(
+    env,
+    ...['tenant', 'create', '--name', name, '--domain', realm.domain, '--admin-upn', `admin@${realm.domain}`],
+    ...['--admin-password-file', adminFile],
+  );
+  realm.tenantId = String(t.tenantId);
+  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', realm.domain, '--force');
+  const client = await cli(
+    env,
+    ...[
+      'client',
+      'create',
+      '--tenant',
+      realm.tenantId,
+      '--name',
+      'Legacy',
+      '--redirect-uri',
+      'https://app.test/cb',
+    ],
+    ...['--public', '--grant-type', 'password'],
+  );
+  realm.clientId = String(client.clientId);
+  await cli(
+    env,
+    ...['settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on'],
+    ...['--lockout-threshold', String(THRESHOLD), '--lockout-duration', '600'],
+  );
+};
 
 before(async () => {
   if (skip) return;
@@ -115,57 +163,37 @@ before(async () => {
       password: CANARY,
     })),
   });
-  writeFileSync(join(dir, 'bind-password'), slapd.servicePassword, { mode: 0o600 });
+  otherSlapd = await startSlapd({
+    suffix: 'dc=other,dc=test',
+    users: OTHER_USERS.map((uid) => ({ uid, cn: uid, mail: `${uid}@${OTHER_DOMAIN}`, password: CANARY })),
+  });
+  writeFileSync(join(dir, 'bind-password-main'), slapd.servicePassword, { mode: 0o600 });
+  writeFileSync(join(dir, 'bind-password-other'), otherSlapd.servicePassword, { mode: 0o600 });
   nodeA = await startNode(settings, secretKey, 'node-a');
   nodeB = await startNode(settings, secretKey, 'node-b');
   caCert = readFileSync(join(dir, 'cloud', 'tls', 'ca.pem'), 'utf8');
-  const env = { ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_URL: nodeA.url };
-  const adminFile = join(dir, 'admin-password');
-  writeFileSync(adminFile, `Admin-${CANARY}`, { mode: 0o600 });
-  const t = await cli(
-    env,
-    ...['tenant', 'create', '--name', 'Scale', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
-    ...['--admin-password-file', adminFile],
-  );
-  realm.tenantId = String(t.tenantId);
-  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', DOMAIN, '--force');
-  const client = await cli(
-    env,
-    ...[
-      'client',
-      'create',
-      '--tenant',
-      realm.tenantId,
-      '--name',
-      'Legacy',
-      '--redirect-uri',
-      'https://app.test/cb',
-    ],
-    ...['--public', '--grant-type', 'password'],
-  );
-  realm.clientId = String(client.clientId);
-  await cli(
-    env,
-    ...['settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on'],
-    ...['--lockout-threshold', String(THRESHOLD), '--lockout-duration', '600'],
-  );
+  env = { ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_URL: nodeA.url };
+  await createRealm(main, 'Scale');
+  await createRealm(other, 'Other');
   // Agents 1 and 2 register through node A, agent 3 through node B: each connects there first.
   for (const [i, node] of [nodeA, nodeA, nodeB].entries()) {
-    const token = String((await cli(env, 'token', 'create', '--tenant', realm.tenantId)).token);
+    const token = String((await cli(env, 'token', 'create', '--tenant', main.tenantId)).token);
     const stateDir = join(dir, `agent-${i + 1}`);
     await registerAgentProc(`agent-${i + 1}`, stateDir, node, token, agentConfig());
     agents.push(runAgentProc(`agent-${i + 1}`, stateDir));
   }
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
-  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--pta', 'on');
+  await cli(env, 'settings', 'set', '--tenant', main.tenantId, '--pta', 'on');
   await waitFor('the first sync', async () => (await count('users')) >= LOAD_USERS.length + 2);
 });
 
 after(async () => {
   for (const a of agents) await a.child.stop();
+  await otherAgent?.child.stop();
   await nodeA?.child.stop();
   await nodeB?.child.stop();
   await slapd?.stop();
+  await otherSlapd?.stop();
   await db?.drop();
   if (process.env.GATEHOUSE_TEST_KEEP) {
     for (const p of [nodeA, nodeB, ...agents])
@@ -234,6 +262,20 @@ test('SIGTERM of a cloud node under load: its in-flight sign-ins finish, then it
   grants.forget(nodeB);
 });
 
+/** The other tenant's agent, registered through node B so that it connects there (no rebalancing). */
+const connectOtherTenant = async () => {
+  const token = String((await cli(env, 'token', 'create', '--tenant', other.tenantId)).token);
+  const stateDir = join(dir, 'agent-other');
+  await registerAgentProc('agent-other', stateDir, nodeB, token, agentConfig(otherSlapd));
+  otherAgent = runAgentProc('agent-other', stateDir);
+  await waitFor("the other tenant's agent on node B", () => activeOn(nodeB, other) === 1);
+  await cli(env, 'settings', 'set', '--tenant', other.tenantId, '--pta', 'on');
+  await waitFor(
+    "the other tenant's users synced and signing in",
+    async () => (await grants.signIn(nodeB, other, OTHER_USERS[0]!)).outcome === 'ok',
+  );
+};
+
 const ms = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : 0;
@@ -279,6 +321,43 @@ test('kill -9 of a cloud node holding every agent: 0 failed sign-ins on the surv
   assert.ok(held.length > 0, 'some sign-ins arrived while no agent was connected');
   assert.ok(firstOk && firstOk.endedAt - killedAt < 5000, 'sign-ins resumed on node B');
   assert.match(nodeB.outputs.join(''), /"msg":"held for a reconnecting agent"/);
+  nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
+  grants.forget(nodeA);
+});
+
+test('kill -9 of a node: a tenant whose agent is on the other node loses no sign-in there', {
+  skip,
+}, async () => {
+  // Agents 1 and 2 moved to node B in the last test; the other tenant's agent registers there too,
+  // so every agent is on the node that survives while both nodes take both tenants' sign-ins.
+  await connectOtherTenant();
+  let alive = [nodeA, nodeB];
+  const mainLoad = startLoad(() => alive);
+  const otherLoad = grants.startLoad(() => alive, other, OTHER_USERS);
+  await sleep(1500);
+  const killedAt = Date.now();
+  await kill9(nodeA.child);
+  alive = [nodeB];
+  await sleep(2000);
+  const mainResults = await mainLoad.stop();
+  const otherResults = await otherLoad.stop();
+  const all = [...mainResults, ...otherResults];
+  assert.deepEqual(
+    all.filter((r) => r.node === 'node-b' && r.outcome !== 'ok'),
+    [],
+    'no sign-in through the surviving node failed, for either tenant',
+  );
+  for (const r of all.filter((x) => x.node === 'node-a' && x.outcome !== 'ok'))
+    assert.equal(r.outcome, 'network', 'the killed node answered nothing, not an error');
+  const afterKill = (rs: Attempt[]) => rs.filter((r) => r.node === 'node-b' && r.startedAt > killedAt).length;
+  process.stdout.write(
+    `# node kill, agents on the survivor: ${afterKill(otherResults)} sign-ins of the other tenant and ` +
+      `${afterKill(mainResults)} of the suite's through node B after the kill\n`,
+  );
+  assert.ok(afterKill(otherResults) > 0, "the other tenant's sign-ins went on through node B");
+  assert.ok(afterKill(mainResults) > 0, "and the suite's tenant's");
+  assert.equal(logged(nodeB, other, 'agent disconnected'), 0, "the other tenant's agent never left node B");
+  assert.equal(activeOn(nodeB, other), 1);
   nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
   grants.forget(nodeA);
 });
@@ -336,11 +415,13 @@ test('concurrent failures for one user on two nodes lock at exactly the threshol
 test('restart of every process: tenants, agents, users, logs and lockout survive', { skip }, async () => {
   // Graceful stops flush the sign-in log batches.
   for (const a of agents) await a.child.stop();
+  await otherAgent?.child.stop();
   await nodeA.child.stop();
   await nodeB.child.stop();
+  const mainAgents = `agents where tenant_id = '${main.tenantId}'`;
   const before = {
     tenants: await count('tenants'),
-    agents: await count('agents'),
+    agents: await count(mainAgents),
     users: await count('users'),
     signins: await count('signins'),
     lockout: await count('lockout_counters'),
@@ -356,13 +437,15 @@ test('restart of every process: tenants, agents, users, logs and lockout survive
   await waitFor('a sign-in through node B', async () => (await signIn(nodeB, 'alice')).outcome === 'ok');
   assert.equal((await signIn(nodeA, 'bob')).outcome, 'locked_out');
   assert.equal(await count('tenants'), before.tenants);
-  assert.equal(await count('agents'), before.agents);
+  assert.equal(await count(mainAgents), before.agents);
   assert.equal(await count('users'), before.users);
   assert.ok((await count('signins')) >= before.signins);
 });
 
 test('no password reaches a log line or the database', { skip }, async () => {
-  const logs = [nodeA, nodeB].flatMap((n) => n.outputs).concat(agents.flatMap((a) => a.outputs));
+  const logs = [nodeA, nodeB]
+    .flatMap((n) => n.outputs)
+    .concat([...agents, ...(otherAgent ? [otherAgent] : [])].flatMap((a) => a.outputs));
   for (const l of logs) assert.ok(!l.includes(CANARY), 'canary in a log');
   const dump =
     JSON.stringify(await sql('select * from signins')) + JSON.stringify(await sql('select * from audit'));
