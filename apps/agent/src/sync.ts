@@ -11,6 +11,7 @@ import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from './config.ts';
 import { collectGroups, normDn as normGroupDn } from './directory/groups.ts';
 import type { Directory } from './directory/index.ts';
+import { heapCheckpoint } from './heap.ts';
 import { writeFileAtomic } from './state.ts';
 
 const first = (v: unknown): string | undefined => {
@@ -150,6 +151,7 @@ export const collectUsers = async (
         paged: { pageSize },
       });
       for await (const page of pagesIter) {
+        heapCheckpoint();
         for (const e of page.searchEntries) {
           const u = toSyncedUser(e, cfg, domains);
           if (!u) skipped++;
@@ -187,7 +189,9 @@ export const chunk = <T>(items: T[], size: number, maxBytes = Number.POSITIVE_IN
   const out: T[][] = [];
   let page: T[] = [];
   let bytes = 0;
-  for (const item of items) {
+  for (const [i, item] of items.entries()) {
+    // Each item's JSON is garbage at once; a long run of them must not grow the heap unchecked.
+    if (i % 1000 === 999) heapCheckpoint();
     const n = Buffer.byteLength(JSON.stringify(item)) + 1;
     if (page.length > 0 && (page.length >= size || bytes + n > maxBytes)) {
       out.push(page);

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { type GroupMembers, MAX_FRAME_BYTES, type SyncPage } from '@gatehouse/protocol';
 import { collectDelta, readMark, readPosition, type SyncMark, writeMark } from '../delta.ts';
+import { startHeapRelief } from '../heap.ts';
 import { chunk, collectUsers, deletionGuard, readLastSync, writeLastSyncCount } from '../sync.ts';
 import type { AgentRuntime } from './runtime.ts';
 
@@ -66,6 +67,7 @@ export class SyncRunner {
     this.#running = true;
     const runId = requestedRunId ?? randomUUID();
     const { log, config } = this.#rt;
+    const heap = startHeapRelief();
     try {
       const read =
         (wanted === 'delta' && !this.due ? await this.#readDelta() : undefined) ?? (await this.#read());
@@ -104,10 +106,14 @@ export class SyncRunner {
         writeLastSyncCount(config.stateDir, Math.max(0, count), prev.groups);
       }
       if (read.next) writeMark(config.stateDir, read.next);
-      log.info({ reason, runId, mode, users, groups, skipped, pages: pages.length, summary }, 'sync done');
+      log.info(
+        { reason, runId, mode, users, groups, skipped, pages: pages.length, summary, gc: heap.collections },
+        'sync done',
+      );
     } catch (err) {
       log.warn({ err: (err as Error).message, runId }, 'sync failed');
     } finally {
+      heap.stop();
       for (const k of this.#acks.keys()) if (k.startsWith(`${runId}/`)) this.#acks.delete(k);
       this.#running = false;
     }

@@ -16,6 +16,7 @@ import type { SyncedGroup } from '@gatehouse/protocol';
 import { MAX_GROUPS_PER_USER } from '@gatehouse/protocol';
 import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from '../config.ts';
+import { heapCheckpoint } from '../heap.ts';
 import { Nesting } from './nesting.ts';
 
 /** LDAP_MATCHING_RULE_IN_CHAIN's OID: measured against tokenGroups (bench/group-nesting.ts), not used by sync. */
@@ -131,11 +132,18 @@ export interface GroupEntry {
   members: string[];
 }
 
-/** Every group under the group base DNs with its direct members. Throws on any failure. */
+const GROUP_PAGE_SIZE = 50;
+
+/**
+ * Every group under the group base DNs with its direct members. Throws on any failure. Given
+ * `nesting`, the members go there page by page and the entries keep none (a full run's member
+ * lists are the biggest thing it would otherwise hold: 100,000 users in 3 groups each, ~25 MB).
+ */
 export const readGroupEntries = async (
   client: Client,
   cfg: DirectoryConfig,
   opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+  nesting?: Nesting,
 ): Promise<{ entries: GroupEntry[]; skipped: number }> => {
   const bases = cfg.groupBaseDns ?? cfg.baseDns;
   const filter = cfg.groupFilter ?? '(objectClass=group)';
@@ -150,31 +158,50 @@ export const readGroupEntries = async (
       filter,
       attributes: groupAttributes(cfg),
       explicitBufferAttributes: cfg.kind === 'ad' ? ['objectGUID', 'objectSid'] : [],
-      paged: { pageSize: opts.pageSize },
+      // Groups carry their member lists: fewer a page keeps each page's parse small.
+      paged: { pageSize: Math.min(opts.pageSize, GROUP_PAGE_SIZE) },
     })) {
+      heapCheckpoint();
       for (const e of page.searchEntries) {
         const g = toSyncedGroup(e, cfg, opts.netbios?.(e.dn));
         if (!g) skipped++;
         else if (!byAnchor.has(g.anchor)) {
           byAnchor.add(g.anchor);
-          entries.push({ group: g, members: [...all(e.member), ...all(e.uniqueMember)].map(memberDn) });
+          const members = [...all(e.member), ...all(e.uniqueMember)].map(memberDn);
           // AD hands out large `member` values in ranges (1,500 at a time on Windows).
           const ranged = Object.keys(e).find((k) => /^member;range=/i.test(k));
           if (ranged) {
-            entries.at(-1)!.members.push(...all(e[ranged]));
+            members.push(...all(e[ranged]));
             rangedFrom.set(g.anchor, { dn: e.dn, key: ranged });
           }
+          if (nesting) nesting.addMembers(nesting.addGroup(g.anchor, g.dn), members);
+          entries.push({ group: g, members: nesting ? [] : members });
         }
       }
     }
   }
   if (cfg.kind === 'ad') {
-    for (const x of entries) {
+    for (const [i, x] of entries.entries()) {
       const e = rangedFrom.get(x.group.anchor);
-      if (e) x.members.push(...(await rangedMembers(client, e.dn, e.key)));
+      if (!e) continue;
+      const rest = await rangedMembers(client, e.dn, e.key);
+      if (nesting) nesting.addMembers(i, rest);
+      else x.members.push(...rest);
     }
   }
   return { entries, skipped };
+};
+
+/** A full run's read: the members go into the nesting as they come, never all held at once. */
+const readAndResolve = async (
+  client: Client,
+  cfg: DirectoryConfig,
+  opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+  users: Map<string, string>,
+) => {
+  const nesting = new Nesting(users);
+  const read = await readGroupEntries(client, cfg, opts, nesting);
+  return { ...read, local: nesting.resolve() };
 };
 
 /**
@@ -190,12 +217,16 @@ export const collectGroups = async (
   opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
   read?: { entries: GroupEntry[]; skipped: number },
 ): Promise<GroupsResult> => {
-  const { entries, skipped } = read ?? (await readGroupEntries(client, cfg, opts));
+  const { entries, skipped, local } = read
+    ? {
+        ...read,
+        local: resolveNested(
+          read.entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
+          users,
+        ),
+      }
+    : await readAndResolve(client, cfg, opts, users);
   const groups = entries.map((x) => x.group);
-  const local = resolveNested(
-    entries.map((x) => ({ anchor: x.group.anchor, dn: x.group.dn, members: x.members })),
-    users,
-  );
   const memberships = cfg.kind === 'ad' ? await tokenGroupMemberships(client, groups, users, local) : local;
   let truncated = 0;
   for (const [anchor, list] of memberships) {

@@ -2,11 +2,14 @@
  * Nested group membership from the groups' direct member lists, resolved upward from each user.
  *
  * Built for directories of 100,000 users (docs/benchmarks.md, sync): member values are sorted as
- * they are added, so the lists are never all held at once. A value naming a synced user keeps
+ * they are added (a full run adds each LDAP page's as it comes), so the lists are never all held
+ * at once. A value naming a synced user keeps
  * only the group's index under that user; anything else (possibly a nested group) keeps its
  * normalised DN until the end, when it becomes a group-to-group edge. The walk uses group
  * indexes and one visit stamp per group instead of a set per user, so a cycle still ends.
  */
+
+import { heapCheckpoint } from '../heap.ts';
 
 export const normDn = (dn: string) => dn.toLowerCase().replace(/\s*([,=])\s*/g, '$1');
 
@@ -22,6 +25,7 @@ export class Nesting {
   readonly #direct = new Map<string, number[]>();
   /** Other member DN (normalised) -> indexes of the groups that list it. */
   readonly #other = new Map<string, number[]>();
+  #added = 0;
 
   constructor(users: Map<string, string>) {
     this.#users = users;
@@ -37,6 +41,8 @@ export class Nesting {
 
   addMembers(group: number, members: Iterable<string>): void {
     for (const m of members) {
+      // Two strings of garbage a member, hundreds of thousands of members: let the run's relief look.
+      if (++this.#added % 4096 === 0) heapCheckpoint();
       const k = normDn(memberDn(m));
       const user = this.#users.get(k);
       const map = user === undefined ? this.#other : this.#direct;
@@ -59,7 +65,7 @@ export class Nesting {
     let visit = 0;
     const out = new Map<string, string[]>();
     for (const anchor of this.#users.values()) {
-      visit++;
+      if (++visit % 4096 === 0) heapCheckpoint();
       const found: string[] = [];
       const stack: number[] = [];
       const reach = (g: number) => {

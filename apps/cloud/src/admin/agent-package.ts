@@ -16,9 +16,10 @@ export const AGENT_FILE = 'gatehouse-agent.mjs';
  * Node flags the service runs the agent with. A young generation capped at 1 MiB per semi-space
  * (default up to 16): after a sync the default one stays grown, and idle RSS varied by ~5 MB
  * between runs (77-82 MB); capped it is ~75 MB. The scavenges it adds are cheap, since little of a
- * sign-in's garbage survives one (bench/agent-rss.ts, docs/benchmarks.md).
+ * sign-in's garbage survives one (bench/agent-rss.ts, docs/benchmarks.md). `gc` exposed: a sync run
+ * collects as it reads instead of letting the heap grow to four times its data (agent heap.ts).
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--expose-gc'];
 
 export interface AgentPackage {
   file: string;
