@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'nats';
+import { AGENT_NODE_FLAGS } from '../../apps/cloud/src/admin/agent-package.ts';
 import { type Child, freePort, ROOT, registerAgentCli, runNode, spawnNode, waitFor } from './children.ts';
 
 export const NATS_URL = process.env.GATEHOUSE_TEST_NATS ?? 'nats://127.0.0.1:4222';
@@ -143,6 +144,8 @@ export const registerAgentProc = async (
 export const runAgentProc = (name: string, stateDir: string, prev?: AgentProc): AgentProc => {
   const child = spawnNode(name, join(ROOT, 'apps/agent/src/main.ts'), ['run', '--state-dir', stateDir], {
     env: baseEnv(),
+    // As the service runs it (the systemd unit's flags).
+    nodeArgs: AGENT_NODE_FLAGS,
   });
   const outputs = prev?.outputs ?? [];
   outputs.push('');

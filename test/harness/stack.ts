@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AGENT_NODE_FLAGS } from '../../apps/cloud/src/admin/agent-package.ts';
 import { type RunningCloud, startCloud } from '../../apps/cloud/src/server.ts';
 import type { TimingMask } from '../../apps/cloud/src/signin/timing-mask.ts';
 import { createClient } from '../../apps/cloud/src/store/clients.ts';
@@ -154,11 +155,13 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
         }),
       );
       const before = cloud.gateway.connections().length;
-      const agent = spawnNode(`agent-${agents.length + 1}`, join(ROOT, 'apps/agent/src/main.ts'), [
-        'run',
-        '--state-dir',
-        stateDir,
-      ]);
+      const agent = spawnNode(
+        `agent-${agents.length + 1}`,
+        join(ROOT, 'apps/agent/src/main.ts'),
+        ['run', '--state-dir', stateDir],
+        // As the service runs it (the systemd unit's flags).
+        { nodeArgs: AGENT_NODE_FLAGS },
+      );
       agents.push(agent);
       await waitFor('the agent to connect', async () => {
         if (!agent.running()) throw new Error(`agent exited: ${agent.output()}`);
