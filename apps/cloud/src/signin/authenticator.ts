@@ -93,6 +93,8 @@ interface SignIn {
   check: SignInCheck;
   /** The agent's answer, when one was asked. */
   agentAnswer?: ValidationAnswer;
+  /** Answered without a real check: held like a wrong password once its own work is done. */
+  masked?: boolean;
 }
 
 /** Where a sign-in's password is checked, by who the user is. */
@@ -121,9 +123,21 @@ async function decide(p: Pipeline, s: SignIn): Promise<SignInOutcome> {
   if (isBlockedLegacyClient(s)) return 'legacy_auth_blocked';
   const realm = await discoverHomeRealm(p, s);
   const admission = await admitThroughLockout(p, s);
-  if (admission.kind === 'refused') return admission.outcome;
-  const outcome = await checkPassword(p, s, realm, admission.attempt.deadline);
-  await recordAttempt(p, s, admission, outcome);
+  const outcome =
+    admission.kind === 'refused' ? admission.outcome : await checkAndRecord(p, s, realm, admission);
+  // Last, so that the hold covers what each kind of answer did before it (a lockout write or not).
+  if (s.masked) await holdLikeAWrongPassword(p, s);
+  return outcome;
+}
+
+async function checkAndRecord(
+  p: Pipeline,
+  s: SignIn,
+  realm: HomeRealm,
+  admitted: Extract<Admission, { kind: 'admit' }>,
+): Promise<SignInOutcome> {
+  const outcome = await checkPassword(p, s, realm, admitted.attempt.deadline);
+  await recordAttempt(p, s, admitted, outcome);
   return outcome;
 }
 
@@ -187,7 +201,7 @@ async function admitThroughLockout(p: Pipeline, s: SignIn): Promise<Admission> {
   const decision = await p.lockout.check(attempt);
   if (decision.kind === 'admit') return { kind: 'admit', attempt, ticket: decision.ticket };
   // A fast locked_out would tell a locked account from a wrong password, and so which names exist.
-  await holdLikeAWrongPassword(p, s);
+  s.masked = true;
   return { kind: 'refused', outcome: decision.kind === 'locked' ? 'locked_out' : 'invalid_credentials' };
 }
 
@@ -206,7 +220,7 @@ async function checkPassword(
   switch (realm.kind) {
     case 'unknown':
       if (mayLookUp(s.tenant, s.login, s.input.password)) return checkJustInTime(p, s, deadline);
-      await holdLikeAWrongPassword(p, s);
+      s.masked = true;
       return 'invalid_credentials';
     case 'elsewhere':
       return realm.outcome;
@@ -290,10 +304,11 @@ async function recordAttempt(
   admitted: Extract<Admission, { kind: 'admit' }>,
   outcome: SignInOutcome,
 ): Promise<void> {
-  if (outcome === 'invalid_credentials' && s.user && s.input.password.length > 0)
-    p.mask.record(s.tenant.id, performance.now() - s.started);
   if (outcome === 'success') await p.lockout.recordSuccess(admitted.attempt, admitted.ticket);
   else await p.lockout.recordFailure(admitted.attempt, admitted.ticket, outcome);
+  // Measured to the same point the held answers are held to: after the lockout write.
+  if (outcome === 'invalid_credentials' && s.user && !s.masked && s.input.password.length > 0)
+    p.mask.record(s.tenant.id, performance.now() - s.started);
 }
 
 /**
