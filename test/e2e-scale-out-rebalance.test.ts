@@ -26,7 +26,7 @@ import {
   runAgentProc,
   startNode,
 } from './harness/cluster.ts';
-import { type Attempt, grantLoad, type Realm } from './harness/grant-load.ts';
+import { type Attempt, createGrantRealm, grantLoad, type Realm } from './harness/grant-load.ts';
 import { createTempDatabase, type TempDatabase } from './harness/postgres.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 
@@ -85,31 +85,7 @@ before(async () => {
   nodeB = await startNode(settings, secretKey, 'node-b');
   caCert = readFileSync(join(dir, 'cloud', 'tls', 'ca.pem'), 'utf8');
   const env = { ...clusterEnv(settings, secretKey), GATEHOUSE_CLOUD_PUBLIC_URL: nodeA.url };
-  const adminFile = join(dir, 'admin-password');
-  writeFileSync(adminFile, `Admin-${CANARY}`, { mode: 0o600 });
-  const t = await cli(
-    env,
-    ...['tenant', 'create', '--name', 'Rebalance', '--domain', DOMAIN, '--admin-upn', `admin@${DOMAIN}`],
-    ...['--admin-password-file', adminFile],
-  );
-  realm.tenantId = String(t.tenantId);
-  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', DOMAIN, '--force');
-  const client = await cli(
-    env,
-    ...[
-      'client',
-      'create',
-      '--tenant',
-      realm.tenantId,
-      '--name',
-      'Legacy',
-      '--redirect-uri',
-      'https://app.test/cb',
-    ],
-    ...['--public', '--grant-type', 'password'],
-  );
-  realm.clientId = String(client.clientId);
-  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on');
+  await createGrantRealm(env, realm, 'Rebalance', join(dir, 'admin-password'));
   const config = {
     directory: {
       kind: 'openldap',

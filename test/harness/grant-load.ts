@@ -3,8 +3,9 @@
  * behind a balancer sends them: one relying-party configuration per node and tenant (discovery
  * is cached, and forgotten when a node restarts), and steady load from a few workers.
  */
+import { writeFileSync } from 'node:fs';
 import * as oidc from 'openid-client';
-import type { CloudNode } from './cluster.ts';
+import { type CloudNode, cli } from './cluster.ts';
 import { pinnedFetch } from './pinned-fetch.ts';
 
 /** A tenant as its users see it: where to sign in, as whom, with which password. */
@@ -14,6 +15,35 @@ export interface Realm {
   domain: string;
   password: string;
 }
+
+/**
+ * Creates the realm's tenant through the CLI (`env` names the cluster): its domain verified, a
+ * public password-grant client, legacy authentication on, then `settings` (more `settings set`
+ * flags). Fills in `realm.tenantId` and `realm.clientId`.
+ */
+export const createGrantRealm = async (
+  env: NodeJS.ProcessEnv,
+  realm: Realm,
+  name: string,
+  adminPasswordFile: string,
+  settings: string[] = [],
+): Promise<void> => {
+  writeFileSync(adminPasswordFile, `Admin-${realm.password}`, { mode: 0o600 });
+  const t = await cli(
+    env,
+    ...['tenant', 'create', '--name', name, '--domain', realm.domain, '--admin-upn', `admin@${realm.domain}`],
+    ...['--admin-password-file', adminPasswordFile],
+  );
+  realm.tenantId = String(t.tenantId);
+  await cli(env, 'domain', 'verify', '--tenant', realm.tenantId, '--name', realm.domain, '--force');
+  const client = await cli(
+    env,
+    ...['client', 'create', '--tenant', realm.tenantId, '--name', 'Legacy'],
+    ...['--redirect-uri', 'https://app.test/cb', '--public', '--grant-type', 'password'],
+  );
+  realm.clientId = String(client.clientId);
+  await cli(env, 'settings', 'set', '--tenant', realm.tenantId, '--legacy-auth', 'on', ...settings);
+};
 
 export interface Attempt {
   node: string;
