@@ -3,9 +3,9 @@
  *
  * Built for directories of 100,000 users (docs/benchmarks.md, sync): member values are sorted as
  * they are added (a full run adds each LDAP page's as it comes), so the lists are never all held
- * at once. A value naming a synced user keeps
- * only the group's index under that user; anything else (possibly a nested group) keeps its
- * normalised DN until the end, when it becomes a group-to-group edge. The walk uses group
+ * at once. A value naming a synced user keeps only the group's index under that user; anything
+ * else (possibly a nested group) keeps its normalised DN until the end, when it becomes a
+ * group-to-group edge. The walk uses group
  * indexes and one visit stamp per group instead of a set per user, so a cycle still ends.
  */
 
