@@ -10,7 +10,6 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/store/clients.ts';
 import { listGroups } from '../apps/cloud/src/store/groups.ts';
 import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
-import { waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import {
   adUsers,
@@ -44,10 +43,7 @@ before(async () => {
     expectUsers: [dc.upn(adUsers.ok), dc.upn(adUsers.spare)],
   });
   f = pinnedFetch(stack.cloud.caCert);
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   const { groups } = await listGroups(stack.cloud.ctx.db, stack.tenantId, { limit: 1000 });
   ids = Object.fromEntries(groups.map((g) => [g.name, g.id]));
 });

@@ -13,8 +13,6 @@ import { ADMIN_CLIENT_ID } from '../apps/cloud/src/admin/index.ts';
 import { main } from '../apps/cloud/src/cli.ts';
 import { createClient, type GroupsClaimSetting } from '../apps/cloud/src/store/clients.ts';
 import { listGroups } from '../apps/cloud/src/store/groups.ts';
-import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
-import { waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 import { type Stack, startStack } from './harness/stack.ts';
@@ -59,10 +57,7 @@ before(async () => {
     expectUsers: USERS.map((u) => `${u}@${DOMAIN}`),
   });
   f = pinnedFetch(stack.cloud.caCert);
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   const { groups } = await listGroups(stack.cloud.ctx.db, stack.tenantId);
   ids = Object.fromEntries(groups.map((x) => [x.name, x.id]));
 });

@@ -7,9 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
 import { updateSettings } from '../apps/cloud/src/store/tenants.ts';
-import { waitFor } from './harness/children.ts';
 import {
   adUsers,
   BASE_DN,
@@ -32,10 +30,7 @@ before(async () => {
     expectUsers: [dc.upn(adUsers.ok)],
     agent: { sync: { deltaIntervalMinutes: 0 } },
   });
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   for (const name of ['jitfay', 'jitgil', 'jithal']) await dc.tool('user', 'add', name, USER_PASSWORD);
 });
 

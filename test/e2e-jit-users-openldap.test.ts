@@ -8,8 +8,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { main } from '../apps/cloud/src/cli.ts';
-import { listSyncRuns } from '../apps/cloud/src/store/sync-runs.ts';
-import { waitFor } from './harness/children.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
@@ -34,10 +32,7 @@ before(async () => {
     agent: { sync: { deltaIntervalMinutes: 0 } },
     lockout: { threshold: 50, durationS: 60 },
   });
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   for (const uid of ['fay', 'gil', 'hal'])
     await slapd.ldapModify(
       `dn: uid=${uid},${slapd.peopleDn}\nobjectClass: inetOrgPerson\nuid: ${uid}\ncn: ${uid}\nsn: New\nmail: ${uid}@${DOMAIN}\nuserPassword: ${PW}\n\n`,

@@ -7,15 +7,13 @@
  * mark moved past the groups it applied).
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { createClient } from '../apps/cloud/src/store/clients.ts';
 import { listGroups } from '../apps/cloud/src/store/groups.ts';
-import { getSyncRun, listSyncRuns, type SyncRun } from '../apps/cloud/src/store/sync-runs.ts';
-import { ROOT, runNode, waitFor } from './harness/children.ts';
+import { ROOT, runNode } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
 import { type Stack, startStack } from './harness/stack.ts';
@@ -59,10 +57,7 @@ before(async () => {
     agent: { sync: { deltaIntervalMinutes: 0 } },
   });
   f = pinnedFetch(stack.cloud.caCert);
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   ids = Object.fromEntries(
     (await listGroups(stack.cloud.ctx.db, stack.tenantId)).groups.map((x) => [x.name, x.id]),
   );
@@ -82,14 +77,7 @@ after(async () => {
   await slapd?.stop();
 });
 
-const syncRun = async (mode: 'full' | 'delta'): Promise<SyncRun> => {
-  const runId = randomUUID();
-  assert.ok(stack.cloud.gateway.requestSync(stack.tenantId, runId, mode), 'an agent took the request');
-  return waitFor(`${mode} run ${runId}`, async () => {
-    const r = await getSyncRun(stack.cloud.ctx.db, stack.tenantId, runId);
-    return r && r.status !== 'running' ? r : undefined;
-  });
-};
+const syncRun = (mode: 'full' | 'delta') => stack.syncRun(mode);
 
 /** The group names in a fresh, verified ID token of `user`. */
 const groupsOf = async (user: string): Promise<string[]> => {

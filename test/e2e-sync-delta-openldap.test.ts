@@ -6,12 +6,10 @@
  * from another server makes the requested delta a full run.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createClient } from '../apps/cloud/src/store/clients.ts';
-import { getSyncRun, listSyncRuns, type SyncRun } from '../apps/cloud/src/store/sync-runs.ts';
 import { waitFor } from './harness/children.ts';
 import { pinnedFetch } from './harness/pinned-fetch.ts';
 import { type SlapdInstance, startSlapd } from './harness/slapd.ts';
@@ -43,10 +41,7 @@ before(async () => {
     agent: { sync: { deltaIntervalMinutes: 0 } },
   });
   f = pinnedFetch(stack.cloud.caCert);
-  await waitFor('the first run to end', async () => {
-    const [run] = await listSyncRuns(stack.cloud.ctx.db, stack.tenantId);
-    return run?.status === 'succeeded';
-  });
+  await stack.firstSync();
   clientId = (
     await createClient(stack.cloud.ctx.db, stack.tenantId, {
       name: 'Refreshing',
@@ -63,14 +58,7 @@ after(async () => {
 });
 
 /** Asks the agent for a run and waits for its record to end. */
-const syncRun = async (mode: 'full' | 'delta'): Promise<SyncRun> => {
-  const runId = randomUUID();
-  assert.ok(stack.cloud.gateway.requestSync(stack.tenantId, runId, mode), 'an agent took the request');
-  return waitFor(`${mode} run ${runId}`, async () => {
-    const r = await getSyncRun(stack.cloud.ctx.db, stack.tenantId, runId);
-    return r && r.status !== 'running' ? r : undefined;
-  });
-};
+const syncRun = (mode: 'full' | 'delta') => stack.syncRun(mode);
 
 const token = async (body: Record<string, string>) => {
   const res = await f(`${stack.issuer}/token`, {

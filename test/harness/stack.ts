@@ -7,6 +7,7 @@
  * The cloud trusts X-Forwarded-For from loopback, so a suite can play clients at different networks.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import type { TimingMask } from '../../apps/cloud/src/signin/timing-mask.ts';
 import { createClient } from '../../apps/cloud/src/store/clients.ts';
 import { verifyDomain } from '../../apps/cloud/src/store/domains.ts';
 import { createRegistrationToken } from '../../apps/cloud/src/store/registration-tokens.ts';
+import { getSyncRun, listSyncRuns, type SyncRun } from '../../apps/cloud/src/store/sync-runs.ts';
 import { createTenant, updateSettings } from '../../apps/cloud/src/store/tenants.ts';
 import { type Child, ROOT, registerAgentCli, spawnNode, waitFor } from './children.ts';
 import { pinnedFetch } from './pinned-fetch.ts';
@@ -87,6 +89,10 @@ export interface Stack {
   ): Promise<{ status: number; code: string; html: string; ms: number }>;
   /** Sign-in log rows of the tenant, newest first. */
   signIns(): Promise<Array<Record<string, unknown>>>;
+  /** Waits until the tenant's latest sync run succeeded (the agent's first, after start). */
+  firstSync(): Promise<void>;
+  /** Asks an agent for a run (`mode`) and waits for its record to end. */
+  syncRun(mode: 'full' | 'delta', timeoutMs?: number): Promise<SyncRun>;
   startAgent(): Promise<Child>;
   stop(): Promise<void>;
 }
@@ -268,6 +274,25 @@ export const startStack = async (opts: StackOptions): Promise<Stack> => {
           .where('tenant_id', '=', tenantId)
           .orderBy('id', 'desc')
           .execute() as Promise<Array<Record<string, unknown>>>;
+      },
+      firstSync: async () => {
+        await waitFor('the first run to end', async () => {
+          const [run] = await listSyncRuns(db, tenantId);
+          return run?.status === 'succeeded';
+        });
+      },
+      syncRun: async (mode, timeoutMs = 60_000) => {
+        const runId = randomUUID();
+        if (!cloud.gateway.requestSync(tenantId, runId, mode))
+          throw new Error('no agent took the sync request');
+        return waitFor(
+          `${mode} run ${runId}`,
+          async () => {
+            const r = await getSyncRun(db, tenantId, runId);
+            return r && r.status !== 'running' ? r : undefined;
+          },
+          timeoutMs,
+        );
       },
       startAgent,
       stop,
