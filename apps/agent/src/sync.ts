@@ -136,7 +136,8 @@ export const collectUsers = async (
   return dir.withServiceClient(async (client, server) => {
     await before?.(client, server);
     const users: SyncedUser[] = [];
-    const seen = new Set<string>();
+    // Overlapping base DNs would list a user twice; one base DN cannot (100,000 anchors spared).
+    const seen = cfg.baseDns.length > 1 ? new Set<string>() : undefined;
     let skipped = 0;
     let domains: Map<string, string> | undefined;
     // Unreadable partitions leave onPremName as the bare sAMAccountName (set netbiosDomain then).
@@ -155,16 +156,16 @@ export const collectUsers = async (
         for (const e of page.searchEntries) {
           const u = toSyncedUser(e, cfg, domains);
           if (!u) skipped++;
-          else if (!seen.has(u.anchor)) {
-            // Overlapping base DNs would list a user twice.
-            seen.add(u.anchor);
+          else if (!seen?.has(u.anchor)) {
+            seen?.add(u.anchor);
             users.push(u);
           }
         }
       }
     }
     if (!cfg.syncGroups) return { users, skipped, server };
-    const byDn = new Map(users.map((u) => [normGroupDn(u.dn), u.anchor]));
+    const byDn = new Map<string, string>();
+    for (const u of users) byDn.set(normGroupDn(u.dn), u.anchor);
     const g = await collectGroups(client, cfg, byDn, {
       pageSize,
       netbios: (dn) => netbiosFor(dn, cfg, domains),

@@ -56,6 +56,18 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
+test('overlapping base DNs list each user once', async () => {
+  const cfg = loadAgentConfig({ configFile, env: {} });
+  const suffix = slapd.peopleDn.split(',').slice(1).join(',');
+  const dir = new Directory(
+    { ...cfg.directory, baseDns: [slapd.peopleDn, suffix] },
+    { backgroundProbe: false },
+  );
+  const r = await collectUsers(dir, cfg.sync.pageSize);
+  await dir.close();
+  assert.deepEqual(r.users.map((u) => u.onPremName).sort(), names);
+});
+
 test('the size limit is real: an unpaged search as the service account is cut short', async () => {
   const c = new Client({ url: slapd.url });
   await c.bind(slapd.serviceDn, slapd.servicePassword);
