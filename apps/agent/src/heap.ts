@@ -6,7 +6,7 @@
  * agent peaked at 260-310 MB. No V8 flag bounds that without a cost paid on every sign-in too
  * (`--heap-growing-percent`, `--optimize-for-size`) or a crash on a bigger directory
  * (`--max-old-space-size`). So while a run is in progress the heap is collected whenever it has
- * grown to GROWTH times what the last collection left (196 MB peak, 1.3-2.1 s more agent CPU a
+ * grown to GROWTH times what the last collection left (192-196 MB peak, 1.3-2.1 s more agent CPU a
  * full run: docs/benchmarks.md). Timers cannot fire inside a long synchronous loop, so those loops
  * call heapCheckpoint(). It needs `gc`, which the agent's service flags expose (`--expose-gc`,
  * AGENT_NODE_FLAGS); without it this does nothing.
