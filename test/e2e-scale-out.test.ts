@@ -33,6 +33,8 @@ const OTHER_DOMAIN = 'other.test';
 const CANARY = `Canary-${Math.random().toString(36).slice(2, 10)}-Pw9`;
 // One user per load worker: smart lockout counts a user's concurrent sign-ins against its threshold.
 const LOAD_USERS = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+/** Sign in once each the moment a node dies, beside the load. */
+const PROBE_USERS = ['p1', 'p2', 'p3'];
 const OTHER_USERS = ['v1', 'v2', 'v3'];
 const THRESHOLD = 2; // below the test directory's own pwdMaxFailure (3)
 
@@ -129,7 +131,7 @@ before(async () => {
     },
   };
   slapd = await startSlapd({
-    users: [...LOAD_USERS, 'bob', 'alice'].map((uid) => ({
+    users: [...LOAD_USERS, ...PROBE_USERS, 'bob', 'alice'].map((uid) => ({
       uid,
       cn: uid,
       mail: `${uid}@${DOMAIN}`,
@@ -160,7 +162,10 @@ before(async () => {
   }
   await waitFor('three active agents', async () => (await activeAgents()) === 3);
   await cli(env, 'settings', 'set', '--tenant', main.tenantId, '--pta', 'on');
-  await waitFor('the first sync', async () => (await count('users')) >= LOAD_USERS.length + 2);
+  await waitFor(
+    'the first sync',
+    async () => (await count('users')) >= LOAD_USERS.length + PROBE_USERS.length + 2,
+  );
 });
 
 after(async () => {
@@ -273,10 +278,13 @@ test('kill -9 of a cloud node holding every agent: 0 failed sign-ins on the surv
     grants.forget(nodeA);
   });
   alive = [nodeB];
+  // These start while no node holds an agent, so node B must hold them for the reconnection;
+  // the load's workers may all be waiting on requests relayed to node A just then.
+  const probes = Promise.all(PROBE_USERS.map((u) => signIn(nodeB, u)));
   await waitFor('agents 1 and 2 on node B', () => activeOn(nodeB) === 2, 20_000, 50);
   const backAt = Date.now();
   await sleep(2000);
-  const results = await load.stop();
+  const results = [...(await load.stop()), ...(await probes)];
   const onB = results.filter((r) => r.node === 'node-b');
   // Only the dead node's own connections may fail (the balancer's view: reset, not an answer).
   assert.deepEqual(
