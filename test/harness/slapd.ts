@@ -34,8 +34,6 @@ export interface SlapdOptions {
   bulkLdif?: string;
   /** The mdb map size (default 100 MiB; 100,000 users with their groups need more). */
   maxSizeMb?: number;
-  /** ppolicy's pwdMaxFailure (default 3). */
-  maxFailures?: number;
 }
 
 export interface SlapdInstance {
@@ -209,7 +207,7 @@ objectClass: pwdPolicy
 cn: default
 pwdAttribute: userPassword
 pwdLockout: TRUE
-pwdMaxFailure: ${opts.maxFailures ?? 3}
+pwdMaxFailure: 3
 pwdLockoutDuration: 0
 pwdFailureCountInterval: 0
 pwdMustChange: TRUE

@@ -5,6 +5,7 @@
  * afterwards; the context is frozen. Port 0 is allowed (tests): the ports are bound before the
  * config is final, so issuers and the gateway URL carry the real ones.
  */
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { registerAdmin } from './admin/index.ts';
@@ -85,6 +86,7 @@ const composeDispatch = async (
   ctx: CloudContext,
   listeners: Listeners,
   cleanup: Cleanup,
+  incarnation: string,
   bounds: StartOptions['gateway'] = {},
 ): Promise<{ gateway: Gateway; dispatcher: Dispatcher; router: ClusterRouter | undefined }> => {
   const { config } = ctx;
@@ -107,6 +109,7 @@ const composeDispatch = async (
       passwordFile: config.natsPasswordFile,
     },
     nodeId: config.nodeId,
+    incarnation,
     // Keyed by the deployment's secret key: every node has it, another deployment does not.
     clusterId: ctx.secrets.mac('cluster', 'nats-cluster-id').slice(0, 16),
     db: ctx.db,
@@ -125,16 +128,29 @@ const composeDispatch = async (
   return { gateway, dispatcher: r, router };
 };
 
+/**
+ * Whether the cloud process of an incarnation is gone, for lockout's in-flight counts: NATS knows
+ * in the scale-out shape; the embedded one is one process, so any other incarnation is a past one.
+ * PostgreSQL without NATS may have several processes nobody tracks: never.
+ */
+const livenessOf = (ctx: CloudContext, self: string, router: ClusterRouter | undefined) => {
+  if (router) return router.isGone;
+  if (/^postgres(ql)?:/.test(ctx.config.database ?? '')) return undefined;
+  return async (incarnation: string) => incarnation !== self;
+};
+
 /** The sign-in pipeline with smart lockout, whose locks are audited. */
 const composeAuthenticator = (
   ctx: CloudContext,
   dispatcher: Dispatcher,
   writes: GroupCommit,
+  liveness: { self: string; isGone?: (incarnation: string) => Promise<boolean> },
   timingMask: TimingMask | undefined,
 ): AuthenticatorService => {
   const { db, log } = ctx;
   const smart = createSmartLockout(db, ctx.secrets, ctx.now, {
     writes,
+    ...liveness,
     onError: (err) => log.warn({ err }, 'smart lockout sweep failed; retried in a minute'),
   });
   const lockout = smartLockoutPolicy(smart, (a, until) => {
@@ -199,11 +215,20 @@ export const startCloud = async (
     cleanup.push(() => listeners.close());
     const config = resolveAddresses(base, listeners);
     const ctx: CloudContext = Object.freeze({ config, db, log, secrets, tls, now: Date.now });
-    const { gateway, dispatcher, router } = await composeDispatch(ctx, listeners, cleanup, opts.gateway);
+    // This start's id: lockout counts name it, so that others can tell when this process is gone.
+    const incarnation = randomBytes(8).toString('hex');
+    const { gateway, dispatcher, router } = await composeDispatch(
+      ctx,
+      listeners,
+      cleanup,
+      incarnation,
+      opts.gateway,
+    );
     // One group commit for the sign-in path's writes: lockout settlement, the log, the OIDC saves.
     const writes = createGroupCommit(db, { log });
     cleanup.push(() => writes.flush());
-    const authenticator = composeAuthenticator(ctx, dispatcher, writes, opts.timingMask);
+    const liveness = { self: incarnation, isGone: livenessOf(ctx, incarnation, router) };
+    const authenticator = composeAuthenticator(ctx, dispatcher, writes, liveness, opts.timingMask);
     cleanup.push(() => authenticator.close());
     const retention = startRetention(
       { db, now: ctx.now, log },

@@ -106,6 +106,33 @@ export const suite = (name: string, open: () => Promise<{ db: Db; close: () => P
       assert.equal((await attempt('u7', 'right', {}, true)).kind, 'success');
     });
 
+    test('attempts counted in flight by a process that is gone free their slots at once', async () => {
+      const asked: string[] = [];
+      const isGone = async (incarnation: string) => {
+        asked.push(incarnation);
+        return incarnation === 'crashed';
+      };
+      const crashed = createSmartLockout(db, secrets, () => clock, { self: 'crashed' });
+      const running = createSmartLockout(db, secrets, () => clock, { self: 'running' });
+      const here = createSmartLockout(db, secrets, () => clock, { self: 'here', isGone });
+      const fill = async (by: typeof crashed, user: string, n: number) => {
+        for (let i = 0; i < n; i++)
+          assert.equal((await by.admit('t1', user, `lost${i}`, {}, settings, deadline())).kind, 'admit');
+      };
+      await fill(crashed, 'u11', settings.threshold);
+      const a = await here.admit('t1', 'u11', 'right', {}, settings, clock + 5_000);
+      assert.equal(a.kind, 'admit', "the crashed process's attempts are not in flight any more");
+      assert.deepEqual(asked, ['crashed']);
+      if (a.kind === 'admit') await here.settle(a.reservation, 'success', settings);
+      // A process that runs still holds its slots until it settles them.
+      await fill(running, 'u12', settings.threshold);
+      assert.equal((await here.admit('t1', 'u12', 'right', {}, settings, clock + 30)).kind, 'locked');
+      // Slots held by two processes, one of them gone: nobody can tell whose are whose, so they hold.
+      await fill(crashed, 'u13', 1);
+      await fill(running, 'u13', settings.threshold - 1);
+      assert.equal((await here.admit('t1', 'u13', 'right', {}, settings, clock + 30)).kind, 'locked');
+    });
+
     test('both locations together never send the directory more wrong passwords than it takes', async () => {
       // AD locks at 5 and forgets after 30 min: at most 4 wrong binds, every location together.
       const ad = { ...settings, directoryBudget: 4, directoryWindowS: 1800 };

@@ -415,6 +415,15 @@ const syncInterval: Migration = {
   },
 };
 
+const lockoutInFlightBy: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable('lockout_counters')
+      .addColumn('in_flight_by', 'text', (c) => c.notNull().defaultTo(''))
+      .execute();
+  },
+};
+
 const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
   getMigrations: async () => ({
     '0001_initial': initial(engine),
@@ -429,6 +438,7 @@ const provider = (engine: Engine, opts: MigrateOptions): MigrationProvider => ({
     '0010_payload_account': payloadAccount,
     '0011_jit_users': jitUsers,
     '0012_sync_interval': syncInterval,
+    '0013_lockout_in_flight_by': lockoutInFlightBy,
   }),
 });
 

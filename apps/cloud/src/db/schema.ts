@@ -160,6 +160,11 @@ export interface LockoutCounterTable {
   /** Attempts admitted and not yet settled; stale once `in_flight_until` has passed. */
   in_flight: number;
   in_flight_until: number;
+  /**
+   * The process (its incarnation id) that counted in every attempt now in flight, or '*' when
+   * more than one did: a single one that is gone means all of them are (lockout/rules.ts).
+   */
+  in_flight_by: Generated<string>;
   updated_at: number;
 }
 

@@ -21,6 +21,7 @@ import { activeAgentKeys } from '../store/agents.ts';
 import { type LocalAgents, startBalancer } from './balance.ts';
 import { type AgentDispatcher, DEFAULT_MAX_HELD } from './dispatcher.ts';
 import type { ClusterRevocation } from './index.ts';
+import { startLiveness } from './liveness.ts';
 import { type NatsSecurity, natsConnectOptions } from './nats.ts';
 import { type CloseDeleted, createNatsRevocation, revokeOverNats } from './revocation.ts';
 
@@ -38,6 +39,8 @@ export interface ClusterOptions {
   /** TLS with a pinned CA (never unverified), optional client certificate, optional user. */
   security?: NatsSecurity;
   nodeId: string;
+  /** This process's id for this start (lockout counts name it; liveness.ts answers for it). */
+  incarnation: string;
   /** The same on every node of this deployment and no other (NATS subjects shared by all nodes). */
   clusterId: string;
   db: Db;
@@ -67,6 +70,8 @@ export interface ClusterRouter extends Dispatcher {
   readonly revocation: ClusterRevocation;
   /** Whether this node is connected to NATS now (readiness). */
   connected(): boolean;
+  /** Whether the cloud process of that incarnation is gone (liveness.ts). */
+  isGone(incarnation: string): Promise<boolean>;
 }
 
 const enc = new TextEncoder();
@@ -103,6 +108,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     // Nothing new is sealed to a deleted agent's key once its deletion is announced.
     onDeleted: (tenantId) => keyCache.delete(tenantId),
   });
+  const liveness = startLiveness(nc, { clusterId: o.clusterId, incarnation: o.incarnation, log });
   let relayedInFlight = 0;
   let held = 0;
   const balancer = o.balance
@@ -317,6 +323,7 @@ export const createClusterRouter = async (o: ClusterOptions): Promise<ClusterRou
     },
     stopServing,
     connected: () => natsUp && !nc.isClosed(),
+    isGone: (incarnation) => liveness.isGone(incarnation),
     revocation: {
       watch: (agentId) => revocation.watch(agentId),
       unwatch: (agentId) => revocation.unwatch(agentId),

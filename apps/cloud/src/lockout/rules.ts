@@ -52,6 +52,8 @@ export interface CounterRow {
   lock_count: number;
   in_flight: number;
   in_flight_until: number;
+  /** Who counted in what is in flight: one process's incarnation id, '*' for several, '' unknown. */
+  in_flight_by: string;
   updated_at: number;
 }
 
@@ -84,8 +86,26 @@ export const networkOf = (ip: string): string => {
 export const lockDurationMs = (settings: LockoutSettings, lockCount: number): number =>
   Math.min(settings.durationS * 1000 * 2 ** Math.min(lockCount, MAX_DOUBLINGS), MAX_LOCK_MS);
 
-export const inFlightNow = (row: { in_flight: number; in_flight_until: number }, t: number): number =>
-  row.in_flight_until > t ? row.in_flight : 0;
+/**
+ * Attempts in flight on the row at `t`. None once their deadlines (and the slack) have passed, or
+ * when the one process that counted them all in is `gone` (it crashed: they died with it).
+ */
+export const inFlightNow = (
+  row: { in_flight: number; in_flight_until: number; in_flight_by?: string },
+  t: number,
+  gone?: ReadonlySet<string>,
+): number => (row.in_flight_until > t && !gone?.has(row.in_flight_by ?? '') ? row.in_flight : 0);
+
+/** Who holds the row's count once one more attempt of `self` is counted in. */
+export const holderAfter = (row: CounterRow | undefined, inFlight: number, self: string): string =>
+  inFlight === 0 || row?.in_flight_by === self ? self : '*';
+
+/** Processes that hold in-flight counts of these rows alone, other than `self`: maybe gone. */
+export const soleHolders = (rows: CounterRow[], t: number, self: string, gone: ReadonlySet<string>) =>
+  rows
+    .filter((r) => inFlightNow(r, t, gone) > 0)
+    .map((r) => r.in_flight_by)
+    .filter((by) => by !== '' && by !== '*' && by !== self);
 
 /** The counter has lapsed: read it as empty. */
 export const lapsed = (row: CounterRow, t: number): boolean =>
@@ -101,6 +121,7 @@ export const directoryBlock = (
   rows: CounterRow[],
   settings: LockoutSettings,
   t: number,
+  gone?: ReadonlySet<string>,
 ): { kind: 'locked'; until: number } | { kind: 'busy' } | null => {
   const budget = settings.directoryBudget;
   if (!budget) return null;
@@ -109,6 +130,6 @@ export const directoryBlock = (
   const newest = Math.max(0, ...live.filter((r) => r.failures > 0).map((r) => r.updated_at));
   const failed = newest > t - windowMs ? live.reduce((n, r) => n + r.failures, 0) : 0;
   if (failed >= budget) return { kind: 'locked', until: newest + windowMs };
-  const inFlight = rows.reduce((n, r) => n + inFlightNow(r, t), 0);
+  const inFlight = rows.reduce((n, r) => n + inFlightNow(r, t, gone), 0);
   return failed + inFlight >= budget ? { kind: 'busy' } : null;
 };

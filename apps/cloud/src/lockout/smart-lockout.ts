@@ -8,8 +8,9 @@
  * - Exact under concurrency: before a request is dispatched it counts itself in flight on the
  *   counter row; failures plus attempts in flight may never exceed the threshold, so N concurrent
  *   wrong passwords cost the directory exactly `threshold` binds. Counters live in the database, so
- *   every cloud node sees them. A node that dies leaves its count behind; it lapses once the latest
- *   deadline of the attempts counted (plus a margin) has passed.
+ *   every cloud node sees them. A node that dies leaves its count behind: released as soon as the
+ *   process that counted it is known to be gone (options.isGone), else once the latest deadline
+ *   of the attempts counted (plus a margin) has passed.
  * - The hot path is short: admitting is one transaction of three statements (where the user has
  *   signed in before, the counter row, counting in); a success is one statement more.
  * - Past the threshold, every further failure locks again, for twice as long each time (capped).
@@ -43,6 +44,7 @@ import {
 import {
   type Admission,
   directoryBlock,
+  holderAfter,
   IN_FLIGHT_SLACK_MS,
   inFlightNow,
   type LocationClass,
@@ -54,6 +56,7 @@ import {
   REPEAT_WINDOW_MS,
   type Reservation,
   type SettleResult,
+  soleHolders,
   UNKNOWN_PREFIX,
 } from './rules.ts';
 import { pruneLockout } from './sweep.ts';
@@ -75,12 +78,17 @@ const PRUNE_EVERY_MS = 60_000;
 /** Counter rows of unknown names kept per tenant; beyond it the least recently touched go first. */
 const MAX_UNKNOWN_NAMES = 100_000;
 
-type Busy = { kind: 'busy'; location: LocationClass };
+/** Every slot is held; `holders` are the other processes that alone hold some of them. */
+type Busy = { kind: 'busy'; location: LocationClass; holders?: string[] };
 /** This location has no counter row to lock yet (PostgreSQL). */
 type Missing = { kind: 'missing'; key: CounterKey };
 
 /** How often an attempt waiting for a free slot looks again. */
 const BUSY_WAIT_MS = 10;
+/** How often a waiting attempt asks again whether a process holding its slots is gone. */
+const ASK_GONE_MS = 500;
+/** Incarnations known to be gone, kept per process (a few per restart of a node). */
+const MAX_GONE = 1_000;
 
 export interface SmartLockoutOptions {
   /** Counter rows of unknown names kept per tenant (default 100,000). */
@@ -89,6 +97,13 @@ export interface SmartLockoutOptions {
   onError?: (err: unknown) => void;
   /** Where a success's settlement is written: the sign-in path's group commit (db/group-commit.ts). */
   writes?: GroupCommit;
+  /** This process's incarnation id, written beside the attempts it counts in (default: none). */
+  self?: string;
+  /**
+   * Whether the process of that incarnation is gone (crashed): its in-flight counts died with it
+   * and are released at once, not when their deadlines pass. Without it they wait for the deadline.
+   */
+  isGone?: (incarnation: string) => Promise<boolean>;
 }
 
 export interface SmartLockout {
@@ -122,6 +137,9 @@ interface Attempt {
   passwordMac: string;
   settings: LockoutSettings;
   deadline: number;
+  self: string;
+  /** Incarnations known to be gone: their counts are not in flight. */
+  gone: Set<string>;
 }
 
 const keysOf = (secrets: SecretBox, tenantId: string, userId: string, origin: Origin): string[] => {
@@ -143,7 +161,7 @@ const refusal = async (
   t: number,
 ): Promise<Admission | Busy | undefined> => {
   if (counter && counter.locked_until > t) return { kind: 'locked', location, until: counter.locked_until };
-  const directory = directoryBlock(rows, a.settings, t);
+  const directory = directoryBlock(rows, a.settings, t, a.gone);
   if (directory?.kind === 'locked') return { kind: 'locked', location, until: directory.until };
   if (directory?.kind === 'busy') return { kind: 'busy', location };
   const failures = counter?.failures ?? 0;
@@ -152,7 +170,7 @@ const refusal = async (
     return { kind: 'repeat', location };
   // Already past the threshold (a lock expired): one attempt at a time, each failure re-locks.
   const room = failures >= a.settings.threshold ? 1 : a.settings.threshold - failures;
-  if ((counter ? inFlightNow(counter, t) : 0) >= room) return { kind: 'busy', location };
+  if ((counter ? inFlightNow(counter, t, a.gone) : 0) >= room) return { kind: 'busy', location };
   return undefined;
 };
 
@@ -178,13 +196,13 @@ const admitIn = async (
   const stale = found !== undefined && lapsed(found, t);
   const counter = stale ? undefined : found;
   const refused = await refusal(tx, a, location, rows, counter, t);
+  if (refused?.kind === 'busy') return { ...refused, holders: soleHolders(rows, t, a.self, a.gone) };
   if (refused) return refused;
-  const inFlight = counter ? inFlightNow(counter, t) : 0;
-  const until = Math.max(
-    counter && counter.in_flight_until > t ? counter.in_flight_until : 0,
-    a.deadline + IN_FLIGHT_SLACK_MS,
-  );
-  await countIn(tx, k, { inFlight: inFlight + 1, until, t, reset: stale });
+  // Counts of a process that is gone read as none, and are overwritten here.
+  const inFlight = counter ? inFlightNow(counter, t, a.gone) : 0;
+  const until = Math.max(inFlight > 0 ? counter!.in_flight_until : 0, a.deadline + IN_FLIGHT_SLACK_MS);
+  const by = holderAfter(counter, inFlight, a.self);
+  await countIn(tx, k, { inFlight: inFlight + 1, until, by, t, reset: stale });
   const fresh = new Set(
     seen.filter((r) => t - r.last_success_at < FAMILIAR_REFRESH_MS).map((r) => r.key_hash),
   );
@@ -201,11 +219,20 @@ const admitIn = async (
   };
 };
 
-/** Admits, waiting while the slots left below the threshold are held by attempts still in flight. */
-const admitWaiting = async (db: Db, now: () => number, a: Attempt): Promise<Admission> => {
+/**
+ * Admits, waiting while the slots left below the threshold are held by attempts still in flight.
+ * Slots held by another process alone are asked about: if it is gone, they are free at once.
+ */
+const admitWaiting = async (
+  db: Db,
+  now: () => number,
+  a: Attempt,
+  isGone: SmartLockoutOptions['isGone'],
+): Promise<Admission> => {
   const postgres = locksRows(db);
   // Bounded by real time as well as the request's deadline, whatever clock `now` is.
   const giveUp = performance.now() + Math.max(0, a.deadline - now());
+  const asked = new Map<string, number>();
   for (;;) {
     const t = now();
     const r = await lockoutTransaction(db, (tx) => admitIn(tx, postgres, a, t));
@@ -214,11 +241,32 @@ const admitWaiting = async (db: Db, now: () => number, a: Attempt): Promise<Admi
       continue;
     }
     if (r.kind !== 'busy') return r;
+    if (isGone && (await foundGone(r.holders ?? [], asked, isGone, a.gone))) continue;
     // Wait for one to settle rather than refuse a user who may well have the right password.
     if (performance.now() + BUSY_WAIT_MS >= giveUp)
       return { kind: 'locked', location: r.location, until: a.deadline };
     await sleep(BUSY_WAIT_MS / 2 + Math.random() * BUSY_WAIT_MS);
   }
+};
+
+/** Asks about each holder at most every ASK_GONE_MS; true when one turned out to be gone. */
+const foundGone = async (
+  holders: string[],
+  asked: Map<string, number>,
+  isGone: (incarnation: string) => Promise<boolean>,
+  gone: Set<string>,
+): Promise<boolean> => {
+  let found = false;
+  for (const h of new Set(holders)) {
+    const at = performance.now();
+    if ((asked.get(h) ?? -Infinity) > at - ASK_GONE_MS) continue;
+    asked.set(h, at);
+    if (!(await isGone(h))) continue;
+    if (gone.size >= MAX_GONE) gone.delete(gone.values().next().value!);
+    gone.add(h);
+    found = true;
+  }
+  return found;
 };
 
 const settleSuccess = async (writes: GroupCommit, r: Reservation, t: number): Promise<SettleResult> => {
@@ -262,6 +310,8 @@ export const createSmartLockout = (
   options: SmartLockoutOptions = {},
 ): SmartLockout => {
   const maxUnknown = options.maxUnknownNames ?? MAX_UNKNOWN_NAMES;
+  const self = options.self ?? '';
+  const gone = new Set<string>();
   const writes = options.writes ?? directWrites(db);
   const prune = () => pruneLockout(db, now(), maxUnknown);
   let lastSweep = now();
@@ -286,7 +336,8 @@ export const createSmartLockout = (
       sweepSoon();
       const keys = keysOf(secrets, tenantId, userId, origin);
       const passwordMac = secrets.mac(`${tenantId}/${userId}/${password}`, 'lockout-bad-password');
-      return admitWaiting(db, now, { tenantId, userId, keys, passwordMac, settings, deadline });
+      const a = { tenantId, userId, keys, passwordMac, settings, deadline, self, gone };
+      return admitWaiting(db, now, a, options.isGone);
     },
     settle: (r, outcome, settings) => settle(db, writes, r, outcome, settings, now()),
     async unlock(tenantId, userId) {

@@ -18,6 +18,7 @@ export interface CounterState {
   lock_count: number;
   in_flight: number;
   in_flight_until: number;
+  in_flight_by: string;
   updated_at: number;
 }
 
@@ -42,6 +43,7 @@ const emptyCounter = (k: CounterKey) => ({
   locked_until: 0,
   in_flight: 0,
   in_flight_until: 0,
+  in_flight_by: '',
 });
 
 /** PostgreSQL locks counter rows explicitly; SQLite serialises whole transactions already. */
@@ -116,6 +118,7 @@ const countersOf = (forUpdate: boolean) =>
         'lock_count',
         'in_flight',
         'in_flight_until',
+        'in_flight_by',
         'updated_at',
       ])
       .where('tenant_id', '=', p.tenantId)
@@ -154,16 +157,23 @@ export const isRecentBadPassword = async (
   t: number,
 ): Promise<boolean> => (await recentBadPassword(db, { tenantId, userId, hash, t })).rows.length > 0;
 
-type CountIn = CounterKey & { inFlight: number; until: number; t: number };
+type CountIn = CounterKey & { inFlight: number; until: number; by: string; t: number };
 const countInAs = (reset: boolean) =>
   prepare((db: Db, p: CountIn) =>
     db
       .insertInto('lockout_counters')
-      .values({ ...emptyCounter(p), in_flight: 1, in_flight_until: p.until, updated_at: p.t })
+      .values({
+        ...emptyCounter(p),
+        in_flight: 1,
+        in_flight_until: p.until,
+        in_flight_by: p.by,
+        updated_at: p.t,
+      })
       .onConflict((oc) =>
         oc.columns(['tenant_id', 'user_id', 'location']).doUpdateSet({
           in_flight: p.inFlight,
           in_flight_until: p.until,
+          in_flight_by: p.by,
           updated_at: p.t,
           ...(reset ? { failures: 0, lock_count: 0, locked_until: 0 } : {}),
         }),
@@ -172,11 +182,14 @@ const countInAs = (reset: boolean) =>
 const countInKeep = countInAs(false);
 const countInReset = countInAs(true);
 
-/** Counts an attempt in (upsert); `reset` rewrites a lapsed counter as an empty one. */
+/**
+ * Counts an attempt in (upsert): the row's count and deadline become `inFlight` and `until`, and
+ * `by` who holds them. `reset` rewrites a lapsed counter as an empty one.
+ */
 export const countIn = async (
   db: Db,
   k: CounterKey,
-  c: { inFlight: number; until: number; t: number; reset: boolean },
+  c: { inFlight: number; until: number; by: string; t: number; reset: boolean },
 ): Promise<void> => {
   const p = { tenantId: k.tenantId, userId: k.userId, location: k.location, ...c };
   await (c.reset ? countInReset : countInKeep)(db, p);
