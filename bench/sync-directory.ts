@@ -152,6 +152,20 @@ export const startSyncDirectory = async (
   return kind === 'openldap' ? startOpenLdap(users, groups, work, say) : startSamba(users, groups, work, say);
 };
 
+/**
+ * A run that restores the test domain without holding the Samba lock swaps the bare snapshot in
+ * under the seed (seen once here: the agent's sync then failed with noSuchObject), so the seed's
+ * last user must be there before anything is timed.
+ */
+const seededOrThrow = async (url: string, admin: string, password: string, dn: string) => {
+  const args = ['-LLL', '-x', '-H', url, '-D', admin, '-w', password, '-b', dn, '-s', 'base', '1.1'];
+  try {
+    await promisify(execFile)('ldapsearch', args);
+  } catch {
+    throw new Error(`${dn} is not in the started DC: was the Samba snapshot restored by another run?`);
+  }
+};
+
 const startSamba = async (
   users: number,
   groups: number,
@@ -179,6 +193,7 @@ const startSamba = async (
       { maxBuffer: 16 * 1024 * 1024 },
     );
     await dc.start();
+    if (users > 0) await seededOrThrow(dc.url, dc.adminUpn, dc.adminPassword, `CN=bu${users - 1},${ou}`);
   } catch (err) {
     await dc.stop().catch(() => {});
     throw err;

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { type SyncedGroup, type SyncedUser, SyncedUser as SyncedUserSchema } from '@gatehouse/protocol';
 import type { Client, Entry } from 'ldapts';
 import type { DirectoryConfig } from './config.ts';
-import { collectGroups, normDn as normGroupDn } from './directory/groups.ts';
+import { close } from './directory/deadline.ts';
+import { collectGroups, type GroupsResult, normDn as normGroupDn } from './directory/groups.ts';
 import type { Directory } from './directory/index.ts';
 import { heapCheckpoint } from './heap.ts';
 import { writeFileAtomic } from './state.ts';
@@ -166,10 +167,19 @@ export const collectUsers = async (
     if (!cfg.syncGroups) return { users, skipped, server };
     const byDn = new Map<string, string>();
     for (const u of users) byDn.set(normGroupDn(u.dn), u.anchor);
-    const g = await collectGroups(client, cfg, byDn, {
-      pageSize,
-      netbios: (dn) => netbiosFor(dn, cfg, domains),
-    });
+    // The tokenGroups reads are most of an AD run's read, and a DC answers one connection's
+    // requests in turn (TOKEN_GROUPS_IN_FLIGHT); without a second one they all go over this one.
+    const more = cfg.kind === 'ad' ? await dir.extraServiceClient(server) : undefined;
+    let g: GroupsResult;
+    try {
+      g = await collectGroups(client, cfg, byDn, {
+        pageSize,
+        netbios: (dn) => netbiosFor(dn, cfg, domains),
+        ...(more ? { tokenGroupClients: [more] } : {}),
+      });
+    } finally {
+      close(more);
+    }
     for (const u of users) u.groups = g.memberships.get(u.anchor) ?? [];
     return {
       users,

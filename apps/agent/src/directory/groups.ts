@@ -214,7 +214,12 @@ export const collectGroups = async (
   client: Client,
   cfg: DirectoryConfig,
   users: Map<string, string>,
-  opts: { pageSize: number; netbios?: (dn: string) => string | undefined },
+  opts: {
+    pageSize: number;
+    netbios?: (dn: string) => string | undefined;
+    /** More connections to the same server for the tokenGroups reads (AD). */
+    tokenGroupClients?: Client[];
+  },
   read?: { entries: GroupEntry[]; skipped: number },
 ): Promise<GroupsResult> => {
   const { entries, skipped, local } = read
@@ -227,7 +232,10 @@ export const collectGroups = async (
       }
     : await readAndResolve(client, cfg, opts, users);
   const groups = entries.map((x) => x.group);
-  const memberships = cfg.kind === 'ad' ? await tokenGroupMemberships(client, groups, users, local) : local;
+  const memberships =
+    cfg.kind === 'ad'
+      ? await tokenGroupMemberships([client, ...(opts.tokenGroupClients ?? [])], groups, users, local)
+      : local;
   let truncated = 0;
   for (const [anchor, list] of memberships) {
     if (list.length > MAX_GROUPS_PER_USER) {
@@ -257,29 +265,59 @@ const rangedMembers = async (client: Client, dn: string, key: string): Promise<s
 };
 
 /**
- * AD: security groups from each user's tokenGroups (transitive, expanded by the DC), distribution
- * groups from the member lists (`local`), which tokenGroups never holds.
+ * tokenGroups reads in flight at once, spread over the connections given. One at a time, each
+ * waited a round trip and the agent's parse of the answer with the DC idle; a few pipelined keep
+ * it busy. Samba answers one connection's requests one after another in one process, so a second
+ * connection is what lets a second core of the DC work.
  */
-const tokenGroupMemberships = async (
-  client: Client,
+export const TOKEN_GROUPS_IN_FLIGHT = 4;
+
+/**
+ * AD: security groups from each user's tokenGroups (transitive, expanded by the DC), distribution
+ * groups from the member lists (`local`), which tokenGroups never holds. The first failed read
+ * fails the whole; no further reads start after it.
+ */
+export const tokenGroupMemberships = async (
+  clients: Client[],
   groups: SyncedGroup[],
   users: Map<string, string>,
   local: Map<string, string[]>,
+  inFlight = TOKEN_GROUPS_IN_FLIGHT,
 ): Promise<Map<string, string[]>> => {
   const bySid = new Map(groups.filter((g) => g.sid).map((g) => [g.sid!, g.anchor]));
   const distribution = new Set(groups.filter((g) => !g.security).map((g) => g.anchor));
+  // One iterator shared by the workers, so the 100,000 users are not copied once more.
+  const todo = users.entries();
+  const lists: string[][] = [];
+  let next = 0;
+  let failed = false;
+  const worker = async (w: number) => {
+    const client = clients[w % clients.length]!;
+    for (let t = todo.next(); !failed && !t.done; t = todo.next()) {
+      const i = next++;
+      const [dn, anchor] = t.value;
+      try {
+        const r = await client.search(dn, {
+          scope: 'base',
+          attributes: ['tokenGroups'],
+          explicitBufferAttributes: ['tokenGroups'],
+        });
+        const tg = r.searchEntries[0]?.tokenGroups;
+        const sids = (Array.isArray(tg) ? tg : tg ? [tg] : []).filter(Buffer.isBuffer).map(sidToString);
+        const found = new Set(sids.map((x) => (x ? bySid.get(x) : undefined)).filter((a) => a !== undefined));
+        for (const a of local.get(anchor) ?? []) if (distribution.has(a)) found.add(a);
+        lists[i] = [...found];
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const workers = Math.max(1, Math.min(inFlight, users.size));
+  await Promise.all(Array.from({ length: workers }, (_, w) => worker(w)));
+  // In the users' order, as the sequential read gave them.
   const out = new Map<string, string[]>();
-  for (const [dn, anchor] of users) {
-    const r = await client.search(dn, {
-      scope: 'base',
-      attributes: ['tokenGroups'],
-      explicitBufferAttributes: ['tokenGroups'],
-    });
-    const tg = r.searchEntries[0]?.tokenGroups;
-    const sids = (Array.isArray(tg) ? tg : tg ? [tg] : []).filter(Buffer.isBuffer).map(sidToString);
-    const found = new Set(sids.map((x) => (x ? bySid.get(x) : undefined)).filter((a) => a !== undefined));
-    for (const a of local.get(anchor) ?? []) if (distribution.has(a)) found.add(a);
-    out.set(anchor, [...found]);
-  }
+  let i = 0;
+  for (const anchor of users.values()) out.set(anchor, lists[i++]!);
   return out;
 };

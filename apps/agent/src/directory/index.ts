@@ -260,6 +260,14 @@ export class Directory {
     }
   }
 
+  /**
+   * Another service-account connection to `url` for the same long work, or undefined when it
+   * cannot be had; the caller closes it.
+   */
+  async extraServiceClient(url: string): Promise<Client | undefined> {
+    return this.#openService(url, this.cfg.timeoutMs).catch(() => undefined);
+  }
+
   /** A dedicated service-account connection for long work (sync), closed afterwards. */
   async withServiceClient<T>(fn: (c: Client, server: string) => Promise<T>): Promise<T> {
     const deadline = performance.now() + this.cfg.timeoutMs;
