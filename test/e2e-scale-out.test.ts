@@ -259,6 +259,17 @@ const ms = (xs: number[], q: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : 0;
 };
 
+/** kill -9 of node A, started again after the test whatever it finds; when it was killed. */
+const killNodeA = async (t: { after: (fn: () => Promise<void>) => void }) => {
+  const killedAt = Date.now();
+  await kill9(nodeA.child);
+  t.after(async () => {
+    nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
+    grants.forget(nodeA);
+  });
+  return killedAt;
+};
+
 test('kill -9 of a cloud node holding every agent: 0 failed sign-ins on the surviving node', {
   skip,
 }, async (t) => {
@@ -267,13 +278,7 @@ test('kill -9 of a cloud node holding every agent: 0 failed sign-ins on the surv
   let alive = [nodeA, nodeB];
   const load = startLoad(() => alive);
   await sleep(1500);
-  const killedAt = Date.now();
-  await kill9(nodeA.child);
-  // Back for the next test whatever this one finds.
-  t.after(async () => {
-    nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
-    grants.forget(nodeA);
-  });
+  const killedAt = await killNodeA(t);
   alive = [nodeB];
   // These start while no node holds an agent, so node B must hold them for the reconnection;
   // the load's workers may all be waiting on requests relayed to node A just then.
@@ -321,13 +326,7 @@ test('kill -9 of a node: a tenant whose agent is on the other node loses no sign
   const mainLoad = startLoad(() => alive);
   const otherLoad = grants.startLoad(() => alive, other, OTHER_USERS);
   await sleep(1500);
-  const killedAt = Date.now();
-  await kill9(nodeA.child);
-  // Back for the next test whatever this one finds.
-  t.after(async () => {
-    nodeA = await startNode(settings, secretKey, 'node-a', nodeA);
-    grants.forget(nodeA);
-  });
+  const killedAt = await killNodeA(t);
   alive = [nodeB];
   await sleep(2000);
   const mainResults = await mainLoad.stop();
