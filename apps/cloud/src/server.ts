@@ -31,6 +31,7 @@ import type { TimingMask } from './signin/timing-mask.ts';
 import type { Dispatcher } from './signin/types.ts';
 import { tenantsByActiveAgents } from './store/agents.ts';
 import { audit } from './store/audit.ts';
+import { locksRows } from './store/lockout.ts';
 import { recordServiceUrls } from './store/service-urls.ts';
 
 export interface RunningCloud {
@@ -135,7 +136,7 @@ const composeDispatch = async (
  */
 const livenessOf = (ctx: CloudContext, self: string, router: ClusterRouter | undefined) => {
   if (router) return router.isGone;
-  if (/^postgres(ql)?:/.test(ctx.config.database ?? '')) return undefined;
+  if (locksRows(ctx.db)) return undefined;
   return async (incarnation: string) => incarnation !== self;
 };
 

@@ -80,7 +80,7 @@ export const movesFor = (
 };
 
 /** A node id as one NATS subject token (ids are host names and pids: dots, maybe more). */
-const token = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, '_');
+export const token = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, '_');
 
 export const startBalancer = (nc: NatsConnection, o: BalancerOptions): Balancer => {
   const everyMs = o.everyMs ?? DEFAULT_BALANCE_MS;

@@ -7,6 +7,7 @@
  */
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
+import { token } from './balance.ts';
 
 const GONE_AFTER_MS = 3_000;
 const ASK_TIMEOUT_MS = 250;
@@ -19,7 +20,7 @@ export interface Liveness {
 }
 
 const subjectOf = (clusterId: string, incarnation: string) =>
-  `gatehouse.nodes.alive.${clusterId}.${incarnation.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  `gatehouse.nodes.alive.${clusterId}.${token(incarnation)}`;
 
 export const startLiveness = (
   nc: NatsConnection,
@@ -27,7 +28,10 @@ export const startLiveness = (
 ): Liveness => {
   nc.subscribe(subjectOf(o.clusterId, o.incarnation), {
     callback: (err, m) => {
-      if (!err) m.respond();
+      // A message without a reply subject, or a connection closing: nothing to answer, nothing to throw.
+      try {
+        if (!err) m.respond();
+      } catch {}
     },
   });
   const silentSince = new Map<string, number>();
